@@ -1,0 +1,102 @@
+"""Ports: what the service needs from storage and delivery, as Protocols.
+
+Adapters live in `doable.storage.*` (SQL, Dapr state) and `doable.events.*`.
+A unit of work is one atomic change: the task rows, the per-user id counter and
+the outbox events commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from doable.domain.events import TaskEvent
+from doable.domain.profile import Profile
+from doable.domain.query import TaskPage, TaskQuery
+from doable.domain.task import Task
+
+
+class TaskRepository(Protocol):
+    async def next_id(self, user_id: str) -> int:
+        """Allocate the user's next task id; ids are sequential and never reused."""
+        ...
+
+    async def get(self, user_id: str, task_id: int) -> Task | None: ...
+
+    async def add(self, task: Task) -> None: ...
+
+    async def update(self, task: Task) -> None:
+        """Store `task` (version already bumped); Conflict if version-1 is no longer current."""
+        ...
+
+    async def remove(self, task: Task) -> None:
+        """Delete `task`; Conflict if it changed since it was read."""
+        ...
+
+    async def count(self, user_id: str) -> int: ...
+
+    async def list(self, user_id: str, query: TaskQuery) -> TaskPage:
+        """One page (without next_cursor; the service computes it) and the filter's total."""
+        ...
+
+
+class ProfileRepository(Protocol):
+    async def get(self, user_id: str) -> Profile | None: ...
+
+    async def save(self, profile: Profile) -> None: ...
+
+
+class EventOutbox(Protocol):
+    async def add(self, event: TaskEvent) -> None:
+        """Record `event` in the same transaction as the change it describes."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    tasks: TaskRepository
+    profiles: ProfileRepository
+    events: EventOutbox
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Roll back anything not committed."""
+        ...
+
+    async def commit(self) -> None:
+        """Make every change of this unit visible at once; Conflict if a concurrent writer won."""
+        ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, write: bool = True) -> UnitOfWork:
+        """A fresh unit of work; `write=False` promises only reads (lets SQLite skip the write lock)."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    seq: int
+    event: TaskEvent
+    created_at: datetime
+    attempts: int
+
+
+class OutboxReader(Protocol):
+    """The relay's side of the outbox: read what is not yet published, then mark it."""
+
+    async def pending(self, limit: int = 100) -> list[OutboxRecord]: ...
+
+    async def mark_published(self, seqs: list[int]) -> None: ...
+
+    async def mark_failed(self, seqs: list[int]) -> None: ...
+
+    async def depth(self) -> int: ...
+
+    async def history(self, user_id: str, task_id: int | None = None, limit: int = 50) -> list[TaskEvent]:
+        """Recorded events of one user (optionally one task), newest first."""
+        ...

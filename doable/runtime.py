@@ -1,0 +1,96 @@
+"""The composition root: the one place that reads Settings and wires adapters to ports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from doable.auth import JwksCache, TokenVerifier, ensure_local_secret
+from doable.domain.clock import Clock, SystemClock
+from doable.logs import current_trace_id
+from doable.ports import OutboxReader
+from doable.service import Limits, TaskService
+from doable.settings import Settings
+from doable.storage.sql.engine import create_engine, migrate, ping
+from doable.storage.sql.repository import SqlOutboxReader, SqlUnitOfWorkFactory
+
+log = structlog.get_logger("doable.runtime")
+
+
+@dataclass
+class Runtime:
+    """Everything a process needs, built once per process (or per test)."""
+
+    settings: Settings
+    clock: Clock
+    service: TaskService
+    verifier: TokenVerifier
+    outbox: OutboxReader
+    signing_secret: str | None
+    _closers: list[Any] = field(default_factory=list)
+    _checks: dict[str, Any] = field(default_factory=dict)
+
+    async def readiness(self) -> dict[str, str]:
+        """Each backend's state, without details that could leak configuration."""
+        results: dict[str, str] = {}
+        for name, check in self._checks.items():
+            try:
+                await check()
+                results[name] = "ok"
+            except Exception as exc:  # any failure means "not ready"; the reason goes to the log only
+                log.warning("readiness.failed", check=name, error=type(exc).__name__)
+                results[name] = "unavailable"
+        return results
+
+    async def aclose(self) -> None:
+        for close in reversed(self._closers):
+            await close()
+
+
+async def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    """Wire the embedded/SQL adapter family and migrate the schema."""
+    clock = clock or SystemClock()
+    engine = create_engine(settings.effective_database_url)
+    await migrate(engine)
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    jwks = JwksCache(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+    if secret is None and jwks is None:
+        secret = ensure_local_secret(settings.data_dir)
+    verifier = TokenVerifier(
+        secret=None if jwks else secret,
+        jwks=jwks,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithms=settings.jwt_algorithms,
+        leeway_seconds=settings.jwt_leeway_seconds,
+    )
+    service = TaskService(
+        SqlUnitOfWorkFactory(engine),
+        clock,
+        limits=Limits(tasks_per_user=settings.tasks_per_user, reminders_per_task=settings.reminders_per_task),
+        trace_id=current_trace_id,
+    )
+    runtime = Runtime(
+        settings=settings,
+        clock=clock,
+        service=service,
+        verifier=verifier,
+        outbox=SqlOutboxReader(engine),
+        signing_secret=secret,
+    )
+    runtime._closers.append(engine.dispose)
+    runtime._checks["database"] = lambda: ping(engine)
+    return runtime
+
+
+@asynccontextmanager
+async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Runtime]:
+    runtime = await build(settings, clock=clock)
+    try:
+        yield runtime
+    finally:
+        await runtime.aclose()

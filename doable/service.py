@@ -1,0 +1,399 @@
+"""The task use cases. Every transport (MCP, REST, chat, workers) calls these.
+
+The service owns the transaction boundary (one unit of work per use case), the
+rules that need the user's timezone, and the events each change records.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+from doable.domain import recurrence as rec
+from doable.domain.clock import Clock, LocalCalendar, localize, start_of_day, zone
+from doable.domain.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
+from doable.domain.events import EventType, TaskEvent
+from doable.domain.profile import Profile
+from doable.domain.query import (
+    KEYWORD_MAX,
+    DEFAULT_DESCENDING,
+    Overdue,
+    TaskFilter,
+    TaskPage,
+    TaskQuery,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+)
+from doable.domain.task import (
+    REMINDERS_MAX,
+    Recurrence,
+    Reminder,
+    Task,
+    normalize_description,
+    normalize_tags,
+    normalize_title,
+    parse_priority,
+    validate_reminders,
+)
+from doable.inputs import ListRequest, NewTask, RecurrenceArg, RecurrenceIn, ReminderIn, TaskChanges
+from doable.ports import UnitOfWork, UnitOfWorkFactory
+
+T = TypeVar("T")
+
+_USER_ID = re.compile(r"^[A-Za-z0-9._:@|+-]{1,128}$")
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+CONFLICT_RETRIES = 8
+
+
+@dataclass(frozen=True)
+class Limits:
+    tasks_per_user: int = 100_000
+    reminders_per_task: int = REMINDERS_MAX
+
+
+def check_user_id(user_id: str) -> str:
+    if not isinstance(user_id, str) or not _USER_ID.match(user_id):
+        raise InvalidArgument("user_id", "must be 1-128 characters of letters, digits and . _ : @ | + -")
+    return user_id
+
+
+def parse_due(value: str, tz: ZoneInfo, field: str = "due") -> tuple[datetime, date | None]:
+    """(due instant, local date if all-day). Naive times are in the user's timezone."""
+    text = value.strip()
+    if _DATE_ONLY.match(text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise InvalidArgument(field, f"is not a real calendar date (got {value!r})") from None
+        return start_of_day(day, tz), day
+    return parse_instant(text, tz, field), None
+
+
+def parse_instant(value: str, tz: ZoneInfo, field: str) -> datetime:
+    text = value.strip()
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidArgument(
+            field, f"must be ISO 8601 like '2026-12-01', '2026-12-01T09:00' or '2026-12-01T09:00:00+01:00' (got {value!r})"
+        ) from None
+    if not 1970 <= parsed.year <= 9000:
+        raise InvalidArgument(field, "must be between the years 1970 and 9000")
+    if parsed.tzinfo is None:
+        return localize(parsed, tz)
+    return parsed.astimezone(UTC)
+
+
+class TaskService:
+    """Use cases over a unit of work. Knows nothing of HTTP, MCP, SQL or Dapr."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        clock: Clock,
+        *,
+        limits: Limits | None = None,
+        trace_id: Callable[[], str | None] = lambda: None,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._limits = limits or Limits()
+        self._trace_id = trace_id
+
+    # ---- plumbing -----------------------------------------------------------------------
+
+    async def _atomic(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """Run `work` in a unit of work, retrying when a concurrent writer won."""
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                async with self._uow() as uow:
+                    result = await work(uow)
+                    await uow.commit()
+                    return result
+            except Conflict:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _read(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        async with self._uow(write=False) as uow:
+            return await work(uow)
+
+    def _event(self, kind: EventType, task: Task) -> TaskEvent:
+        return TaskEvent.of(kind, task, at=self._clock.now(), trace_id=self._trace_id())
+
+    @staticmethod
+    async def _profile(uow: UnitOfWork, user_id: str) -> Profile:
+        return await uow.profiles.get(user_id) or Profile(user_id=user_id)
+
+    @staticmethod
+    async def _task(uow: UnitOfWork, user_id: str, task_id: int) -> Task:
+        if not isinstance(task_id, int) or isinstance(task_id, bool) or not 1 <= task_id <= 2**53:
+            raise NotFound(f"task {task_id} not found")
+        task = await uow.tasks.get(user_id, task_id)
+        if task is None:
+            raise NotFound(f"task {task_id} not found")
+        return task
+
+    def calendar(self, profile: Profile) -> LocalCalendar:
+        return LocalCalendar(now=self._clock.now(), tz=profile.tz)
+
+    # ---- profile ------------------------------------------------------------------------
+
+    async def get_profile(self, user_id: str) -> Profile:
+        check_user_id(user_id)
+        return await self._read(lambda uow: self._profile(uow, user_id))
+
+    async def set_timezone(self, user_id: str, timezone: str) -> Profile:
+        check_user_id(user_id)
+        zone(timezone)
+        profile = Profile(user_id=user_id, timezone=timezone, updated_at=self._clock.now())
+
+        async def work(uow: UnitOfWork) -> Profile:
+            await uow.profiles.save(profile)
+            return profile
+
+        return await self._atomic(work)
+
+    # ---- tasks --------------------------------------------------------------------------
+
+    async def add(self, user_id: str, new: NewTask) -> Task:
+        check_user_id(user_id)
+        title = normalize_title(new.title)
+        description = normalize_description(new.description)
+        priority = parse_priority(new.priority)
+        tags = normalize_tags(new.tags)
+
+        async def work(uow: UnitOfWork) -> Task:
+            profile = await self._profile(uow, user_id)
+            tz = profile.tz
+            due_at, due_date = parse_due(new.due, tz) if new.due is not None else (None, None)
+            reminders = self._reminders(new.reminders, tz, due_at)
+            recurrence = self._recurrence(new.recurrence, due_at)
+            if await uow.tasks.count(user_id) >= self._limits.tasks_per_user:
+                raise LimitExceeded("tasks", f"limit of {self._limits.tasks_per_user} tasks per user reached")
+            now = self._clock.now()
+            task_id = await uow.tasks.next_id(user_id)
+            task = Task(
+                user_id=user_id,
+                task_id=task_id,
+                title=title,
+                description=description,
+                priority=priority,
+                tags=tags,
+                due_at=due_at,
+                due_date=due_date,
+                reminders=reminders,
+                recurrence=recurrence,
+                series_id=f"{user_id}:{task_id}" if recurrence else None,
+                created_at=now,
+                updated_at=now,
+            )
+            await uow.tasks.add(task)
+            await uow.events.add(self._event(EventType.CREATED, task))
+            return task
+
+        return await self._atomic(work)
+
+    async def get(self, user_id: str, task_id: int) -> Task:
+        check_user_id(user_id)
+        return await self._read(lambda uow: self._task(uow, user_id, task_id))
+
+    async def update(self, user_id: str, task_id: int, changes: TaskChanges) -> Task:
+        check_user_id(user_id)
+        given = changes.model_fields_set
+        if not given:
+            raise InvalidArgument("changes", "must name at least one field to update")
+        if "title" in given and changes.title is None:
+            raise InvalidArgument("title", "cannot be cleared")
+        if "priority" in given and changes.priority is None:
+            changes = changes.model_copy(update={"priority": "none"})
+        title = normalize_title(changes.title) if changes.title is not None else None
+        description = normalize_description(changes.description) if "description" in given else None
+        tags = normalize_tags(changes.tags) if "tags" in given else None
+        priority = parse_priority(changes.priority) if "priority" in given else None
+
+        async def work(uow: UnitOfWork) -> Task:
+            task = await self._task(uow, user_id, task_id)
+            tz = (await self._profile(uow, user_id)).tz
+            update: dict[str, object] = {"updated_at": self._clock.now()}
+            if title is not None:
+                update["title"] = title
+            if description is not None:
+                update["description"] = description
+            if tags is not None:
+                update["tags"] = tags
+            if priority is not None:
+                update["priority"] = priority
+            due_at, due_date = task.due_at, task.due_date
+            if "due" in given:
+                due_at, due_date = parse_due(changes.due, tz) if changes.due is not None else (None, None)
+                update["due_at"], update["due_date"] = due_at, due_date
+            reminders = task.reminders
+            if "reminders" in given:
+                reminders = self._reminders(changes.reminders, tz, due_at)
+            else:
+                # Keep existing reminders; an offset reminder needs the due date to stay.
+                reminders = validate_reminders(reminders, due_at, self._limits.reminders_per_task)
+            update["reminders"] = reminders
+            recurrence = task.recurrence
+            if "recurrence" in given:
+                recurrence = self._recurrence(changes.recurrence, due_at)
+            elif recurrence is not None:
+                if due_at is None:
+                    raise InvalidArgument("due", "cannot be cleared while the task repeats; clear recurrence too")
+                if "due" in given:
+                    recurrence = Recurrence(rule=recurrence.rule, start=due_at)
+            update["recurrence"] = recurrence
+            if recurrence is not None and task.series_id is None:
+                update["series_id"] = f"{user_id}:{task.task_id}"
+            updated = task.evolve(**update)
+            await uow.tasks.update(updated)
+            await uow.events.add(self._event(EventType.UPDATED, updated))
+            return updated
+
+        return await self._atomic(work)
+
+    async def complete(self, user_id: str, task_id: int) -> Task:
+        return await self._set_completed(user_id, task_id, True)
+
+    async def reopen(self, user_id: str, task_id: int) -> Task:
+        return await self._set_completed(user_id, task_id, False)
+
+    async def _set_completed(self, user_id: str, task_id: int, done: bool) -> Task:
+        check_user_id(user_id)
+
+        async def work(uow: UnitOfWork) -> Task:
+            task = await self._task(uow, user_id, task_id)
+            if task.completed == done:
+                # Idempotent: completing a completed task records nothing new.
+                return task
+            now = self._clock.now()
+            changed = task.evolve(completed=done, completed_at=now if done else None, updated_at=now)
+            await uow.tasks.update(changed)
+            await uow.events.add(self._event(EventType.COMPLETED if done else EventType.REOPENED, changed))
+            return changed
+
+        return await self._atomic(work)
+
+    async def delete(self, user_id: str, task_id: int) -> Task:
+        check_user_id(user_id)
+
+        async def work(uow: UnitOfWork) -> Task:
+            task = await self._task(uow, user_id, task_id)
+            await uow.tasks.remove(task)
+            await uow.events.add(self._event(EventType.DELETED, task))
+            return task
+
+        return await self._atomic(work)
+
+    async def list(self, user_id: str, request: ListRequest) -> tuple[TaskPage, LocalCalendar]:
+        """A page of tasks, and the user's calendar the relative filters were resolved in."""
+        check_user_id(user_id)
+
+        async def work(uow: UnitOfWork) -> tuple[TaskPage, LocalCalendar]:
+            cal = self.calendar(await self._profile(uow, user_id))
+            query = self.build_query(request, cal)
+            # One extra row tells whether another page exists without a second query.
+            page = await uow.tasks.list(user_id, replace(query, limit=query.limit + 1))
+            tasks = page.tasks[: query.limit]
+            next_cursor = encode_cursor(query, tasks[-1]) if len(page.tasks) > query.limit else None
+            return TaskPage(tasks=tasks, total=page.total, next_cursor=next_cursor), cal
+
+        return await self._read(work)
+
+    def build_query(self, req: ListRequest, cal: LocalCalendar) -> TaskQuery:
+        tz = cal.tz
+        due_from = parse_instant(req.due_after, tz, "due_after") if req.due_after else None
+        due_to = parse_instant(req.due_before, tz, "due_before") if req.due_before else None
+        if req.due_after and _DATE_ONLY.match(req.due_after.strip()):
+            due_from = parse_due(req.due_after, tz, "due_after")[0]
+        if req.due_before and _DATE_ONLY.match(req.due_before.strip()):
+            # "before 2026-12-01" means before that day starts.
+            due_to = parse_due(req.due_before, tz, "due_before")[0]
+        has_due: bool | None = None
+        overdue: Overdue | None = None
+        window = req.due
+        if window == "overdue":
+            overdue = Overdue(now=cal.now, today=cal.today)
+        elif window == "today":
+            due_from, due_to = _narrow(due_from, due_to, cal.day_bounds(cal.today))
+        elif window == "tomorrow":
+            due_from, due_to = _narrow(due_from, due_to, cal.day_bounds(cal.today + timedelta(days=1)))
+        elif window == "this_week":
+            due_from, due_to = _narrow(due_from, due_to, cal.week_bounds())
+        elif window == "next_7_days":
+            start, _ = cal.day_bounds(cal.today)
+            due_from, due_to = _narrow(due_from, due_to, (start, cal.day_bounds(cal.today + timedelta(days=6))[1]))
+        elif window == "none":
+            has_due = False
+        elif window == "any":
+            has_due = True
+        keyword = None
+        if req.search is not None:
+            keyword = req.search.strip().casefold()
+            if "\x00" in keyword or len(keyword) > KEYWORD_MAX:
+                raise InvalidArgument("search", f"must be at most {KEYWORD_MAX} characters of text")
+            keyword = keyword or None
+        tags = normalize_tags(req.tags) if req.tags else ()
+        flt = TaskFilter(
+            status=req.status,
+            priorities=frozenset(parse_priority(p) for p in req.priority or ()),
+            tags_any=tags if req.tags_mode == "any" else (),
+            tags_all=tags if req.tags_mode == "all" else (),
+            due_from=due_from,
+            due_to=due_to,
+            has_due=has_due,
+            overdue=overdue,
+            keyword=keyword,
+        )
+        descending = DEFAULT_DESCENDING[req.sort] if req.order is None else req.order == "desc"
+        query = TaskQuery(filter=flt, sort=req.sort, descending=descending, limit=check_limit(req.limit))
+        if req.cursor:
+            query = replace(query, after=decode_cursor(req.cursor, query))
+        return query
+
+    # ---- rules needing the user's timezone ---------------------------------------------
+
+    def _reminders(self, given: list[ReminderIn] | None, tz: ZoneInfo, due_at: datetime | None) -> tuple[Reminder, ...]:
+        if not given:
+            return ()
+        if len(given) > self._limits.reminders_per_task:
+            raise InvalidArgument("reminders", f"at most {self._limits.reminders_per_task} reminders per task")
+        parsed: list[Reminder] = []
+        for i, r in enumerate(given):
+            field = f"reminders[{i}]"
+            if (r.at is None) == (r.minutes_before is None):
+                raise InvalidArgument(field, "needs exactly one of 'at' (ISO datetime) or 'minutes_before'")
+            if r.at is not None:
+                parsed.append(Reminder(at=parse_instant(r.at, tz, f"{field}.at")))
+            else:
+                parsed.append(Reminder(minutes_before=r.minutes_before))
+        return validate_reminders(tuple(parsed), due_at, self._limits.reminders_per_task)
+
+    @staticmethod
+    def _recurrence(given: RecurrenceArg | None, due_at: datetime | None) -> Recurrence | None:
+        if given is None:
+            return None
+        if due_at is None:
+            raise InvalidArgument("recurrence", "needs a due date (the first occurrence)")
+        spec = given if isinstance(given, RecurrenceIn) else RecurrenceIn(rule=given)
+        if spec.count is not None and not 1 <= spec.count <= rec.MAX_COUNT:
+            raise InvalidArgument("recurrence.count", f"must be between 1 and {rec.MAX_COUNT}")
+        rule = rec.compile_rule(spec.rule, count=spec.count, until=spec.until)
+        return Recurrence(rule=rule, start=due_at)
+
+
+def _narrow(
+    lo: datetime | None, hi: datetime | None, window: tuple[datetime, datetime]
+) -> tuple[datetime, datetime]:
+    start = max(lo, window[0]) if lo else window[0]
+    end = min(hi, window[1]) if hi else window[1]
+    return start, end

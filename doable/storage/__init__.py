@@ -1,0 +1,1 @@
+"""Storage adapters: SQL (SQLite, PostgreSQL) and Dapr state."""

@@ -1,0 +1,1 @@
+"""The SQL adapter family: SQLModel on SQLAlchemy async; SQLite (aiosqlite) or PostgreSQL (asyncpg)."""

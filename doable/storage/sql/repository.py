@@ -1,0 +1,306 @@
+"""The SQL unit of work and its repositories."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from doable.domain.errors import Conflict, Unavailable
+from doable.domain.events import TaskEvent
+from doable.domain.profile import Profile
+from doable.domain.query import SortField, TaskPage, TaskQuery, micros, no_due_sentinel, search_text
+from doable.domain.task import Task
+from doable.ports import OutboxRecord
+from doable.storage.sql.schema import OutboxRow, ProfileRow, TaskRow, TaskTagRow, UserCounterRow
+
+tasks_t = TaskRow.__table__
+tags_t = TaskTagRow.__table__
+counters_t = UserCounterRow.__table__
+profiles_t = ProfileRow.__table__
+outbox_t = OutboxRow.__table__
+
+
+def _row_values(task: Task) -> dict[str, Any]:
+    return {
+        "user_id": task.user_id,
+        "task_id": task.task_id,
+        "completed": task.completed,
+        "priority_rank": task.priority.rank,
+        "title_key": task.title.casefold(),
+        "search_text": search_text(task.title, task.description),
+        "due_us": micros(task.due_at) if task.due_at else None,
+        "due_date": task.due_date.isoformat() if task.due_date else None,
+        "created_us": micros(task.created_at),
+        "updated_us": micros(task.updated_at),
+        "series_id": task.series_id,
+        "version": task.version,
+        "data": task.model_dump_json(),
+    }
+
+
+def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+class SqlTasks:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def next_id(self, user_id: str) -> int:
+        stmt = _insert(self._conn, counters_t).values(user_id=user_id, last_task_id=1)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[counters_t.c.user_id], set_={"last_task_id": counters_t.c.last_task_id + 1}
+        ).returning(counters_t.c.last_task_id)
+        return int((await self._conn.execute(stmt)).scalar_one())
+
+    async def get(self, user_id: str, task_id: int) -> Task | None:
+        stmt = sa.select(tasks_t.c.data).where(tasks_t.c.user_id == user_id, tasks_t.c.task_id == task_id)
+        data = (await self._conn.execute(stmt)).scalar_one_or_none()
+        return Task.model_validate_json(data) if data is not None else None
+
+    async def add(self, task: Task) -> None:
+        try:
+            result = await self._conn.execute(sa.insert(tasks_t).values(**_row_values(task)).returning(tasks_t.c.pk))
+        except IntegrityError:
+            raise Conflict(f"task {task.task_id} already exists") from None
+        await self._write_tags(result.scalar_one(), task)
+
+    async def update(self, task: Task) -> None:
+        stmt = (
+            sa.update(tasks_t)
+            .where(
+                tasks_t.c.user_id == task.user_id,
+                tasks_t.c.task_id == task.task_id,
+                tasks_t.c.version == task.version - 1,
+            )
+            .values(**_row_values(task))
+            .returning(tasks_t.c.pk)
+        )
+        pk = (await self._conn.execute(stmt)).scalar_one_or_none()
+        if pk is None:
+            raise Conflict(f"task {task.task_id} was changed concurrently")
+        await self._conn.execute(sa.delete(tags_t).where(tags_t.c.task_pk == pk))
+        await self._write_tags(pk, task)
+
+    async def remove(self, task: Task) -> None:
+        stmt = sa.delete(tasks_t).where(
+            tasks_t.c.user_id == task.user_id, tasks_t.c.task_id == task.task_id, tasks_t.c.version == task.version
+        )
+        if (await self._conn.execute(stmt)).rowcount != 1:
+            raise Conflict(f"task {task.task_id} was changed concurrently")
+
+    async def count(self, user_id: str) -> int:
+        stmt = sa.select(sa.func.count()).select_from(tasks_t).where(tasks_t.c.user_id == user_id)
+        return int((await self._conn.execute(stmt)).scalar_one())
+
+    async def _write_tags(self, pk: int, task: Task) -> None:
+        if task.tags:
+            await self._conn.execute(
+                sa.insert(tags_t), [{"task_pk": pk, "tag": tag, "user_id": task.user_id} for tag in task.tags]
+            )
+
+    async def list(self, user_id: str, query: TaskQuery) -> TaskPage:
+        where = self._where(user_id, query)
+        key = self._sort_expr(query)
+        page = sa.select(tasks_t.c.data).where(*where)
+        if query.after is not None:
+            ref = sa.tuple_(sa.literal(query.after.value), sa.literal(query.after.task_id))
+            pair = sa.tuple_(key, tasks_t.c.task_id)
+            page = page.where(pair < ref if query.descending else pair > ref)
+        direction = sa.desc if query.descending else sa.asc
+        page = page.order_by(direction(key), direction(tasks_t.c.task_id)).limit(query.limit)
+        rows = (await self._conn.execute(page)).scalars().all()
+        total = (await self._conn.execute(sa.select(sa.func.count()).select_from(tasks_t).where(*where))).scalar_one()
+        return TaskPage(tasks=[Task.model_validate_json(r) for r in rows], total=int(total), next_cursor=None)
+
+    @staticmethod
+    def _sort_expr(query: TaskQuery) -> sa.ColumnElement[Any]:
+        if query.sort is SortField.DUE:
+            return sa.func.coalesce(tasks_t.c.due_us, no_due_sentinel(query.descending))
+        return {
+            SortField.PRIORITY: tasks_t.c.priority_rank,
+            SortField.TITLE: tasks_t.c.title_key,
+            SortField.CREATED: tasks_t.c.created_us,
+            SortField.UPDATED: tasks_t.c.updated_us,
+        }[query.sort]
+
+    def _where(self, user_id: str, query: TaskQuery) -> list[sa.ColumnElement[bool]]:
+        f = query.filter
+        c = tasks_t.c
+        where: list[sa.ColumnElement[bool]] = [c.user_id == user_id]
+        if f.status == "pending":
+            where.append(c.completed.is_(False))
+        elif f.status == "completed":
+            where.append(c.completed.is_(True))
+        if f.priorities:
+            where.append(c.priority_rank.in_(sorted(p.rank for p in f.priorities)))
+        if f.tags_any:
+            where.append(c.pk.in_(sa.select(tags_t.c.task_pk).where(tags_t.c.user_id == user_id, tags_t.c.tag.in_(f.tags_any))))
+        for tag in f.tags_all:
+            where.append(c.pk.in_(sa.select(tags_t.c.task_pk).where(tags_t.c.user_id == user_id, tags_t.c.tag == tag)))
+        if f.has_due is True:
+            where.append(c.due_us.is_not(None))
+        elif f.has_due is False:
+            where.append(c.due_us.is_(None))
+        if f.due_from is not None:
+            where.append(c.due_us >= micros(f.due_from))
+        if f.due_to is not None:
+            where.append(c.due_us < micros(f.due_to))
+        if f.overdue is not None:
+            where.append(c.completed.is_(False))
+            where.append(
+                sa.or_(
+                    sa.and_(c.due_date.is_(None), c.due_us < micros(f.overdue.now)),
+                    sa.and_(c.due_date.is_not(None), c.due_date < f.overdue.today.isoformat()),
+                )
+            )
+        if f.keyword:
+            where.append(self._keyword(f.keyword))
+        if f.series_id is not None:
+            where.append(c.series_id == f.series_id)
+        return where
+
+    def _keyword(self, keyword: str) -> sa.ColumnElement[bool]:
+        c = tasks_t.c
+        if self._conn.dialect.name == "postgresql":
+            escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            return c.search_text.like(f"%{escaped}%", escape="\\")
+        exact = sa.func.instr(c.search_text, keyword) > 0
+        if len(keyword) < 3:
+            return exact
+        phrase = '"' + keyword.replace('"', '""') + '"'
+        indexed = c.pk.in_(sa.text("SELECT rowid FROM task_search WHERE task_search MATCH :phrase").bindparams(phrase=phrase))
+        return sa.and_(indexed, exact)
+
+
+class SqlProfiles:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def get(self, user_id: str) -> Profile | None:
+        stmt = sa.select(profiles_t.c.data).where(profiles_t.c.user_id == user_id)
+        data = (await self._conn.execute(stmt)).scalar_one_or_none()
+        return Profile.model_validate_json(data) if data is not None else None
+
+    async def save(self, profile: Profile) -> None:
+        stmt = _insert(self._conn, profiles_t).values(user_id=profile.user_id, data=profile.model_dump_json())
+        await self._conn.execute(stmt.on_conflict_do_update(index_elements=[profiles_t.c.user_id], set_={"data": stmt.excluded.data}))
+
+
+class SqlOutbox:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add(self, event: TaskEvent) -> None:
+        await self._conn.execute(
+            sa.insert(outbox_t).values(
+                event_id=event.event_id,
+                user_id=event.user_id,
+                task_id=event.task_id,
+                created_us=micros(event.timestamp),
+                published=False,
+                attempts=0,
+                payload=event.model_dump_json(),
+            )
+        )
+
+
+class SqlUnitOfWork:
+    """One transaction. SQLite write units take the write lock at BEGIN."""
+
+    def __init__(self, engine: AsyncEngine, *, write: bool = True) -> None:
+        self._engine = engine
+        self._write = write
+        self._conn: AsyncConnection | None = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            conn = await self._engine.connect()
+            if self._write:
+                conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+            await conn.begin()
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise Unavailable("the database is unavailable; try again shortly") from exc
+        self._conn = conn
+        self.tasks = SqlTasks(conn)
+        self.profiles = SqlProfiles(conn)
+        self.events = SqlOutbox(conn)
+        return self
+
+    async def commit(self) -> None:
+        assert self._conn is not None
+        try:
+            await self._conn.commit()
+        except IntegrityError:
+            raise Conflict("a concurrent change won; retry") from None
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._conn is not None
+        try:
+            if self._conn.in_transaction():
+                await self._conn.rollback()
+        finally:
+            await self._conn.close()
+        if isinstance(exc, OperationalError | OSError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+            raise Unavailable("the database is unavailable; try again shortly") from exc
+
+
+class SqlUnitOfWorkFactory:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    def __call__(self, *, write: bool = True) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine, write=write)
+
+
+class SqlOutboxReader:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def pending(self, limit: int = 100) -> list[OutboxRecord]:
+        stmt = sa.select(outbox_t).where(outbox_t.c.published.is_(False)).order_by(outbox_t.c.seq).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [
+            OutboxRecord(
+                seq=r["seq"],
+                event=TaskEvent.model_validate_json(r["payload"]),
+                created_at=datetime.fromtimestamp(r["created_us"] / 1e6, UTC),
+                attempts=r["attempts"],
+            )
+            for r in rows
+        ]
+
+    async def mark_published(self, seqs: list[int]) -> None:
+        if seqs:
+            async with self._engine.begin() as conn:
+                await conn.execute(sa.update(outbox_t).where(outbox_t.c.seq.in_(seqs)).values(published=True))
+
+    async def mark_failed(self, seqs: list[int]) -> None:
+        if seqs:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    sa.update(outbox_t).where(outbox_t.c.seq.in_(seqs)).values(attempts=outbox_t.c.attempts + 1)
+                )
+
+    async def depth(self) -> int:
+        stmt = sa.select(sa.func.count()).select_from(outbox_t).where(outbox_t.c.published.is_(False))
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def history(self, user_id: str, task_id: int | None = None, limit: int = 50) -> list[TaskEvent]:
+        stmt = sa.select(outbox_t.c.payload).where(outbox_t.c.user_id == user_id)
+        if task_id is not None:
+            stmt = stmt.where(outbox_t.c.task_id == task_id)
+        stmt = stmt.order_by(outbox_t.c.seq.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).scalars().all()
+        return [TaskEvent.model_validate_json(p) for p in rows]

@@ -1,0 +1,1 @@
+"""The HTTP transport: FastAPI app with MCP, REST, health and metrics."""

@@ -1,0 +1,89 @@
+"""Builds the API process's ASGI app: REST, MCP (streamable HTTP at /mcp), health and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.transport_security import TransportSecuritySettings
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from doable.runtime import Runtime
+from doable.web import errors
+from doable.web.middleware import BodyLimit, RequestContext
+from doable.web.tasks import router as tasks_router
+from mcp_server.identity import McpTokenVerifier, from_http_token
+from mcp_server.server import build_mcp
+
+
+def public_url(runtime: Runtime) -> str:
+    s = runtime.settings
+    return (s.public_url or f"http://{'127.0.0.1' if s.host in ('0.0.0.0', '::') else s.host}:{s.port}").rstrip("/")
+
+
+def _transport_security(runtime: Runtime) -> TransportSecuritySettings:
+    hosts = runtime.settings.allowed_hosts
+    if "*" in hosts:
+        # Behind a load balancer the Host varies; the bearer token is the guard there.
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=[])
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The API app for `runtime`. Build a new one per process or test (MCP's session manager runs once)."""
+    base = public_url(runtime)
+    mcp = build_mcp(
+        runtime.service,
+        from_http_token,
+        verifier=McpTokenVerifier(runtime.verifier),
+        auth=AuthSettings(issuer_url=base, resource_server_url=f"{base}/mcp", validate_token_resource=False),
+    )
+    mcp_app = mcp.streamable_http_app(
+        streamable_http_path="/mcp",
+        stateless_http=True,
+        json_response=True,
+        transport_security=_transport_security(runtime),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # A mounted app's own lifespan never runs; the MCP session manager must run here.
+        async with mcp.session_manager.run():
+            yield
+
+    app = FastAPI(
+        title="Doable",
+        version="0.1.0",
+        description="Tasks for people and their AI agents. Bearer JWT required on /api and /mcp.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    app.include_router(tasks_router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "A backend is unavailable"}})
+    async def readyz(request: Request) -> JSONResponse:
+        """Every backend this process needs is reachable."""
+        checks = await request.app.state.runtime.readiness()
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # Last, at the root, so the protected-resource metadata lands at
+    # /.well-known/oauth-protected-resource/mcp as MCP clients expect.
+    app.mount("/", mcp_app)
+    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(RequestContext)
+    return app
+

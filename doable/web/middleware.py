@@ -1,0 +1,105 @@
+"""ASGI middleware (pure ASGI so streaming responses pass through untouched)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from doable.logs import trace_id_from
+from doable.metrics import HTTP_LATENCY
+
+log = structlog.get_logger("doable.http")
+
+
+class RequestContext:
+    """Binds request id and trace id (from W3C traceparent, as Dapr passes it) to every log line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        structlog.contextvars.clear_contextvars()
+        request_id = headers.get("x-request-id", "")[:64] or secrets.token_hex(8)
+        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id_from(headers.get("traceparent")))
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = _route_template(scope)
+            elapsed = time.perf_counter() - started
+            HTTP_LATENCY.labels(method=scope["method"], route=route, status=str(status)).observe(elapsed)
+            if route not in ("/healthz", "/readyz", "/metrics"):
+                log.info("http.request", method=scope["method"], route=route, status=status, ms=round(elapsed * 1000, 2))
+
+
+def _route_template(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None) or getattr(route, "path_format", None)
+    if path:
+        return str(path)
+    raw = str(scope.get("path", ""))
+    # Unmatched paths are bounded to a few known prefixes so labels cannot explode.
+    for prefix in ("/mcp", "/api", "/chatkit", "/.well-known"):
+        if raw.startswith(prefix):
+            return prefix
+    return "other"
+
+
+class BodyLimit:
+    """Refuse bodies over `max_bytes` with 413 before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", []):
+            if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _too_large(send, self.max_bytes)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(send, self.max_bytes)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = f'{{"error":"payload_too_large","message":"request body must be at most {limit} bytes"}}'.encode()
+    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})

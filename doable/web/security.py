@@ -1,0 +1,23 @@
+"""The bearer-token dependency for REST routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from doable.auth import Identity, InvalidToken
+from doable.logs import bind
+
+
+async def authenticated(request: Request) -> Identity:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("missing bearer token")
+    identity = await request.app.state.runtime.verifier.verify(token.strip())
+    bind(user_id=identity.user_id)
+    return identity
+
+
+CurrentUser = Annotated[Identity, Depends(authenticated)]

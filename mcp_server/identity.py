@@ -1,0 +1,58 @@
+"""Who is calling a tool: the verified token's subject, never a tool argument."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+
+from doable.auth import InvalidToken, TokenVerifier
+from doable.domain.errors import DoableError
+
+UserResolver = Callable[[], str]
+
+
+class PermissionDenied(DoableError):
+    code = "permission_denied"
+
+
+def from_http_token() -> str:
+    token = get_access_token()
+    if token is None or not token.subject:
+        raise PermissionDenied("no authenticated user")
+    return token.subject
+
+
+def fixed_user(user_id: str) -> UserResolver:
+    """stdio and in-process clients: the user was settled when the server was built."""
+    return lambda: user_id
+
+
+def resolve_user(resolver: UserResolver, claimed: str | None) -> str:
+    """The caller's user id; a `user_id` argument (kept for spec compatibility) must match it."""
+    user = resolver()
+    if claimed is not None and claimed != user:
+        raise PermissionDenied("user_id does not match the authenticated user; omit user_id")
+    return user
+
+
+class McpTokenVerifier:
+    """Adapts Doable's verifier to the MCP SDK's TokenVerifier protocol (None = rejected -> 401)."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        try:
+            identity = await self._verifier.verify(token)
+        except InvalidToken:
+            return None
+        return AccessToken(
+            token=token,
+            client_id=str(identity.claims.get("azp") or identity.claims.get("client_id") or "doable"),
+            scopes=str(identity.claims.get("scope", "")).split(),
+            expires_at=identity.claims.get("exp"),
+            subject=identity.user_id,
+            claims=identity.claims,
+        )
