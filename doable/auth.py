@@ -16,6 +16,7 @@ import httpx2
 import jwt
 
 from doable.domain.errors import Unavailable
+from doable.settings import Settings
 
 ASYMMETRIC = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 SYMMETRIC = {"HS256", "HS384", "HS512"}
@@ -32,9 +33,9 @@ class Identity:
     token: str
 
 
-def ensure_local_secret(data_dir: Path) -> str:
-    """The embedded-mode signing secret, created once (0600) so `serve` and `token` agree."""
-    path = data_dir / "jwt-secret"
+def ensure_local_secret(data_dir: Path, name: str = "jwt-secret") -> str:
+    """The embedded-mode signing secret `name`, created once (0600) so `serve` and `token` agree."""
+    path = data_dir / name
     if path.exists():
         return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -47,7 +48,9 @@ def ensure_local_secret(data_dir: Path) -> str:
 class JwksCache:
     """Keys from a JWKS URL, fetched asynchronously, refreshed on an unknown `kid` (key rotation)."""
 
-    def __init__(self, url: str, *, client: httpx2.AsyncClient | None = None, min_refresh_seconds: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, client: httpx2.AsyncClient | None = None, min_refresh_seconds: float = 30.0
+    ) -> None:
         self._url = url
         self._client = client
         self._keys: dict[str, jwt.PyJWK] = {}
@@ -165,6 +168,52 @@ def mint(
     claims = {"sub": user_id, "iss": issuer, "aud": audience, "iat": now, "nbf": now, "exp": now + ttl_seconds}
     claims.update(extra or {})
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class ServiceTokens:
+    """Short-lived HS256 tokens that one Doable component mints for a user and another verifies.
+
+    The chat agent calls the MCP server with these (audience `mcp_token_audience`), so the
+    MCP tools act for the signed-in user without the model ever choosing a user id. The
+    audience differs from user tokens', so a service token is never accepted by REST.
+    """
+
+    def __init__(self, secret: str, *, issuer: str, audience: str, ttl_seconds: int, leeway_seconds: int = 30) -> None:
+        self._secret = secret
+        self._issuer = issuer
+        self.audience = audience
+        self.ttl_seconds = ttl_seconds
+        self.verifier = TokenVerifier(
+            secret=secret, issuer=issuer, audience=audience, algorithms=["HS256"], leeway_seconds=leeway_seconds
+        )
+
+    def mint(self, user_id: str, *, scope: str = "tasks") -> str:
+        return mint(
+            self._secret,
+            user_id=user_id,
+            issuer=self._issuer,
+            audience=self.audience,
+            ttl_seconds=self.ttl_seconds,
+            extra={"scope": scope, "azp": "doable-chat"},
+        )
+
+
+def service_tokens(settings: Settings, signing_secret: str | None) -> ServiceTokens:
+    """Service tokens signed with DOABLE_INTERNAL_TOKEN_SECRET, else the user-token secret; with a
+    JWKS (no shared secret) and no internal secret configured, one generated under data_dir."""
+    if settings.internal_token_secret is not None:
+        secret = settings.internal_token_secret.get_secret_value()
+    elif signing_secret is not None:
+        secret = signing_secret
+    else:
+        secret = ensure_local_secret(settings.data_dir, "internal-token-secret")
+    return ServiceTokens(
+        secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.mcp_token_audience,
+        ttl_seconds=settings.mcp_token_ttl_seconds,
+        leeway_seconds=settings.jwt_leeway_seconds,
+    )
 
 
 def parse_ttl(text: str) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import structlog
 
 from doable import logs
+from doable.domain.errors import DoableError
 from doable.settings import Settings
 
 log = structlog.get_logger("doable.cli")
@@ -127,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             asyncio.run(_migrate(settings))
     except KeyboardInterrupt:
         pass
+    except DoableError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

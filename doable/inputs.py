@@ -60,7 +60,9 @@ class NewTask(BaseModel):
     tags: Annotated[list[str] | None, Field(max_length=100, description="Up to 20 labels, e.g. ['work'].")] = None
     due: DueText | None = None
     reminders: Annotated[list[ReminderIn] | None, Field(max_length=100)] = None
-    recurrence: Annotated[RecurrenceArg | None, Field(description="Preset/RRULE string or object; needs a due date.")] = None
+    recurrence: Annotated[
+        RecurrenceArg | None, Field(description="Preset/RRULE string or object; needs a due date.")
+    ] = None
 
 
 class TaskChanges(BaseModel):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from doable.auth import JwksCache, TokenVerifier, ensure_local_secret
 from doable.domain.clock import Clock, SystemClock
@@ -31,6 +32,9 @@ class Runtime:
     verifier: TokenVerifier
     outbox: OutboxReader
     signing_secret: str | None
+    # The SQL engine when this runtime stores in SQL; the chat Store adapter is chosen from it
+    # (agent.store.build_chat_store), so building a runtime never imports the chat stack.
+    sql_engine: AsyncEngine | None = None
     _closers: list[Any] = field(default_factory=list)
     _checks: dict[str, Any] = field(default_factory=dict)
 
@@ -54,7 +58,7 @@ class Runtime:
 async def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     """Wire the embedded/SQL adapter family and migrate the schema."""
     clock = clock or SystemClock()
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(settings.effective_database_url, schema=settings.database_schema)
     await migrate(engine)
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     jwks = JwksCache(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
@@ -81,6 +85,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         verifier=verifier,
         outbox=SqlOutboxReader(engine),
         signing_secret=secret,
+        sql_engine=engine,
     )
     runtime._closers.append(engine.dispose)
     runtime._checks["database"] = lambda: ping(engine)

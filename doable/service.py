@@ -19,8 +19,8 @@ from doable.domain.errors import Conflict, InvalidArgument, LimitExceeded, NotFo
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.profile import Profile
 from doable.domain.query import (
-    KEYWORD_MAX,
     DEFAULT_DESCENDING,
+    KEYWORD_MAX,
     Overdue,
     TaskFilter,
     TaskPage,
@@ -82,7 +82,8 @@ def parse_instant(value: str, tz: ZoneInfo, field: str) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidArgument(
-            field, f"must be ISO 8601 like '2026-12-01', '2026-12-01T09:00' or '2026-12-01T09:00:00+01:00' (got {value!r})"
+            field,
+            f"must be ISO 8601 like '2026-12-01', '2026-12-01T09:00' or '2026-12-01T09:00:00+01:00' (got {value!r})",
         ) from None
     if not 1970 <= parsed.year <= 9000:
         raise InvalidArgument(field, "must be between the years 1970 and 9000")
@@ -391,9 +392,7 @@ class TaskService:
         return Recurrence(rule=rule, start=due_at)
 
 
-def _narrow(
-    lo: datetime | None, hi: datetime | None, window: tuple[datetime, datetime]
-) -> tuple[datetime, datetime]:
+def _narrow(lo: datetime | None, hi: datetime | None, window: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
     start = max(lo, window[0]) if lo else window[0]
     end = min(hi, window[1]) if hi else window[1]
     return start, end

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     runtime: Literal["embedded", "dapr"] = Field("embedded", description="Adapter family: embedded (SQLite, in-process) or dapr.")
     data_dir: Path = Field(default_factory=default_data_dir, description="Where embedded mode keeps its SQLite file and secrets.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite under data_dir. postgres:// works too.")
+    database_schema: str | None = Field(None, description="PostgreSQL schema to use (search_path); default the server's.")
     host: str = Field("127.0.0.1", description="Bind address of `doable serve`.")
     port: int = Field(8000, description="Port of `doable serve`.")
     public_url: str | None = Field(None, description="External base URL (MCP auth metadata, console links).")
@@ -40,6 +41,32 @@ class Settings(BaseSettings):
     reminders_per_task: int = Field(10, description="Quota of reminders per task.")
     max_body_bytes: int = Field(1_048_576, description="Largest accepted request body.")
     allowed_hosts: list[str] = Field(["*"], description="Host headers the MCP endpoint accepts (DNS-rebinding protection).")
+
+    # Chat (agent/): the model, and how the agent reaches the MCP tools.
+    model: str = Field("gpt-5.6-luna", description="Chat model name (OpenAI, or the one your OPENAI_BASE_URL server serves).")
+    model_api: Literal["auto", "responses", "chat_completions"] = Field(
+        "auto", description="auto = Responses API for OpenAI, Chat Completions when OPENAI_BASE_URL is set."
+    )
+    openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("openai_api_key", "doable_openai_api_key"),
+        description="OPENAI_API_KEY: enables chat with OpenAI (optional for OPENAI_BASE_URL servers).",
+    )
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("openai_base_url", "doable_openai_base_url"),
+        description="OPENAI_BASE_URL: an OpenAI-compatible server (Ollama, vLLM, LM Studio), e.g. http://localhost:11434/v1.",
+    )
+    openai_tracing: bool = Field(False, description="Export Agents SDK traces to OpenAI (needs OPENAI_API_KEY).")
+    chat_history_tokens: int = Field(8000, ge=500, description="Token budget of thread history sent to the model per turn.")
+    chat_message_max_chars: int = Field(4000, ge=1, description="Longest accepted chat message.")
+    chat_max_turns: int = Field(12, ge=1, le=50, description="Most model calls (tool round trips) per chat turn.")
+    mcp_url: str | None = Field(None, description="MCP endpoint the chat agent calls; default this process's own /mcp on loopback.")
+    mcp_token_audience: str = Field("doable-mcp", description="`aud` of the short-lived tokens the chat agent mints for MCP.")
+    mcp_token_ttl_seconds: int = Field(300, ge=30, le=3600, description="Lifetime of those tokens.")
+    internal_token_secret: SecretStr | None = Field(
+        None, description="HS256 secret for those tokens; default the JWT secret, else generated under data_dir."
+    )
 
     @field_validator("port")
     @classmethod

@@ -90,7 +90,9 @@ def task_view(task: Task, tz: ZoneInfo) -> TaskView:
         due=due,
         all_day=task.all_day,
         reminders=[
-            ReminderView(at=local(r.at, tz), minutes_before=r.minutes_before, fires_at=local(r.fire_at(task.due_at), tz))
+            ReminderView(
+                at=local(r.at, tz), minutes_before=r.minutes_before, fires_at=local(r.fire_at(task.due_at), tz)
+            )
             for r in task.reminders
         ],
         recurrence=RecurrenceView(rule=task.recurrence.rule, summary=rec.describe(task.recurrence.rule))

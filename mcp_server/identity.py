@@ -38,16 +38,25 @@ def resolve_user(resolver: UserResolver, claimed: str | None) -> str:
 
 
 class McpTokenVerifier:
-    """Adapts Doable's verifier to the MCP SDK's TokenVerifier protocol (None = rejected -> 401)."""
+    """Adapts Doable's verifier to the MCP SDK's TokenVerifier protocol (None = rejected -> 401).
 
-    def __init__(self, verifier: TokenVerifier) -> None:
+    Accepts user tokens (`verifier`) and, when `internal` is given, the short-lived tokens the
+    chat agent mints for the MCP audience (see doable.auth.ServiceTokens)."""
+
+    def __init__(self, verifier: TokenVerifier, *, internal: TokenVerifier | None = None) -> None:
         self._verifier = verifier
+        self._internal = internal
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
             identity = await self._verifier.verify(token)
         except InvalidToken:
-            return None
+            if self._internal is None:
+                return None
+            try:
+                identity = await self._internal.verify(token)
+            except InvalidToken:
+                return None
         return AccessToken(
             token=token,
             client_id=str(identity.claims.get("azp") or identity.claims.get("client_id") or "doable"),

@@ -15,7 +15,7 @@ import structlog
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from doable.domain.errors import DoableError
@@ -40,19 +40,44 @@ R = TypeVar("R")
 
 # The raw `arguments` of the current tools/call, so update_task can tell an explicit null (clear)
 # from an omitted field (keep). Set by _RawArguments, an MCP server middleware.
-_raw_arguments: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("mcp_raw_arguments", default={})
+_raw_arguments: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("mcp_raw_arguments", default=None)
 
 
 class _RawArguments:
+    """Keeps the raw arguments for the tool, and refuses arguments the tool does not have
+    (the SDK would silently drop them, and a model should learn it misspelled a field)."""
+
+    def __init__(self) -> None:
+        self.server: MCPServer[Any] | None = None
+        self._params: dict[str, set[str]] | None = None
+
+    async def _known(self, tool: str) -> set[str] | None:
+        if self._params is None and self.server is not None:
+            self._params = {t.name: set(t.input_schema.get("properties", {})) for t in await self.server.list_tools()}
+        return (self._params or {}).get(tool)
+
     async def __call__(self, ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
-        if getattr(ctx, "method", None) == "tools/call" and isinstance(getattr(ctx, "params", None), dict):
-            args = ctx.params.get("arguments")
-            token = _raw_arguments.set(dict(args) if isinstance(args, dict) else {})
-            try:
-                return await call_next(ctx)
-            finally:
-                _raw_arguments.reset(token)
-        return await call_next(ctx)
+        if getattr(ctx, "method", None) != "tools/call" or not isinstance(getattr(ctx, "params", None), dict):
+            return await call_next(ctx)
+        args = ctx.params.get("arguments")
+        args = dict(args) if isinstance(args, dict) else {}
+        known = await self._known(str(ctx.params.get("name")))
+        if known is not None and (unknown := sorted(set(args) - known)):
+            return CallToolResult(
+                content=[
+                    TextContent(
+                        type="text",
+                        text=f"invalid_argument: unknown argument(s) {', '.join(unknown)}; "
+                        f"allowed: {', '.join(sorted(known))}",
+                    )
+                ],
+                is_error=True,
+            )
+        token = _raw_arguments.set(args)
+        try:
+            return await call_next(ctx)
+        finally:
+            _raw_arguments.reset(token)
 
 
 def _tool_errors(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
@@ -105,13 +130,15 @@ def build_mcp(
     auth: AuthSettings | None = None,
 ) -> MCPServer[Any]:
     """An MCP server whose tools act for the user that `user()` resolves (token subject or a fixed user)."""
+    raw_arguments = _RawArguments()
     mcp: MCPServer[Any] = MCPServer(
         "doable",
         instructions=INSTRUCTIONS,
         token_verifier=verifier,
         auth=auth,
-        middleware=[_RawArguments()],
+        middleware=[raw_arguments],
     )
+    raw_arguments.server = mcp
 
     async def tz_of(user_id: str) -> Any:
         return (await service.get_profile(user_id)).tz
@@ -213,7 +240,9 @@ def build_mcp(
             "recurrence": recurrence,
         }
         raw = _raw_arguments.get()
-        given = {k: v for k, v in values.items() if k in raw} if raw else {k: v for k, v in values.items() if v is not None}
+        given = (
+            {k: v for k, v in values.items() if k in raw} if raw else {k: v for k, v in values.items() if v is not None}
+        )
         task = await service.update(uid, task_id, TaskChanges(**given))
         return task_result(task, "updated", await tz_of(uid))
 

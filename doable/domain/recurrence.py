@@ -8,7 +8,7 @@ instants, so a 09:00 task stays at 09:00 across daylight-saving changes.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from dateutil import rrule as du
@@ -34,8 +34,19 @@ _PRESETS: dict[str, str] = {
 _EVERY_N = re.compile(r"^every\s+(\d{1,3})\s+(day|week|month|year)s?$")
 _UNIT_FREQ = {"day": "DAILY", "week": "WEEKLY", "month": "MONTHLY", "year": "YEARLY"}
 _ALLOWED_PARTS = {
-    "FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "BYMONTHDAY", "BYMONTH",
-    "BYSETPOS", "BYYEARDAY", "BYWEEKNO", "WKST", "BYHOUR", "BYMINUTE",
+    "FREQ",
+    "INTERVAL",
+    "COUNT",
+    "UNTIL",
+    "BYDAY",
+    "BYMONTHDAY",
+    "BYMONTH",
+    "BYSETPOS",
+    "BYYEARDAY",
+    "BYWEEKNO",
+    "WKST",
+    "BYHOUR",
+    "BYMINUTE",
 }
 _FREQS = {"DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
 PRESET_HELP = (
@@ -84,7 +95,9 @@ def _parse_parts(body: str) -> dict[str, str]:
         if not sep or not value:
             raise InvalidArgument(FIELD, PRESET_HELP)
         if key not in _ALLOWED_PARTS:
-            raise InvalidArgument(FIELD, f"does not support RRULE part {key!r}; allowed: {', '.join(sorted(_ALLOWED_PARTS))}")
+            raise InvalidArgument(
+                FIELD, f"does not support RRULE part {key!r}; allowed: {', '.join(sorted(_ALLOWED_PARTS))}"
+            )
         if key in parts:
             raise InvalidArgument(FIELD, f"repeats RRULE part {key}")
         parts[key] = value
@@ -146,8 +159,8 @@ def occurrences_after(
     if all_day:
         start_wall = datetime.combine(start_wall.date(), time())
     parsed = _rule_for(rule, start_wall)
-    if parsed._until is not None:  # noqa: SLF001 - dateutil keeps UNTIL as naive wall time
-        parsed = parsed.replace(until=datetime.combine(parsed._until.date(), time.max))  # noqa: SLF001
+    if parsed._until is not None:
+        parsed = parsed.replace(until=datetime.combine(parsed._until.date(), time.max))
     after_wall = after.astimezone(tz).replace(tzinfo=None)
     found: list[datetime] = []
     cursor = after_wall
@@ -165,8 +178,9 @@ def occurrences_after(
     return found
 
 
-def next_occurrence(rule: str, *, start: datetime, after: datetime, tz: ZoneInfo, all_day: bool = False) -> datetime | None:
+def next_occurrence(
+    rule: str, *, start: datetime, after: datetime, tz: ZoneInfo, all_day: bool = False
+) -> datetime | None:
     """The first occurrence strictly after `after`, or None when the series has ended."""
     nxt = occurrences_after(rule, start=start, after=after, tz=tz, all_day=all_day, limit=1)
     return nxt[0] if nxt else None
-

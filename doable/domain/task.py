@@ -126,14 +126,14 @@ def _check_text(value: str, field: str, allow_newlines: bool) -> str:
 
 
 def normalize_title(value: str) -> str:
-    title = _check_text(value, "title", allow_newlines=False).strip()
+    title = _check_text(value.strip(), "title", allow_newlines=False)
     if not 1 <= len(title) <= TITLE_MAX:
         raise InvalidArgument("title", f"must be 1-{TITLE_MAX} characters after trimming (got {len(title)})")
     return title
 
 
 def normalize_description(value: str | None) -> str:
-    text = _check_text(value or "", "description", allow_newlines=True).strip()
+    text = _check_text((value or "").strip(), "description", allow_newlines=True)
     if len(text) > DESCRIPTION_MAX:
         raise InvalidArgument("description", f"must be at most {DESCRIPTION_MAX} characters (got {len(text)})")
     return text
@@ -147,7 +147,7 @@ def normalize_tags(values: list[str] | tuple[str, ...] | None) -> tuple[str, ...
     for raw in values:
         if not isinstance(raw, str):
             raise InvalidArgument("tags", "must be a list of strings")
-        tag = _check_text(raw, "tags", allow_newlines=False).strip().lower().lstrip("#")
+        tag = _check_text(raw.strip(), "tags", allow_newlines=False).lower().lstrip("#")
         if not 1 <= len(tag) <= TAG_MAX:
             raise InvalidArgument("tags", f"each tag must be 1-{TAG_MAX} characters (got {raw!r})")
         if any(ch.isspace() or ch in ",&|()" for ch in tag):
@@ -167,7 +167,9 @@ def parse_priority(value: str | None) -> Priority:
         raise InvalidArgument("priority", "must be one of none, low, medium, high") from None
 
 
-def validate_reminders(reminders: tuple[Reminder, ...], due_at: datetime | None, limit: int = REMINDERS_MAX) -> tuple[Reminder, ...]:
+def validate_reminders(
+    reminders: tuple[Reminder, ...], due_at: datetime | None, limit: int = REMINDERS_MAX
+) -> tuple[Reminder, ...]:
     if len(reminders) > limit:
         raise InvalidArgument("reminders", f"at most {limit} reminders per task (got {len(reminders)})")
     unique: dict[str, Reminder] = {}
@@ -176,6 +178,8 @@ def validate_reminders(reminders: tuple[Reminder, ...], due_at: datetime | None,
             if due_at is None:
                 raise InvalidArgument("reminders", "an offset reminder needs a due date; give 'at' instead")
             if not 0 <= r.minutes_before <= REMINDER_OFFSET_MAX_MINUTES:
-                raise InvalidArgument("reminders.minutes_before", f"must be between 0 and {REMINDER_OFFSET_MAX_MINUTES}")
+                raise InvalidArgument(
+                    "reminders.minutes_before", f"must be between 0 and {REMINDER_OFFSET_MAX_MINUTES}"
+                )
         unique.setdefault(r.key, r)
     return tuple(unique.values())

@@ -28,7 +28,9 @@ class RequestContext:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         structlog.contextvars.clear_contextvars()
         request_id = headers.get("x-request-id", "")[:64] or secrets.token_hex(8)
-        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id_from(headers.get("traceparent")))
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, trace_id=trace_id_from(headers.get("traceparent"))
+        )
         started = time.perf_counter()
         status = 500
 
@@ -47,7 +49,9 @@ class RequestContext:
             elapsed = time.perf_counter() - started
             HTTP_LATENCY.labels(method=scope["method"], route=route, status=str(status)).observe(elapsed)
             if route not in ("/healthz", "/readyz", "/metrics"):
-                log.info("http.request", method=scope["method"], route=route, status=status, ms=round(elapsed * 1000, 2))
+                log.info(
+                    "http.request", method=scope["method"], route=route, status=status, ms=round(elapsed * 1000, 2)
+                )
 
 
 def _route_template(scope: Scope) -> str:

@@ -141,7 +141,9 @@ class SqlTasks:
         if f.priorities:
             where.append(c.priority_rank.in_(sorted(p.rank for p in f.priorities)))
         if f.tags_any:
-            where.append(c.pk.in_(sa.select(tags_t.c.task_pk).where(tags_t.c.user_id == user_id, tags_t.c.tag.in_(f.tags_any))))
+            where.append(
+                c.pk.in_(sa.select(tags_t.c.task_pk).where(tags_t.c.user_id == user_id, tags_t.c.tag.in_(f.tags_any)))
+            )
         for tag in f.tags_all:
             where.append(c.pk.in_(sa.select(tags_t.c.task_pk).where(tags_t.c.user_id == user_id, tags_t.c.tag == tag)))
         if f.has_due is True:
@@ -175,7 +177,9 @@ class SqlTasks:
         if len(keyword) < 3:
             return exact
         phrase = '"' + keyword.replace('"', '""') + '"'
-        indexed = c.pk.in_(sa.text("SELECT rowid FROM task_search WHERE task_search MATCH :phrase").bindparams(phrase=phrase))
+        indexed = c.pk.in_(
+            sa.text("SELECT rowid FROM task_search WHERE task_search MATCH :phrase").bindparams(phrase=phrase)
+        )
         return sa.and_(indexed, exact)
 
 
@@ -190,7 +194,9 @@ class SqlProfiles:
 
     async def save(self, profile: Profile) -> None:
         stmt = _insert(self._conn, profiles_t).values(user_id=profile.user_id, data=profile.model_dump_json())
-        await self._conn.execute(stmt.on_conflict_do_update(index_elements=[profiles_t.c.user_id], set_={"data": stmt.excluded.data}))
+        await self._conn.execute(
+            stmt.on_conflict_do_update(index_elements=[profiles_t.c.user_id], set_={"data": stmt.excluded.data})
+        )
 
 
 class SqlOutbox:

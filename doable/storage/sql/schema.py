@@ -41,9 +41,7 @@ class TaskTagRow(SQLModel, table=True):
     __tablename__ = "task_tags"
     __table_args__ = (sa.Index("ix_task_tags_user_tag", "user_id", "tag", "task_pk"),)
 
-    task_pk: int = Field(
-        sa_column=sa.Column(BigInt, sa.ForeignKey("tasks.pk", ondelete="CASCADE"), primary_key=True)
-    )
+    task_pk: int = Field(sa_column=sa.Column(BigInt, sa.ForeignKey("tasks.pk", ondelete="CASCADE"), primary_key=True))
     tag: str = Field(sa_column=sa.Column(sa.String(32), primary_key=True))
     user_id: str = Field(sa_column=sa.Column(sa.String(128), nullable=False))
 
@@ -80,3 +78,36 @@ class OutboxRow(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
+
+
+class ChatThreadRow(SQLModel, table=True):
+    """A ChatKit thread (ThreadMetadata as JSON in `data`), owned by one user."""
+
+    __tablename__ = "chat_threads"
+    __table_args__ = (sa.Index("ix_chat_threads_user_seq", "user_id", "seq"),)
+
+    seq: int | None = Field(default=None, sa_column=sa.Column(BigInt, primary_key=True, autoincrement=True))
+    id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
+    user_id: str = Field(sa_column=sa.Column(sa.String(128), nullable=False))
+    created_us: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    updated_us: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    data: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+
+
+class ChatItemRow(SQLModel, table=True):
+    """One ChatKit thread item (as JSON in `data`), in insertion order (`seq`)."""
+
+    __tablename__ = "chat_items"
+    __table_args__ = (
+        sa.UniqueConstraint("thread_id", "id", name="uq_chat_items_thread_item"),
+        sa.Index("ix_chat_items_thread_seq", "thread_id", "seq"),
+    )
+
+    seq: int | None = Field(default=None, sa_column=sa.Column(BigInt, primary_key=True, autoincrement=True))
+    id: str = Field(sa_column=sa.Column(sa.String(64), nullable=False))
+    thread_id: str = Field(
+        sa_column=sa.Column(sa.String(64), sa.ForeignKey("chat_threads.id", ondelete="CASCADE"), nullable=False)
+    )
+    user_id: str = Field(sa_column=sa.Column(sa.String(128), nullable=False))
+    created_us: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    data: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
