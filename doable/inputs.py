@@ -93,6 +93,10 @@ class ListRequest(BaseModel):
     due_after: DueText | None = None
     due_before: DueText | None = None
     search: Annotated[str | None, Field(max_length=200, description="Keyword in title or description.")] = None
+    filter: Annotated[
+        str | None,
+        Field(max_length=500, description="Text filter, e.g. 'overdue & (#work | #home) & p:high', 'due before: friday'."),
+    ] = None
     sort: SortField = SortField.CREATED
     order: Annotated[Literal["asc", "desc"] | None, Field(description="Default: due/title asc, others desc.")] = None
     limit: Annotated[int | None, Field(ge=1, le=LIMIT_MAX, description=f"1-{LIMIT_MAX}, default 50.")] = None

@@ -57,6 +57,7 @@ class TaskResult(BaseModel):
 
 class TaskListView(BaseModel):
     tasks: list[TaskView]
+    query: str | None = None
     total: int
     returned: int
     next_cursor: str | None
@@ -112,6 +113,7 @@ def task_result(task: Task, status: str, tz: ZoneInfo) -> TaskResult:
 def list_view(page: TaskPage, cal: LocalCalendar) -> TaskListView:
     return TaskListView(
         tasks=[task_view(t, cal.tz) for t in page.tasks],
+        query=page.query,
         total=page.total,
         returned=len(page.tasks),
         next_cursor=page.next_cursor,

@@ -44,3 +44,7 @@ class TaskEvent(BaseModel):
             timestamp=at,
             trace_id=trace_id,
         )
+
+    def task(self) -> Task:
+        """The task as it was right after this event (for `deleted`: as it was when deleted)."""
+        return Task.model_validate({k: v for k, v in self.task_data.items() if k in Task.model_fields})

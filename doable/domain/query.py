@@ -13,9 +13,13 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from doable.domain.errors import InvalidArgument
 from doable.domain.task import Priority, Task
+
+if TYPE_CHECKING:
+    from doable.domain.filter_text import Expr
 
 LIMIT_DEFAULT = 50
 LIMIT_MAX = 200
@@ -78,8 +82,12 @@ class TaskFilter:
     overdue: Overdue | None = None
     keyword: str | None = None  # already casefolded
     series_id: str | None = None
+    # A parsed text filter (doable.domain.filter_text), AND-ed with the fields above.
+    expr: Expr | None = None
 
     def matches(self, task: Task) -> bool:
+        if self.expr is not None and not self.expr.matches(task):
+            return False
         if self.status is Status.PENDING and task.completed:
             return False
         if self.status is Status.COMPLETED and not task.completed:
@@ -195,6 +203,8 @@ class TaskPage:
     tasks: list[Task]
     total: int
     next_cursor: str | None
+    # The executed query in the text-filter language, echoed so a caller sees what ran.
+    query: str | None = None
 
 
 def check_limit(limit: int | None) -> int:

@@ -252,3 +252,32 @@ async def test_sql_matches_the_domains_reference_semantics(store: Store, clock: 
             page = await uow.tasks.list("alice", query)
             assert [t.task_id for t in page.tasks] == [t.task_id for t in expected], query
             assert page.total == total
+
+
+async def test_text_filter_matches_the_structured_filter_and_the_reference(store: Store, clock: ManualClock) -> None:
+    await seed(store, clock)
+    structured = await titles(store, clock, "alice", sort="title", status="pending", priority=["high"], tags=["home"])
+    text = await titles(store, clock, "alice", sort="title", filter="pending & p:high & #home")
+    assert structured == text == ["Buy milk"]
+    assert await titles(store, clock, "alice", sort="title", filter="overdue | (#work & !done)") == [
+        "pay BILLS",
+        "Write report",
+    ]
+    assert await titles(store, clock, "alice", sort="title", filter='"milk" | due before: 2026-11-26') == [
+        "Buy milk",
+        "pay BILLS",
+        "Team meeting",
+    ]
+    page, _ = await store.service(clock).list("alice", ListRequest(filter="#home | #work", status="pending", sort="due"))
+    assert page.query == "pending & (#home | #work); sort: due asc"
+    rng = random.Random(3)
+    atoms = ["#home", "#work", "#errands", "p:high", "p:none", "overdue", "today", "done", "no_due", '"a"', "this_week"]
+    svc = store.service(clock)
+    for _ in range(25):
+        a, b, c = rng.sample(atoms, 3)
+        expr = rng.choice([f"{a} | {b} & !{c}", f"!({a} | {b}) | {c}", f"({a} | {b}) & ({c} | {a})"])
+        page, cal = await svc.list("alice", ListRequest(filter=expr, limit=200))
+        everything, _ = await svc.list("alice", ListRequest(limit=200))
+        query = svc.build_query(ListRequest(filter=expr, limit=200), cal)
+        expected, _ = query.apply(everything.tasks)
+        assert [t.task_id for t in page.tasks] == [t.task_id for t in expected], expr

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from doable.domain.errors import Conflict, Unavailable
 from doable.domain.events import TaskEvent
 from doable.domain.profile import Profile
-from doable.domain.query import SortField, TaskPage, TaskQuery, micros, no_due_sentinel, search_text
+from doable.domain.filter_text import All, Atom, Expr, Not
+from doable.domain.query import SortField, TaskFilter, TaskPage, TaskQuery, micros, no_due_sentinel, search_text
 from doable.domain.task import Task
 from doable.ports import OutboxRecord
 from doable.storage.sql.schema import OutboxRow, ProfileRow, TaskRow, TaskTagRow, UserCounterRow
@@ -131,9 +132,22 @@ class SqlTasks:
         }[query.sort]
 
     def _where(self, user_id: str, query: TaskQuery) -> list[sa.ColumnElement[bool]]:
-        f = query.filter
+        return [tasks_t.c.user_id == user_id, *self._conditions(user_id, query.filter)]
+
+    def _expr(self, user_id: str, expr: Expr) -> sa.ColumnElement[bool]:
+        if isinstance(expr, Atom):
+            # SQL's NULL (no due date) would make NOT(...) unknown; the domain says plain false.
+            return sa.func.coalesce(sa.and_(sa.true(), *self._conditions(user_id, expr.as_filter())), sa.false())
+        if isinstance(expr, Not):
+            return sa.not_(self._expr(user_id, expr.inner))
+        parts = [self._expr(user_id, p) for p in expr.parts]
+        return sa.and_(*parts) if isinstance(expr, All) else sa.or_(*parts)
+
+    def _conditions(self, user_id: str, f: TaskFilter) -> list[sa.ColumnElement[bool]]:
         c = tasks_t.c
-        where: list[sa.ColumnElement[bool]] = [c.user_id == user_id]
+        where: list[sa.ColumnElement[bool]] = []
+        if f.expr is not None:
+            where.append(self._expr(user_id, f.expr))
         if f.status == "pending":
             where.append(c.completed.is_(False))
         elif f.status == "completed":

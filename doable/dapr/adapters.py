@@ -1,0 +1,55 @@
+"""Dapr implementations of the messaging ports: publishing and exact-time jobs."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from doable.dapr.client import DaprClient
+from doable.messaging import Job
+from doable.topology import PUBSUB
+
+
+def traceparent(trace_id: str | None) -> str | None:
+    """A W3C traceparent carrying our trace id, so Dapr's CloudEvent keeps it (traceid)."""
+    if not trace_id or len(trace_id) != 32:
+        return None
+    return f"00-{trace_id}-{'0' * 15}1-01"
+
+
+class DaprPublisher:
+    """Publishes through the sidecar: Dapr wraps the data in a CloudEvent whose id is our
+    event id (stable across redeliveries) and keys Kafka messages by user (per-user order)."""
+
+    def __init__(self, client: DaprClient, pubsub: str = PUBSUB) -> None:
+        self._client = client
+        self._pubsub = pubsub
+
+    async def publish(
+        self, topic: str, data: dict[str, Any], *, key: str, event_id: str, trace_id: str | None = None
+    ) -> None:
+        event_type = f"doable.{topic}.{data.get('event_type', 'event')}"
+        await self._client.publish(
+            self._pubsub,
+            topic,
+            data,
+            partition_key=key,
+            event_id=event_id,
+            event_type=event_type,
+            traceparent=traceparent(trace_id),
+        )
+
+
+class DaprJobScheduler:
+    """Dapr Jobs API: one-shot jobs at an exact time. The Scheduler delivers a job only to the
+    app-id that scheduled it, as POST /job/{name} carrying the job's data."""
+
+    def __init__(self, client: DaprClient) -> None:
+        self._client = client
+
+    async def schedule(self, job: Job) -> None:
+        due = job.due_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # RFC 3339, as Go parses it
+        await self._client.schedule_job(job.name, due_time=due, data=job.data)
+
+    async def cancel(self, name: str) -> None:
+        await self._client.delete_job(name)

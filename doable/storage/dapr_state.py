@@ -1,0 +1,233 @@
+"""Tasks, profiles and the outbox in a Dapr transactional state store.
+
+Key layout (the store keeps keys per app-id unless keyPrefix says otherwise):
+
+    user||{uid}||meta        {"next_id", "outbox_head", "outbox_tail"}   every write touches it
+    user||{uid}||profile     the Profile
+    tasks||{uid}||{n}        bucket n: {"tasks": {"<id>": Task}}, ids (n*64, (n+1)*64]
+    outbox||{uid}||{seq}     one TaskEvent, seq in [outbox_tail, outbox_head)
+    outbox-dirty||{shard}    {"users": [...]} users with unpublished events (16 shards)
+
+Why buckets: a list must see all of a user's tasks (filters and sorts run in memory with
+the domain's reference semantics), and one bulk read of ~N/64 keys is fast for 10,000 tasks,
+while a write rewrites one 64-task bucket instead of one huge per-user document.
+Why meta on every write: it is the per-user serialization point. Every unit of work
+commits in one state transaction with the ETags it read, so two writers of one user can
+never both win (no lost update, no duplicate task id), and the outbox entries of a change
+commit with the change itself.
+"""
+
+from __future__ import annotations
+
+import zlib
+from types import TracebackType
+from typing import Any, Self
+
+from doable.dapr.client import DaprClient, Delete, StateItem, Upsert
+from doable.domain.errors import Conflict
+from doable.domain.events import TaskEvent
+from doable.domain.profile import Profile
+from doable.domain.query import TaskPage, TaskQuery
+from doable.domain.task import Task
+
+BUCKET = 64
+DIRTY_SHARDS = 16
+
+
+def meta_key(uid: str) -> str:
+    return f"user||{uid}||meta"
+
+
+def profile_key(uid: str) -> str:
+    return f"user||{uid}||profile"
+
+
+def bucket_key(uid: str, n: int) -> str:
+    return f"tasks||{uid}||{n}"
+
+
+def outbox_key(uid: str, seq: int) -> str:
+    return f"outbox||{uid}||{seq}"
+
+
+def dirty_key(uid: str) -> str:
+    return f"outbox-dirty||{zlib.crc32(uid.encode()) % DIRTY_SHARDS}"
+
+
+def bucket_of(task_id: int) -> int:
+    return (task_id - 1) // BUCKET
+
+
+class _Doc:
+    """A state document read in this unit of work: its value, the ETag it was read with, and
+    whether it changed (so commit writes only what changed, each guarded by its ETag)."""
+
+    def __init__(self, key: str, item: StateItem | None, default: dict[str, Any]) -> None:
+        self.key = key
+        self.etag = item.etag if item else None
+        self.exists = item is not None
+        self.value: dict[str, Any] = dict(item.value) if item and isinstance(item.value, dict) else default
+        self.dirty = False
+
+    def upsert(self) -> Upsert:
+        # An absent key is created with first-write and no ETag: create-only, so two
+        # concurrent creators cannot both succeed.
+        return Upsert(self.key, self.value, etag=self.etag, first_write=True)
+
+
+class DaprUnitOfWork:
+    def __init__(self, client: DaprClient, store: str) -> None:
+        self._client = client
+        self._store = store
+        self._docs: dict[str, _Doc] = {}
+        self._new_events: list[tuple[str, TaskEvent]] = []
+        self.tasks = _Tasks(self)
+        self.profiles = _Profiles(self)
+        self.events = _Events(self)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._docs.clear()
+        self._new_events.clear()
+
+    async def doc(self, key: str, default: dict[str, Any]) -> _Doc:
+        if key not in self._docs:
+            self._docs[key] = _Doc(key, await self._client.get_state(self._store, key), default)
+        return self._docs[key]
+
+    async def docs(self, keys: list[str], default: dict[str, Any]) -> list[_Doc]:
+        missing = [k for k in keys if k not in self._docs]
+        found = await self._client.get_bulk(self._store, missing)
+        for key in missing:
+            self._docs[key] = _Doc(key, found.get(key), dict(default))
+        return [self._docs[k] for k in keys]
+
+    async def meta(self, uid: str) -> _Doc:
+        return await self.doc(meta_key(uid), {"next_id": 0, "count": 0, "outbox_head": 0, "outbox_tail": 0})
+
+    async def commit(self) -> None:
+        ops: list[Upsert | Delete] = []
+        by_user: dict[str, list[TaskEvent]] = {}
+        for uid, event in self._new_events:
+            by_user.setdefault(uid, []).append(event)
+        for uid, events in by_user.items():
+            meta = await self.meta(uid)
+            if meta.value["outbox_head"] == meta.value["outbox_tail"]:
+                # This user's first unpublished event: make the user findable by the relay.
+                shard = await self.doc(dirty_key(uid), {"users": []})
+                if uid not in shard.value["users"]:
+                    shard.value["users"] = [*shard.value["users"], uid]
+                    shard.dirty = True
+            for event in events:
+                seq = meta.value["outbox_head"]
+                meta.value["outbox_head"] = seq + 1
+                ops.append(Upsert(outbox_key(uid, seq), event.model_dump(mode="json"), first_write=True))
+            meta.dirty = True
+        ops.extend(doc.upsert() for doc in self._docs.values() if doc.dirty)
+        if ops:
+            await self._client.transact(self._store, ops)
+        self._docs.clear()
+        self._new_events.clear()
+
+
+class _Tasks:
+    def __init__(self, uow: DaprUnitOfWork) -> None:
+        self._uow = uow
+
+    async def _bucket(self, uid: str, task_id: int) -> _Doc:
+        return await self._uow.doc(bucket_key(uid, bucket_of(task_id)), {"tasks": {}})
+
+    async def next_id(self, user_id: str) -> int:
+        meta = await self._uow.meta(user_id)
+        meta.value["next_id"] += 1
+        meta.dirty = True
+        return int(meta.value["next_id"])
+
+    async def get(self, user_id: str, task_id: int) -> Task | None:
+        meta = await self._uow.meta(user_id)
+        if not 1 <= task_id <= meta.value["next_id"]:
+            return None
+        raw = (await self._bucket(user_id, task_id)).value["tasks"].get(str(task_id))
+        return Task.model_validate(raw) if raw is not None else None
+
+    async def add(self, task: Task) -> None:
+        bucket = await self._bucket(task.user_id, task.task_id)
+        if str(task.task_id) in bucket.value["tasks"]:
+            raise Conflict(f"task {task.task_id} already exists")
+        bucket.value["tasks"] = {**bucket.value["tasks"], str(task.task_id): task.model_dump(mode="json")}
+        bucket.dirty = True
+        meta = await self._uow.meta(task.user_id)
+        meta.value["count"] = meta.value.get("count", 0) + 1
+        meta.dirty = True
+
+    async def update(self, task: Task) -> None:
+        bucket = await self._bucket(task.user_id, task.task_id)
+        current = bucket.value["tasks"].get(str(task.task_id))
+        if current is None or current.get("version") != task.version - 1:
+            raise Conflict(f"task {task.task_id} was changed concurrently")
+        bucket.value["tasks"] = {**bucket.value["tasks"], str(task.task_id): task.model_dump(mode="json")}
+        bucket.dirty = True
+
+    async def remove(self, task: Task) -> None:
+        bucket = await self._bucket(task.user_id, task.task_id)
+        current = bucket.value["tasks"].get(str(task.task_id))
+        if current is None or current.get("version") != task.version:
+            raise Conflict(f"task {task.task_id} was changed concurrently")
+        bucket.value["tasks"] = {k: v for k, v in bucket.value["tasks"].items() if k != str(task.task_id)}
+        bucket.dirty = True
+        meta = await self._uow.meta(task.user_id)
+        meta.value["count"] = max(0, meta.value.get("count", 0) - 1)
+        meta.dirty = True
+
+    async def all(self, user_id: str) -> list[Task]:
+        meta = await self._uow.meta(user_id)
+        last = int(meta.value["next_id"])
+        if last == 0:
+            return []
+        keys = [bucket_key(user_id, n) for n in range(bucket_of(last) + 1)]
+        tasks: list[Task] = []
+        for doc in await self._uow.docs(keys, {"tasks": {}}):
+            tasks.extend(Task.model_validate(raw) for raw in doc.value["tasks"].values())
+        return tasks
+
+    async def count(self, user_id: str) -> int:
+        return int((await self._uow.meta(user_id)).value.get("count", 0))
+
+    async def list(self, user_id: str, query: TaskQuery) -> TaskPage:
+        page, total = query.apply(await self.all(user_id))
+        return TaskPage(tasks=page, total=total, next_cursor=None)
+
+
+class _Profiles:
+    def __init__(self, uow: DaprUnitOfWork) -> None:
+        self._uow = uow
+
+    async def get(self, user_id: str) -> Profile | None:
+        doc = await self._uow.doc(profile_key(user_id), {})
+        return Profile.model_validate(doc.value) if doc.exists else None
+
+    async def save(self, profile: Profile) -> None:
+        doc = await self._uow.doc(profile_key(profile.user_id), {})
+        doc.value = profile.model_dump(mode="json")
+        doc.dirty = True
+
+
+class _Events:
+    def __init__(self, uow: DaprUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, event: TaskEvent) -> None:
+        self._uow._new_events.append((event.user_id, event))
+
+
+class DaprUnitOfWorkFactory:
+    def __init__(self, client: DaprClient, store: str) -> None:
+        self.client = client
+        self.store = store
+
+    def __call__(self, *, write: bool = True) -> DaprUnitOfWork:
+        return DaprUnitOfWork(self.client, self.store)
