@@ -205,11 +205,13 @@ class DaprClient:
 
 
 def _is_etag_error(response: httpx2.Response) -> bool:
+    """409, or the 500 a store gives when an ETag or create-only (first-write, no ETag) write
+    matched no row: state.postgresql reports "no item was updated" for the latter."""
     if response.status_code == 409:
         return True
     if response.status_code == 500:
         text = response.text.lower()
-        return "etag" in text
+        return "etag" in text or "no item was updated" in text
     return False
 
 

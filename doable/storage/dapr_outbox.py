@@ -14,7 +14,7 @@ from doable.domain.errors import Conflict, DoableError
 from doable.domain.events import TaskEvent
 from doable.messaging import EventPublisher
 from doable.metrics import EVENTS_PUBLISHED, OUTBOX_DEPTH
-from doable.storage.dapr_state import DIRTY_SHARDS, dirty_key, meta_key, outbox_key
+from doable.storage.dapr_state import DIRTY_SHARDS, dirty_key, dirty_shard_key, meta_key, outbox_key
 from doable.topology import TASK_EVENTS, TASK_UPDATES
 
 log = structlog.get_logger("doable.outbox")
@@ -41,16 +41,16 @@ class DaprOutbox:
         return [TaskEvent.model_validate(found[outbox_key(user_id, s)].value) for s in range(tail, head) if outbox_key(user_id, s) in found]
 
     async def dirty_users(self) -> list[str]:
-        shards = await self._client.get_bulk(self._store, [f"outbox-dirty||{n}" for n in range(DIRTY_SHARDS)])  # dirty_key's shards
+        shards = await self._client.get_bulk(self._store, [dirty_shard_key(n) for n in range(DIRTY_SHARDS)])
         return sorted({u for item in shards.values() for u in item.value.get("users", [])})
 
-    async def drain(self) -> int:
-        """Publish everything pending; the number of events published."""
+    async def drain(self, limit: int | None = None) -> int:
+        """Publish what is pending (at most `limit` events per user); the number published."""
         published = 0
         depth = 0
         for user in await self.dirty_users():
             try:
-                sent, left = await self._drain_user(user)
+                sent, left = await self._drain_user(user, limit or self._batch)
             except Conflict:
                 sent, left = 0, 1  # a writer appended meanwhile; the next round picks it up
             published += sent
@@ -58,12 +58,12 @@ class DaprOutbox:
         OUTBOX_DEPTH.set(depth)
         return published
 
-    async def _drain_user(self, user: str) -> tuple[int, int]:
+    async def _drain_user(self, user: str, batch: int) -> tuple[int, int]:
         meta = await self._client.get_state(self._store, meta_key(user))
         if meta is None:
             return 0, 0
         tail, head = int(meta.value["outbox_tail"]), int(meta.value["outbox_head"])
-        upto = min(head, tail + self._batch)
+        upto = min(head, tail + batch)
         keys = [outbox_key(user, s) for s in range(tail, upto)]
         found = await self._client.get_bulk(self._store, keys)
         for key in keys:

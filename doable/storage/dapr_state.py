@@ -2,11 +2,13 @@
 
 Key layout (the store keeps keys per app-id unless keyPrefix says otherwise):
 
-    user||{uid}||meta        {"next_id", "outbox_head", "outbox_tail"}   every write touches it
-    user||{uid}||profile     the Profile
-    tasks||{uid}||{n}        bucket n: {"tasks": {"<id>": Task}}, ids (n*64, (n+1)*64]
-    outbox||{uid}||{seq}     one TaskEvent, seq in [outbox_tail, outbox_head)
-    outbox-dirty||{shard}    {"users": [...]} users with unpublished events (16 shards)
+    user:{uid}:meta          {"next_id", "count", "outbox_head", "outbox_tail"}   every write touches it
+    user:{uid}:profile       the Profile
+    tasks:{uid}:{n}          bucket n: {"tasks": {"<id>": Task}}, ids (n*64, (n+1)*64]
+    outbox:{uid}:{seq}       one TaskEvent, seq in [outbox_tail, outbox_head)
+    outbox-dirty:{shard}     {"users": [...]} users with unpublished events (16 shards)
+
+({uid} is percent-encoded: Dapr reserves "||" in keys.)
 
 Why buckets: a list must see all of a user's tasks (filters and sorts run in memory with
 the domain's reference semantics), and one bulk read of ~N/64 keys is fast for 10,000 tasks,
@@ -20,6 +22,7 @@ commit with the change itself.
 from __future__ import annotations
 
 import zlib
+from urllib.parse import quote
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,24 +37,33 @@ BUCKET = 64
 DIRTY_SHARDS = 16
 
 
+def _uid(uid: str) -> str:
+    # Dapr reserves "||" (its app-id prefix separator) and ":" separates our key parts.
+    return quote(uid, safe="")
+
+
 def meta_key(uid: str) -> str:
-    return f"user||{uid}||meta"
+    return f"user:{_uid(uid)}:meta"
 
 
 def profile_key(uid: str) -> str:
-    return f"user||{uid}||profile"
+    return f"user:{_uid(uid)}:profile"
 
 
 def bucket_key(uid: str, n: int) -> str:
-    return f"tasks||{uid}||{n}"
+    return f"tasks:{_uid(uid)}:{n}"
 
 
 def outbox_key(uid: str, seq: int) -> str:
-    return f"outbox||{uid}||{seq}"
+    return f"outbox:{_uid(uid)}:{seq}"
+
+
+def dirty_shard_key(shard: int) -> str:
+    return f"outbox-dirty:{shard}"
 
 
 def dirty_key(uid: str) -> str:
-    return f"outbox-dirty||{zlib.crc32(uid.encode()) % DIRTY_SHARDS}"
+    return dirty_shard_key(zlib.crc32(uid.encode()) % DIRTY_SHARDS)
 
 
 def bucket_of(task_id: int) -> int:
