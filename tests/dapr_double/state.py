@@ -1,0 +1,227 @@
+"""State store semantics, persisted in PostgreSQL the way Dapr's state.postgresql v1 does.
+
+Behaviour follows the state API reference
+(https://docs.dapr.io/reference/api/state_api/) and, where the reference is
+silent, the state.postgresql v1 component in dapr/components-contrib
+(`state/postgresql/v1/postgresql.go`, `common/component/postgresql/v1/postgresql.go`):
+
+* ETags are the row's `xmin`, an opaque decimal uint32 string; a non-numeric
+  ETag is "invalid" (HTTP 400), a stale one is a "mismatch" (HTTP 409).
+* A write WITHOUT an ETag is last-write-wins, unless `concurrency` is
+  `first-write`: then it only inserts (or replaces an expired row) and fails on a
+  live key. The component reports that failure as a plain error ("no item was
+  updated"), which daprd turns into HTTP 500, not 409.
+* `ttlInSeconds` sets an expiry; expired rows are invisible to reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from .store_pg import PgStore, affected_rows
+
+KEY_SEPARATOR = "||"
+KEY_PREFIX_STRATEGIES = ("appid", "none", "name")
+_UINT32_MAX = 2**32 - 1
+
+
+class StateStoreFailure(Exception):
+    """A store error that is not an ETag problem (daprd answers 500)."""
+
+
+class EtagMismatch(StateStoreFailure):
+    """The ETag does not match the stored version (daprd answers 409)."""
+
+
+class EtagInvalid(StateStoreFailure):
+    """The ETag is not in the store's format (daprd answers 400)."""
+
+
+class IllegalKey(ValueError):
+    """A key containing the '||' separator (daprd answers 400)."""
+
+
+@dataclass(frozen=True)
+class StateItem:
+    key: str
+    value_json: str
+    etag: str
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SetOperation:
+    key: str
+    value_json: str
+    etag: str | None
+    first_write: bool
+    ttl_seconds: int | None
+
+
+@dataclass(frozen=True)
+class DeleteOperation:
+    key: str
+    etag: str | None
+
+
+def modified_key(key: str, *, store: str, app_id: str, strategy: str) -> str:
+    """Apply Dapr's key scheme `<App ID>||<state key>` (keyPrefix metadata decides the prefix).
+
+    Docs: https://docs.dapr.io/developing-applications/building-blocks/state-management/howto-share-state/
+    """
+    if KEY_SEPARATOR in key:
+        raise IllegalKey(f"input key/keyPrefix '{key}' can't contain '{KEY_SEPARATOR}'")
+    if strategy == "none":
+        return key
+    if strategy == "name":
+        return f"{store}{KEY_SEPARATOR}{key}"
+    return f"{app_id}{KEY_SEPARATOR}{key}"
+
+
+def original_key(stored_key: str) -> str:
+    """Inverse of `modified_key`, as daprd's GetOriginalStateKey does."""
+    parts = stored_key.split(KEY_SEPARATOR, 2)
+    return stored_key if len(parts) <= 1 else parts[1]
+
+
+def parse_ttl(metadata: Mapping[str, str]) -> int | None:
+    """`ttlInSeconds` metadata: an integer; values <= 0 mean "never expires".
+
+    Docs: https://docs.dapr.io/developing-applications/building-blocks/state-management/state-store-ttl/
+    """
+    raw = metadata.get("ttlInSeconds")
+    if raw is None or raw == "":
+        return None
+    try:
+        ttl = int(raw)
+    except ValueError as exc:
+        raise StateStoreFailure(f"error parsing TTL: incorrect value for metadata 'ttlInSeconds': {raw}") from exc
+    return ttl if ttl > 0 else None
+
+
+def check_options(options: Mapping[str, object] | None) -> bool:
+    """Validate state options; return True for first-write concurrency (state.CheckRequestOptions)."""
+    if not options:
+        return False
+    concurrency = options.get("concurrency") or ""
+    consistency = options.get("consistency") or ""
+    if concurrency not in ("", "first-write", "last-write"):
+        raise StateStoreFailure(f"unrecognized concurrency model '{concurrency}'")
+    if consistency not in ("", "strong", "eventual"):
+        raise StateStoreFailure(f"unrecognized consistency model '{consistency}'")
+    return concurrency == "first-write"
+
+
+def _etag_number(etag: str) -> int:
+    # state.postgresql v1 parses the ETag as a uint32 xid before querying.
+    try:
+        number = int(etag, 10)
+    except ValueError as exc:
+        raise EtagInvalid(f"invalid etag value: {etag}") from exc
+    if not 0 <= number <= _UINT32_MAX or not etag.isdigit():
+        raise EtagInvalid(f"invalid etag value: {etag}")
+    return number
+
+
+class StateRepository:
+    """CRUD and transactions on the `state` table."""
+
+    def __init__(self, pg: PgStore) -> None:
+        self._pg = pg
+
+    @property
+    def _table(self) -> str:
+        return self._pg.table("state")
+
+    async def get(self, store: str, key: str, now: datetime) -> StateItem | None:
+        row = await self._pg.pool.fetchrow(
+            f"SELECT key, value::text AS value, xmin::text AS etag, expiredate FROM {self._table} "
+            "WHERE store = $1 AND key = $2 AND (expiredate IS NULL OR expiredate >= $3)",
+            store,
+            key,
+            now,
+        )
+        return None if row is None else StateItem(row["key"], row["value"], row["etag"], row["expiredate"])
+
+    async def bulk_get(self, store: str, keys: Sequence[str], now: datetime) -> dict[str, StateItem]:
+        rows = await self._pg.pool.fetch(
+            f"SELECT key, value::text AS value, xmin::text AS etag, expiredate FROM {self._table} "
+            "WHERE store = $1 AND key = ANY($2::text[]) AND (expiredate IS NULL OR expiredate >= $3)",
+            store,
+            list(keys),
+            now,
+        )
+        return {r["key"]: StateItem(r["key"], r["value"], r["etag"], r["expiredate"]) for r in rows}
+
+    async def set(self, store: str, op: SetOperation, now: datetime) -> None:
+        async with self._pg.pool.acquire() as conn:
+            await self._set(conn, store, op, now)
+
+    async def delete(self, store: str, op: DeleteOperation) -> None:
+        async with self._pg.pool.acquire() as conn:
+            await self._delete(conn, store, op)
+
+    async def transaction(self, store: str, ops: Sequence[SetOperation | DeleteOperation], now: datetime) -> None:
+        """All operations in one PostgreSQL transaction: any failure rolls everything back."""
+        async with self._pg.pool.acquire() as conn, conn.transaction():
+            for op in ops:
+                if isinstance(op, SetOperation):
+                    await self._set(conn, store, op, now)
+                else:
+                    await self._delete(conn, store, op)
+
+    async def _set(self, conn: asyncpg.Connection, store: str, op: SetOperation, now: datetime) -> None:
+        expires = now + timedelta(seconds=op.ttl_seconds) if op.ttl_seconds else None
+        if op.etag is None:
+            # Upsert in both modes; with first-write only an expired row may be replaced,
+            # exactly like the v1 component's query.
+            guard = " WHERE t.expiredate IS NOT NULL AND t.expiredate < $4" if op.first_write else ""
+            status = await conn.execute(
+                f"INSERT INTO {self._table} AS t (store, key, value, insertdate, updatedate, expiredate) "
+                "VALUES ($1, $2, $3::jsonb, $4, NULL, $5) "
+                "ON CONFLICT (store, key) DO UPDATE SET value = excluded.value, updatedate = $4, "
+                f"expiredate = excluded.expiredate{guard}",
+                store,
+                op.key,
+                op.value_json,
+                now,
+                expires,
+            )
+            if affected_rows(status) != 1:
+                raise StateStoreFailure("no item was updated")
+            return
+        etag = _etag_number(op.etag)
+        # Concurrent writers with the same ETag serialise on the row lock; after the
+        # first commits, PostgreSQL re-checks `xmin` for the second, which then matches
+        # no row: exactly one writer wins.
+        status = await conn.execute(
+            f"UPDATE {self._table} SET value = $3::jsonb, updatedate = $4, expiredate = $5 "
+            "WHERE store = $1 AND key = $2 AND xmin::text::bigint = $6 "
+            "AND (expiredate IS NULL OR expiredate > $4)",
+            store,
+            op.key,
+            op.value_json,
+            now,
+            expires,
+            etag,
+        )
+        if affected_rows(status) != 1:
+            raise EtagMismatch("possible etag mismatch. error from state store: no item was updated")
+
+    async def _delete(self, conn: asyncpg.Connection, store: str, op: DeleteOperation) -> None:
+        if op.etag is None:
+            await conn.execute(f"DELETE FROM {self._table} WHERE store = $1 AND key = $2", store, op.key)
+            return
+        etag = _etag_number(op.etag)
+        status = await conn.execute(
+            f"DELETE FROM {self._table} WHERE store = $1 AND key = $2 AND xmin::text::bigint = $3",
+            store,
+            op.key,
+            etag,
+        )
+        if affected_rows(status) != 1:
+            raise EtagMismatch("possible etag mismatch. error from state store: no item was deleted")

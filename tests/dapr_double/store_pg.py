@@ -1,0 +1,113 @@
+"""PostgreSQL backing store shared by the state store, the broker and the scheduler.
+
+Everything a double persists lives in one schema of its own, so parallel tests
+never see each other's rows and cleanup is a single `DROP SCHEMA ... CASCADE`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# The state table mirrors Dapr's state.postgresql v1 layout (key, JSONB value,
+# insert/update/expire dates) and, like that component, uses the row's `xmin`
+# as the ETag: https://docs.dapr.io/reference/components-reference/supported-state-stores/setup-postgresql-v1/
+_DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.state (
+    store       text        NOT NULL,
+    key         text        NOT NULL,
+    value       jsonb       NOT NULL,
+    insertdate  timestamptz NOT NULL,
+    updatedate  timestamptz,
+    expiredate  timestamptz,
+    PRIMARY KEY (store, key)
+);
+CREATE TABLE IF NOT EXISTS {schema}.messages (
+    seq            bigserial   PRIMARY KEY,
+    pubsub         text        NOT NULL,
+    topic          text        NOT NULL,
+    partition_key  text,
+    raw            boolean     NOT NULL,
+    data           bytea       NOT NULL,
+    metadata       jsonb       NOT NULL,
+    published_at   timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {schema}.deliveries (
+    id             bigserial   PRIMARY KEY,
+    seq            bigint      NOT NULL REFERENCES {schema}.messages (seq) ON DELETE CASCADE,
+    app_id         text        NOT NULL,
+    pubsub         text        NOT NULL,
+    topic          text        NOT NULL,
+    partition_key  text,
+    status         text        NOT NULL DEFAULT 'pending',
+    attempts       integer     NOT NULL DEFAULT 0,
+    not_before     timestamptz NOT NULL,
+    UNIQUE (seq, app_id)
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON {schema}.deliveries (status, not_before);
+CREATE TABLE IF NOT EXISTS {schema}.jobs (
+    app_id          text        NOT NULL,
+    name            text        NOT NULL,
+    schedule        text,
+    repeats         integer,
+    due_time        text,
+    ttl             text,
+    data            jsonb,
+    failure_policy  jsonb,
+    created_at      timestamptz NOT NULL,
+    scheduled_at    timestamptz NOT NULL,
+    next_fire_at    timestamptz NOT NULL,
+    expires_at      timestamptz,
+    fired_count     integer     NOT NULL DEFAULT 0,
+    attempt         integer     NOT NULL DEFAULT 0,
+    revision        uuid        NOT NULL,
+    PRIMARY KEY (app_id, name)
+);
+"""
+
+
+class PgStore:
+    """Owns the connection pool and the per-double schema."""
+
+    def __init__(self, dsn: str, schema: str, *, max_connections: int = 10) -> None:
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"schema name {schema!r} must match {_SCHEMA_NAME.pattern}")
+        self._dsn = dsn
+        self.schema = schema
+        self._max_connections = max_connections
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the double is not started: call `await double.start()` or use `async with`")
+        return self._pool
+
+    def table(self, name: str) -> str:
+        """Schema-qualified table name (the schema name is validated, so quoting is safe)."""
+        return f'"{self.schema}".{name}'
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._max_connections)
+        async with self._pool.acquire() as conn:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(_DDL.format(schema=f'"{self.schema}"'))
+
+    async def close(self, *, drop: bool) -> None:
+        if self._pool is None:
+            return
+        try:
+            if drop:
+                async with self._pool.acquire() as conn:
+                    await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        finally:
+            await self._pool.close()
+            self._pool = None
+
+
+def affected_rows(status: str) -> int:
+    """Row count from an asyncpg command tag such as 'INSERT 0 1' or 'UPDATE 3'."""
+    return int(status.rsplit(" ", 1)[-1])
