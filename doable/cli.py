@@ -1,4 +1,4 @@
-"""The `doable` command: serve, mcp (stdio), token, migrate."""
+"""The `doable` command: serve, mcp (stdio), token, migrate, worker."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 import structlog
 
 from doable import logs
 from doable.domain.errors import DoableError
 from doable.settings import Settings
+from doable.topology import WORKER_APP_IDS
 
 log = structlog.get_logger("doable.cli")
 
@@ -30,9 +32,25 @@ async def _serve(settings: Settings) -> None:
     try:
         app = create_app(runtime)
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on"
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            # Open live streams (SSE) never end by themselves; don't let them hold up a shutdown.
+            timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(config)
+        uvicorn_exit = server.handle_exit
+
+        def handle_exit(sig: int, frame: FrameType | None) -> None:
+            # End live streams at once; uvicorn would otherwise wait for them until its timeout.
+            loop.call_soon_threadsafe(runtime.live.close_all, "server shutting down")
+            uvicorn_exit(sig, frame)
+
+        loop = asyncio.get_running_loop()
+        server.handle_exit = handle_exit  # type: ignore[method-assign]
         base = public_url(runtime)
         log.info("doable.serving", url=base, mcp=f"{base}/mcp", runtime=settings.runtime)
         print(
@@ -96,6 +114,27 @@ async def _migrate(settings: Settings) -> None:
     print("database is at the newest schema", file=sys.stderr)
 
 
+async def _worker(settings: Settings, name: str) -> None:
+    if settings.runtime != "dapr":
+        raise SystemExit(
+            f"in embedded mode the workers run inside `doable serve`; `doable worker {name}` runs one worker "
+            "as its own Dapr app (set DOABLE_RUNTIME=dapr)"
+        )
+    import uvicorn
+
+    from doable.delivery import build_worker_app
+
+    try:
+        from doable.dapr.wiring import worker_transport  # type: ignore[attr-defined]
+    except ImportError:
+        raise SystemExit("this build has no Dapr worker transport (doable.dapr.wiring.worker_transport)") from None
+    transport = await worker_transport(settings, name)
+    app = build_worker_app(settings, name, transport)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on")
+    log.info("doable.worker", worker=name, port=settings.port)
+    await uvicorn.Server(config).serve()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="doable", description="Doable: tasks for people and their AI agents.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -107,6 +146,10 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True, help="the user id (token subject)")
     token.add_argument("--ttl", default="8h", help="lifetime: 90s, 15m, 8h, 7d (default 8h)")
     sub.add_parser("migrate", help="apply database migrations")
+    worker = sub.add_parser("worker", help="run one worker as its own Dapr app (Dapr mode)")
+    worker.add_argument("name", choices=sorted(WORKER_APP_IDS), help="which worker")
+    worker.add_argument("--host", help="bind address (default 127.0.0.1; env DOABLE_HOST)")
+    worker.add_argument("--port", type=int, help="port (default 8000; env DOABLE_PORT)")
     return p
 
 
@@ -126,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(_token(settings, args.user, args.ttl))
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
+        elif args.command == "worker":
+            asyncio.run(_worker(settings, args.name))
     except KeyboardInterrupt:
         pass
     except DoableError as exc:

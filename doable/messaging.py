@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from doable.domain.errors import Conflict, DoableError, Unavailable
+
 
 class Outcome(StrEnum):
     """What a handler tells the transport (Dapr's SUCCESS / RETRY / DROP)."""
@@ -53,12 +55,24 @@ class EventPublisher(Protocol):
 
 @dataclass(frozen=True)
 class Job:
+    """A one-shot job. Dapr delivers only `data` back (POST /job/{name}), so handlers read
+    everything they need from `data`; `due_at` is what was asked for when scheduling."""
+
     name: str
     due_at: datetime
     data: dict[str, Any]
 
 
 JobHandler = Callable[[Job], Awaitable[Outcome]]
+# A periodic trigger (Dapr cron input binding in Dapr mode, a timer in embedded mode).
+CronHandler = Callable[[], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class Cron:
+    binding: str  # the Dapr input binding's name; Dapr POSTs /{binding}
+    handler: CronHandler
+    every_seconds: float  # embedded mode's period (Dapr mode uses the component's schedule)
 
 
 class JobScheduler(Protocol):
@@ -69,3 +83,13 @@ class JobScheduler(Protocol):
     async def cancel(self, name: str) -> None:
         """Delete the job if it exists (no error otherwise)."""
         ...
+
+
+def outcome_for(exc: BaseException) -> Outcome:
+    """How a failed handler answers its transport: a retry can fix conflicts, outages and
+    unexpected errors (the transport dead-letters after its bound); bad input never heals."""
+    if isinstance(exc, Conflict | Unavailable):
+        return Outcome.RETRY
+    if isinstance(exc, DoableError):
+        return Outcome.DROP
+    return Outcome.RETRY

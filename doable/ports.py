@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from doable.domain.events import TaskEvent
 from doable.domain.profile import Profile
@@ -54,10 +54,44 @@ class EventOutbox(Protocol):
         ...
 
 
+class SeriesLinks(Protocol):
+    """Which occurrence of a repeating series followed which: the key that makes creating the
+    next occurrence idempotent (one successor per series and previous due instant)."""
+
+    async def successor(self, user_id: str, series_id: str, after: datetime) -> int | None:
+        """The task id created to follow the occurrence due at `after`, if any."""
+        ...
+
+    async def link(self, user_id: str, series_id: str, after: datetime, task_id: int, at: datetime) -> None:
+        """Record the successor; Conflict if a concurrent writer recorded one first."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    request_hash: str
+    created_at: datetime
+    result: dict[str, Any]
+
+
+class IdempotencyKeys(Protocol):
+    """Results of mutating calls by (user, idempotency key), so a retried call returns the first result."""
+
+    async def get(self, user_id: str, key: str) -> StoredResult | None: ...
+
+    async def put(self, user_id: str, key: str, stored: StoredResult) -> None:
+        """Record the result; Conflict if a concurrent call with the same key recorded one first."""
+        ...
+
+    async def forget(self, user_id: str, key: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     tasks: TaskRepository
     profiles: ProfileRepository
     events: EventOutbox
+    series: SeriesLinks
+    idempotency: IdempotencyKeys
 
     async def __aenter__(self) -> Self: ...
 

@@ -11,7 +11,12 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from doable.auth import JwksCache, TokenVerifier, ensure_local_secret
+from doable.delivery import Delivery, build_embedded, read_side
 from doable.domain.clock import Clock, SystemClock
+from doable.events.relay import CommitSignal
+from doable.history import History
+from doable.inbox import Inbox
+from doable.live import LiveHub
 from doable.logs import current_trace_id
 from doable.ports import OutboxReader
 from doable.service import Limits, TaskService
@@ -35,6 +40,13 @@ class Runtime:
     # The SQL engine when this runtime stores in SQL; the chat Store adapter is chosen from it
     # (agent.store.build_chat_store), so building a runtime never imports the chat stack.
     sql_engine: AsyncEngine | None = None
+    # Notifications inbox / webhook and task history (read by REST and MCP; written by workers).
+    inbox: Inbox | None = None
+    history: History | None = None
+    # This process's live streams (SSE); fed by the task-updates and notifications subscriptions.
+    live: LiveHub = field(default_factory=LiveHub)
+    # Embedded mode: relay, bus, scheduler and the four workers, run by `start()`.
+    delivery: Delivery | None = None
     _closers: list[Any] = field(default_factory=list)
     _checks: dict[str, Any] = field(default_factory=dict)
 
@@ -50,7 +62,18 @@ class Runtime:
                 results[name] = "unavailable"
         return results
 
+    async def start(self) -> None:
+        """Start background work (embedded mode: the relay, the job loop, the cron, the workers).
+        Only the serving process calls this; `doable mcp` and tools only build."""
+        if self.delivery is not None:
+            await self.delivery.start()
+
+    async def stop(self) -> None:
+        if self.delivery is not None:
+            await self.delivery.stop()
+
     async def aclose(self) -> None:
+        await self.stop()
         for close in reversed(self._closers):
             await close()
 
@@ -72,8 +95,9 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         algorithms=settings.jwt_algorithms,
         leeway_seconds=settings.jwt_leeway_seconds,
     )
+    commits = CommitSignal(SqlUnitOfWorkFactory(engine))
     service = TaskService(
-        SqlUnitOfWorkFactory(engine),
+        commits,
         clock,
         limits=Limits(tasks_per_user=settings.tasks_per_user, reminders_per_task=settings.reminders_per_task),
         trace_id=current_trace_id,
@@ -89,6 +113,11 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     )
     runtime._closers.append(engine.dispose)
     runtime._checks["database"] = lambda: ping(engine)
+    runtime.inbox, runtime.history = read_side(engine, clock, settings)
+    runtime.delivery = build_embedded(
+        engine=engine, service=service, outbox=runtime.outbox, clock=clock, settings=settings, hub=runtime.live
+    )
+    commits.connect(runtime.delivery.relay.nudge)
     return runtime
 
 

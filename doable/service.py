@@ -6,6 +6,10 @@ rules that need the user's timezone, and the events each change records.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -13,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from doable.domain import filter_text
 from doable.domain import recurrence as rec
 from doable.domain.clock import Clock, LocalCalendar, localize, start_of_day, zone
 from doable.domain.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
@@ -29,6 +34,7 @@ from doable.domain.query import (
     decode_cursor,
     encode_cursor,
 )
+from doable.domain.series import next_due, successor
 from doable.domain.task import (
     REMINDERS_MAX,
     Recurrence,
@@ -41,13 +47,15 @@ from doable.domain.task import (
     validate_reminders,
 )
 from doable.inputs import ListRequest, NewTask, RecurrenceArg, RecurrenceIn, ReminderIn, TaskChanges
-from doable.ports import UnitOfWork, UnitOfWorkFactory
+from doable.ports import StoredResult, UnitOfWork, UnitOfWorkFactory
 
 T = TypeVar("T")
 
 _USER_ID = re.compile(r"^[A-Za-z0-9._:@|+-]{1,128}$")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-CONFLICT_RETRIES = 8
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+CONFLICT_RETRIES = 16
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,12 @@ def check_user_id(user_id: str) -> str:
     if not isinstance(user_id, str) or not _USER_ID.match(user_id):
         raise InvalidArgument("user_id", "must be 1-128 characters of letters, digits and . _ : @ | + -")
     return user_id
+
+
+def check_idempotency_key(key: str) -> str:
+    if not isinstance(key, str) or not _IDEMPOTENCY_KEY.match(key):
+        raise InvalidArgument("idempotency_key", "must be 1-128 printable characters without spaces")
+    return key
 
 
 def parse_due(value: str, tz: ZoneInfo, field: str = "due") -> tuple[datetime, date | None]:
@@ -121,7 +135,40 @@ class TaskService:
             except Conflict:
                 if attempt == CONFLICT_RETRIES - 1:
                     raise
+                # Jittered exponential backoff spreads writers that keep colliding on one user.
+                await asyncio.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
         raise AssertionError("unreachable")
+
+    async def _once(
+        self,
+        user_id: str,
+        key: str | None,
+        request: dict[str, object],
+        work: Callable[[UnitOfWork], Awaitable[Task]],
+    ) -> Task:
+        """Run `work` atomically; with an idempotency key, a repeat returns the first result
+        (and a different request under the same key is refused)."""
+        if key is None:
+            return await self._atomic(work)
+        key = check_idempotency_key(key)
+        digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+        async def once(uow: UnitOfWork) -> Task:
+            stored = await uow.idempotency.get(user_id, key)
+            now = self._clock.now()
+            if stored is not None and now - stored.created_at > IDEMPOTENCY_WINDOW:
+                await uow.idempotency.forget(user_id, key)
+                stored = None
+            if stored is not None:
+                if stored.request_hash != digest:
+                    raise InvalidArgument("idempotency_key", "was already used for a different request; use a new key")
+                return Task.model_validate(stored.result["task"])
+            task = await work(uow)
+            result = {"task": task.model_dump(mode="json")}
+            await uow.idempotency.put(user_id, key, StoredResult(request_hash=digest, created_at=now, result=result))
+            return task
+
+        return await self._atomic(once)
 
     async def _read(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
         async with self._uow(write=False) as uow:
@@ -165,7 +212,7 @@ class TaskService:
 
     # ---- tasks --------------------------------------------------------------------------
 
-    async def add(self, user_id: str, new: NewTask) -> Task:
+    async def add(self, user_id: str, new: NewTask, *, idempotency_key: str | None = None) -> Task:
         check_user_id(user_id)
         title = normalize_title(new.title)
         description = normalize_description(new.description)
@@ -201,13 +248,15 @@ class TaskService:
             await uow.events.add(self._event(EventType.CREATED, task))
             return task
 
-        return await self._atomic(work)
+        return await self._once(user_id, idempotency_key, {"op": "add", **new.model_dump(mode="json")}, work)
 
     async def get(self, user_id: str, task_id: int) -> Task:
         check_user_id(user_id)
         return await self._read(lambda uow: self._task(uow, user_id, task_id))
 
-    async def update(self, user_id: str, task_id: int, changes: TaskChanges) -> Task:
+    async def update(
+        self, user_id: str, task_id: int, changes: TaskChanges, *, idempotency_key: str | None = None
+    ) -> Task:
         check_user_id(user_id)
         given = changes.model_fields_set
         if not given:
@@ -260,15 +309,16 @@ class TaskService:
             await uow.events.add(self._event(EventType.UPDATED, updated))
             return updated
 
-        return await self._atomic(work)
+        request = {"op": "update", "task_id": task_id, **changes.model_dump(mode="json", exclude_unset=True)}
+        return await self._once(user_id, idempotency_key, request, work)
 
-    async def complete(self, user_id: str, task_id: int) -> Task:
-        return await self._set_completed(user_id, task_id, True)
+    async def complete(self, user_id: str, task_id: int, *, idempotency_key: str | None = None) -> Task:
+        return await self._set_completed(user_id, task_id, True, idempotency_key)
 
-    async def reopen(self, user_id: str, task_id: int) -> Task:
-        return await self._set_completed(user_id, task_id, False)
+    async def reopen(self, user_id: str, task_id: int, *, idempotency_key: str | None = None) -> Task:
+        return await self._set_completed(user_id, task_id, False, idempotency_key)
 
-    async def _set_completed(self, user_id: str, task_id: int, done: bool) -> Task:
+    async def _set_completed(self, user_id: str, task_id: int, done: bool, idempotency_key: str | None) -> Task:
         check_user_id(user_id)
 
         async def work(uow: UnitOfWork) -> Task:
@@ -282,15 +332,46 @@ class TaskService:
             await uow.events.add(self._event(EventType.COMPLETED if done else EventType.REOPENED, changed))
             return changed
 
-        return await self._atomic(work)
+        request = {"op": "complete" if done else "reopen", "task_id": task_id}
+        return await self._once(user_id, idempotency_key, request, work)
 
-    async def delete(self, user_id: str, task_id: int) -> Task:
+    async def delete(self, user_id: str, task_id: int, *, idempotency_key: str | None = None) -> Task:
         check_user_id(user_id)
 
         async def work(uow: UnitOfWork) -> Task:
             task = await self._task(uow, user_id, task_id)
             await uow.tasks.remove(task)
             await uow.events.add(self._event(EventType.DELETED, task))
+            return task
+
+        return await self._once(user_id, idempotency_key, {"op": "delete", "task_id": task_id}, work)
+
+    async def create_next_occurrence(self, completed: Task) -> Task | None:
+        """Create the occurrence that follows `completed` (the task as its `completed` event recorded it).
+
+        Idempotent per series and completed due date: a redelivered or duplicated event, or the same
+        occurrence completed again after a reopen, returns the occurrence made the first time (None
+        if that was deleted since). None as well when the series has ended (COUNT/UNTIL)."""
+        if completed.recurrence is None or completed.series_id is None or completed.due_at is None:
+            return None
+        user_id = check_user_id(completed.user_id)
+        series_id, after = completed.series_id, completed.due_at
+
+        async def work(uow: UnitOfWork) -> Task | None:
+            existing = await uow.series.successor(user_id, series_id, after)
+            if existing is not None:
+                return await uow.tasks.get(user_id, existing)
+            tz = (await self._profile(uow, user_id)).tz
+            now = self._clock.now()
+            due_at = next_due(completed, tz, now)
+            if due_at is None:
+                return None
+            if await uow.tasks.count(user_id) >= self._limits.tasks_per_user:
+                raise LimitExceeded("tasks", f"limit of {self._limits.tasks_per_user} tasks per user reached")
+            task = successor(completed, task_id=await uow.tasks.next_id(user_id), due_at=due_at, tz=tz, now=now)
+            await uow.series.link(user_id, series_id, after, task.task_id, now)
+            await uow.tasks.add(task)
+            await uow.events.add(self._event(EventType.CREATED, task))
             return task
 
         return await self._atomic(work)
@@ -306,7 +387,8 @@ class TaskService:
             page = await uow.tasks.list(user_id, replace(query, limit=query.limit + 1))
             tasks = page.tasks[: query.limit]
             next_cursor = encode_cursor(query, tasks[-1]) if len(page.tasks) > query.limit else None
-            return TaskPage(tasks=tasks, total=page.total, next_cursor=next_cursor), cal
+            echo = filter_text.describe(query.filter, query.sort.value, query.descending)
+            return TaskPage(tasks=tasks, total=page.total, next_cursor=next_cursor, query=echo), cal
 
         return await self._read(work)
 
@@ -344,7 +426,9 @@ class TaskService:
                 raise InvalidArgument("search", f"must be at most {KEYWORD_MAX} characters of text")
             keyword = keyword or None
         tags = normalize_tags(req.tags) if req.tags else ()
+        expr = filter_text.parse(req.filter, cal) if req.filter and req.filter.strip() else None
         flt = TaskFilter(
+            expr=expr,
             status=req.status,
             priorities=frozenset(parse_priority(p) for p in req.priority or ()),
             tags_any=tags if req.tags_mode == "any" else (),

@@ -42,6 +42,37 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, description="Largest accepted request body.")
     allowed_hosts: list[str] = Field(["*"], description="Host headers the MCP endpoint accepts (DNS-rebinding protection).")
 
+    # Workers (reminders, notifications, recurrence, audit) and event delivery.
+    outbox_poll_seconds: float = Field(2.0, gt=0, description="Outbox relay poll interval (commits also wake it).")
+    event_retry_attempts: int = Field(5, ge=1, description="Embedded bus: handler attempts before dead-lettering.")
+    reminder_sweep_seconds: float = Field(60.0, gt=0, description="Embedded mode: how often the reminder sweeper runs.")
+    reminder_sweep_grace_seconds: float = Field(30.0, ge=0, description="Sweeper sends reminders this late or later.")
+    webhook_max_attempts: int = Field(6, ge=1, description="Webhook attempts before a delivery is recorded as failed.")
+    webhook_retry_seconds: float = Field(10.0, gt=0, description="First webhook retry delay; then 3x longer each.")
+    webhook_timeout_seconds: float = Field(5.0, gt=0, description="Timeout of one webhook request.")
+    webhook_allow_private: bool = Field(False, description="Allow webhooks to private/loopback hosts (local use).")
+    processed_ttl_hours: int = Field(168, ge=1, description="How long consumers remember processed message ids.")
+    sse_keepalive_seconds: float = Field(15.0, gt=0, description="Comment line interval on idle live streams.")
+
+    # Dapr mode: the sidecar, and the secrets read from its secret store.
+    dapr_http_endpoint: str = Field(
+        "http://127.0.0.1:3500",
+        validation_alias=AliasChoices("dapr_http_endpoint", "doable_dapr_http_endpoint"),
+        description="DAPR_HTTP_ENDPOINT: the sidecar's HTTP API.",
+    )
+    dapr_api_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("dapr_api_token", "doable_dapr_api_token"),
+        description="DAPR_API_TOKEN: sent to the sidecar when it requires one.",
+    )
+    app_api_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("app_api_token", "doable_app_api_token"),
+        description="APP_API_TOKEN: the sidecar sends it on every call to the app; internal routes require it.",
+    )
+    dapr_secret_name: str = Field("doable-secrets", description="Secret (in the Dapr secret store) holding jwt-secret, openai-api-key.")
+    dapr_startup_timeout: float = Field(60.0, description="Seconds to wait for the sidecar at start-up.")
+
     # Chat (agent/): the model, and how the agent reaches the MCP tools.
     model: str = Field("gpt-5.6-luna", description="Chat model name (OpenAI, or the one your OPENAI_BASE_URL server serves).")
     model_api: Literal["auto", "responses", "chat_completions"] = Field(
@@ -66,6 +97,14 @@ class Settings(BaseSettings):
     mcp_token_ttl_seconds: int = Field(300, ge=30, le=3600, description="Lifetime of those tokens.")
     internal_token_secret: SecretStr | None = Field(
         None, description="HS256 secret for those tokens; default the JWT secret, else generated under data_dir."
+    )
+
+    # Web console (doable/web/console.py, served at /).
+    console_local_signin: bool = Field(
+        True, description="Embedded mode: the console's 'local user' sign-in, for loopback clients only."
+    )
+    chatkit_domain_key: str | None = Field(
+        None, description="ChatKit domain key: the console loads OpenAI's ChatKit web component (from its CDN)."
     )
 
     @field_validator("port")

@@ -21,6 +21,8 @@ from pydantic import Field
 from doable.domain.errors import DoableError
 from doable.domain.query import SortField, Status
 from doable.domain.task import Priority
+from doable.history import History, HistoryView, history_view
+from doable.inbox import Inbox, MarkReadView, NotificationListView, notification_view
 from doable.inputs import DueText, ListRequest, NewTask, RecurrenceArg, ReminderIn, TaskChanges
 from doable.logs import current_trace_id
 from doable.metrics import TOOL_LATENCY
@@ -109,6 +111,7 @@ def _tool_errors(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P,
 
 
 UserIdArg = Annotated[str | None, Field(description="Optional; must equal the signed-in user.")]
+IdemArg = Annotated[str | None, Field(max_length=128, description="Retry-safe key: a repeat returns the first result.")]
 TaskIdArg = Annotated[int, Field(description="The task's id (per user).")]
 TitleArg = Annotated[str, Field(max_length=1000, description="1-200 characters.")]
 DescriptionArg = Annotated[str | None, Field(max_length=20000, description="Up to 4000 characters.")]
@@ -128,8 +131,12 @@ def build_mcp(
     *,
     verifier: McpTokenVerifier | None = None,
     auth: AuthSettings | None = None,
+    inbox: Inbox | None = None,
+    history: History | None = None,
 ) -> MCPServer[Any]:
-    """An MCP server whose tools act for the user that `user()` resolves (token subject or a fixed user)."""
+    """An MCP server whose tools act for the user that `user()` resolves (token subject or a fixed user).
+
+    With `inbox` and `history` it also serves the notification and task-history tools."""
     raw_arguments = _RawArguments()
     mcp: MCPServer[Any] = MCPServer(
         "doable",
@@ -153,6 +160,7 @@ def build_mcp(
         due: DueText | None = None,
         reminders: RemindersArg = None,
         recurrence: RecurrenceParam = None,
+        idempotency_key: IdemArg = None,
         user_id: UserIdArg = None,
     ) -> TaskResult:
         """Create a task."""
@@ -166,7 +174,7 @@ def build_mcp(
             reminders=reminders,
             recurrence=recurrence,
         )
-        task = await service.add(uid, new)
+        task = await service.add(uid, new, idempotency_key=idempotency_key)
         return task_result(task, "created", await tz_of(uid))
 
     @mcp.tool(annotations=_READ)
@@ -183,6 +191,10 @@ def build_mcp(
         due_after: DueText | None = None,
         due_before: DueText | None = None,
         search: Annotated[str | None, Field(max_length=200, description="Keyword in title/description.")] = None,
+        filter: Annotated[
+            str | None,
+            Field(max_length=500, description="Text filter: 'overdue & (#work | #home) & p:high', 'due before: friday'."),
+        ] = None,
         sort: SortField = SortField.CREATED,
         order: Annotated[Literal["asc", "desc"] | None, Field(description="Default: due/title asc, else desc.")] = None,
         limit: Annotated[int | None, Field(ge=1, le=200, description="Default 50.")] = None,
@@ -200,6 +212,7 @@ def build_mcp(
             due_after=due_after,
             due_before=due_before,
             search=search,
+            filter=filter,
             sort=sort,
             order=order,
             limit=limit,
@@ -226,6 +239,7 @@ def build_mcp(
         due: DueText | None = None,
         reminders: RemindersArg = None,
         recurrence: RecurrenceParam = None,
+        idempotency_key: IdemArg = None,
         user_id: UserIdArg = None,
     ) -> TaskResult:
         """Change a task. Omitted fields stay; null clears description/tags/due/reminders/recurrence."""
@@ -243,29 +257,32 @@ def build_mcp(
         given = (
             {k: v for k, v in values.items() if k in raw} if raw else {k: v for k, v in values.items() if v is not None}
         )
-        task = await service.update(uid, task_id, TaskChanges(**given))
+        task = await service.update(uid, task_id, TaskChanges(**given), idempotency_key=idempotency_key)
         return task_result(task, "updated", await tz_of(uid))
 
     @mcp.tool(annotations=_WRITE)
     @_tool_errors("complete_task")
-    async def complete_task(task_id: TaskIdArg, user_id: UserIdArg = None) -> TaskResult:
+    async def complete_task(task_id: TaskIdArg, idempotency_key: IdemArg = None, user_id: UserIdArg = None) -> TaskResult:
         """Mark a task done (a repeating task's next occurrence follows)."""
         uid = resolve_user(user, user_id)
-        return task_result(await service.complete(uid, task_id), "completed", await tz_of(uid))
+        task = await service.complete(uid, task_id, idempotency_key=idempotency_key)
+        return task_result(task, "completed", await tz_of(uid))
 
     @mcp.tool(annotations=_WRITE)
     @_tool_errors("reopen_task")
-    async def reopen_task(task_id: TaskIdArg, user_id: UserIdArg = None) -> TaskResult:
+    async def reopen_task(task_id: TaskIdArg, idempotency_key: IdemArg = None, user_id: UserIdArg = None) -> TaskResult:
         """Mark a completed task pending again."""
         uid = resolve_user(user, user_id)
-        return task_result(await service.reopen(uid, task_id), "reopened", await tz_of(uid))
+        task = await service.reopen(uid, task_id, idempotency_key=idempotency_key)
+        return task_result(task, "reopened", await tz_of(uid))
 
     @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=False))
     @_tool_errors("delete_task")
-    async def delete_task(task_id: TaskIdArg, user_id: UserIdArg = None) -> TaskResult:
+    async def delete_task(task_id: TaskIdArg, idempotency_key: IdemArg = None, user_id: UserIdArg = None) -> TaskResult:
         """Delete a task."""
         uid = resolve_user(user, user_id)
-        return task_result(await service.delete(uid, task_id), "deleted", await tz_of(uid))
+        task = await service.delete(uid, task_id, idempotency_key=idempotency_key)
+        return task_result(task, "deleted", await tz_of(uid))
 
     @mcp.tool(annotations=_READ)
     @_tool_errors("get_profile")
@@ -283,5 +300,47 @@ def build_mcp(
         """Set the user's timezone (used for due dates, 'today', recurrences)."""
         uid = resolve_user(user, user_id)
         return profile_view(uid, service.calendar(await service.set_timezone(uid, timezone)))
+
+    if inbox is not None:
+        notes = inbox
+
+        @mcp.tool(annotations=_READ)
+        @_tool_errors("list_notifications")
+        async def list_notifications(
+            unread_only: bool = False,
+            limit: Annotated[int | None, Field(ge=1, le=200, description="Default 20.")] = None,
+            user_id: UserIdArg = None,
+        ) -> NotificationListView:
+            """The user's reminders (notifications), newest first, and the unread count."""
+            uid = resolve_user(user, user_id)
+            items, unread = await notes.recent(uid, unread_only=unread_only, limit=limit)
+            tz = await tz_of(uid)
+            return NotificationListView(notifications=[notification_view(n, tz) for n in items], unread=unread)
+
+        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True, openWorldHint=False))
+        @_tool_errors("mark_read")
+        async def mark_read(
+            ids: Annotated[list[int] | Literal["all"], Field(description='Notification ids, or "all".')],
+            user_id: UserIdArg = None,
+        ) -> MarkReadView:
+            """Mark notifications read."""
+            uid = resolve_user(user, user_id)
+            marked, unread = await notes.mark_read(uid, ids)
+            return MarkReadView(marked=marked, unread=unread)
+
+    if history is not None:
+        log_of = history
+
+        @mcp.tool(annotations=_READ)
+        @_tool_errors("task_history")
+        async def task_history(
+            task_id: Annotated[int | None, Field(description="One task's history; omit for recent activity.")] = None,
+            limit: Annotated[int | None, Field(ge=1, le=200, description="Default 20.")] = None,
+            user_id: UserIdArg = None,
+        ) -> HistoryView:
+            """What happened to a task (or to all tasks lately), newest first."""
+            uid = resolve_user(user, user_id)
+            entries = await log_of.list(uid, task_id=task_id, limit=limit)
+            return history_view(entries, await tz_of(uid), limit)
 
     return mcp

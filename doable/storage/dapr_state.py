@@ -22,6 +22,7 @@ commit with the change itself.
 from __future__ import annotations
 
 import zlib
+from datetime import datetime
 from urllib.parse import quote
 from types import TracebackType
 from typing import Any, Self
@@ -30,8 +31,9 @@ from doable.dapr.client import DaprClient, Delete, StateItem, Upsert
 from doable.domain.errors import Conflict
 from doable.domain.events import TaskEvent
 from doable.domain.profile import Profile
-from doable.domain.query import TaskPage, TaskQuery
+from doable.domain.query import TaskPage, TaskQuery, micros
 from doable.domain.task import Task
+from doable.ports import StoredResult
 
 BUCKET = 64
 DIRTY_SHARDS = 16
@@ -56,6 +58,14 @@ def bucket_key(uid: str, n: int) -> str:
 
 def outbox_key(uid: str, seq: int) -> str:
     return f"outbox:{_uid(uid)}:{seq}"
+
+
+def series_key(uid: str, series_id: str, after: datetime) -> str:
+    return f"series:{_uid(uid)}:{quote(series_id, safe='')}:{micros(after)}"
+
+
+def idempotency_key(uid: str, key: str) -> str:
+    return f"idem:{_uid(uid)}:{quote(key, safe='')}"
 
 
 def dirty_shard_key(shard: int) -> str:
@@ -96,6 +106,8 @@ class DaprUnitOfWork:
         self.tasks = _Tasks(self)
         self.profiles = _Profiles(self)
         self.events = _Events(self)
+        self.series = _SeriesLinks(self)
+        self.idempotency = _IdempotencyKeys(self)
 
     async def __aenter__(self) -> Self:
         return self
@@ -234,6 +246,48 @@ class _Events:
 
     async def add(self, event: TaskEvent) -> None:
         self._uow._new_events.append((event.user_id, event))
+
+
+class _SeriesLinks:
+    def __init__(self, uow: DaprUnitOfWork) -> None:
+        self._uow = uow
+
+    async def successor(self, user_id: str, series_id: str, after: datetime) -> int | None:
+        doc = await self._uow.doc(series_key(user_id, series_id, after), {})
+        return int(doc.value["task_id"]) if doc.exists else None
+
+    async def link(self, user_id: str, series_id: str, after: datetime, task_id: int, at: datetime) -> None:
+        doc = await self._uow.doc(series_key(user_id, series_id, after), {})
+        if doc.exists:
+            raise Conflict(f"series {series_id} already continued after this occurrence")
+        # Created without an ETag (create-only): a concurrent creator makes the commit fail.
+        doc.value = {"task_id": task_id, "at": at.isoformat()}
+        doc.dirty = True
+
+
+class _IdempotencyKeys:
+    def __init__(self, uow: DaprUnitOfWork) -> None:
+        self._uow = uow
+
+    async def get(self, user_id: str, key: str) -> StoredResult | None:
+        doc = await self._uow.doc(idempotency_key(user_id, key), {})
+        if not doc.exists:
+            return None
+        v = doc.value
+        return StoredResult(request_hash=v["request_hash"], created_at=datetime.fromisoformat(v["created_at"]), result=v["result"])
+
+    async def put(self, user_id: str, key: str, stored: StoredResult) -> None:
+        doc = await self._uow.doc(idempotency_key(user_id, key), {})
+        if doc.exists:
+            raise Conflict("the same idempotency key is in use by a concurrent call")
+        doc.value = {"request_hash": stored.request_hash, "created_at": stored.created_at.isoformat(), "result": stored.result}
+        doc.dirty = True
+
+    async def forget(self, user_id: str, key: str) -> None:
+        doc = await self._uow.doc(idempotency_key(user_id, key), {})
+        # Keep the ETag: a following put overwrites the expired entry only if nobody else did.
+        doc.exists = False
+        doc.value = {}
 
 
 class DaprUnitOfWorkFactory:

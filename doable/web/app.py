@@ -11,9 +11,14 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from doable.auth import service_tokens
 from doable.runtime import Runtime
 from doable.web import errors
+from doable.web.console import router as console_router
+from doable.web.history import router as history_router
+from doable.web.live import router as live_router
 from doable.web.middleware import BodyLimit, RequestContext
+from doable.web.notifications import router as notifications_router
 from doable.web.tasks import router as tasks_router
 from mcp_server.identity import McpTokenVerifier, from_http_token
 from mcp_server.server import build_mcp
@@ -35,11 +40,15 @@ def _transport_security(runtime: Runtime) -> TransportSecuritySettings:
 def create_app(runtime: Runtime) -> FastAPI:
     """The API app for `runtime`. Build a new one per process or test (MCP's session manager runs once)."""
     base = public_url(runtime)
+    # Short-lived tokens the chat agent mints to call the MCP tools as the signed-in user.
+    chat_tokens = service_tokens(runtime.settings, runtime.signing_secret)
     mcp = build_mcp(
         runtime.service,
         from_http_token,
-        verifier=McpTokenVerifier(runtime.verifier),
+        verifier=McpTokenVerifier(runtime.verifier, internal=chat_tokens.verifier),
         auth=AuthSettings(issuer_url=base, resource_server_url=f"{base}/mcp", validate_token_resource=False),
+        inbox=runtime.inbox,
+        history=runtime.history,
     )
     mcp_app = mcp.streamable_http_app(
         streamable_http_path="/mcp",
@@ -52,7 +61,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # A mounted app's own lifespan never runs; the MCP session manager must run here.
         async with mcp.session_manager.run():
-            yield
+            # Embedded mode: the outbox relay, job scheduler and workers run with the app.
+            await runtime.start()
+            try:
+                yield
+            finally:
+                await runtime.stop()
 
     app = FastAPI(
         title="Doable",
@@ -63,6 +77,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     errors.install(app)
     app.include_router(tasks_router)
+    app.include_router(notifications_router)
+    app.include_router(live_router)
+    app.include_router(history_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -81,6 +98,14 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # Imported here, not at module level: processes that never serve chat skip the chat stack.
+    from agent.routes import build_chat_router
+
+    app.include_router(build_chat_router(runtime, chat_tokens))
+
+    # The web console at / and /console/... (before the MCP mount, which takes everything else).
+    app.include_router(console_router)
 
     # Last, at the root, so the protected-resource metadata lands at
     # /.well-known/oauth-protected-resource/mcp as MCP clients expect.

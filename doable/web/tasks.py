@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from doable.inputs import ListRequest, NewTask, TaskChanges
@@ -14,6 +14,10 @@ from doable.web.security import CurrentUser
 
 router = APIRouter(prefix="/api", tags=["tasks"])
 TaskId = Annotated[int, Path(ge=1, le=2**53, description="The task's per-user id.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=128, description="A retry with the same key returns the first result."),
+]
 
 ERRORS = {
     401: {"description": "Missing or invalid bearer token"},
@@ -40,9 +44,9 @@ async def list_tasks(request: Request, user: CurrentUser, query: Annotated[ListR
 
 
 @router.post("/tasks", status_code=201, response_model=TaskView, responses=ERRORS)
-async def add_task(request: Request, user: CurrentUser, body: NewTask) -> TaskView:
+async def add_task(request: Request, user: CurrentUser, body: NewTask, idempotency_key: IdempotencyKey = None) -> TaskView:
     service = _service(request)
-    task = await service.add(user.user_id, body)
+    task = await service.add(user.user_id, body, idempotency_key=idempotency_key)
     return task_view(task, (await service.get_profile(user.user_id)).tz)
 
 
@@ -53,29 +57,40 @@ async def get_task(request: Request, user: CurrentUser, task_id: TaskId) -> Task
 
 
 @router.patch("/tasks/{task_id}", response_model=TaskView, responses=ERRORS)
-async def update_task(request: Request, user: CurrentUser, task_id: TaskId, body: TaskChanges) -> TaskView:
+async def update_task(
+    request: Request, user: CurrentUser, task_id: TaskId, body: TaskChanges, idempotency_key: IdempotencyKey = None
+) -> TaskView:
     """Partial update: omitted fields stay; an explicit null clears the field."""
     service = _service(request)
-    task = await service.update(user.user_id, task_id, body)
+    task = await service.update(user.user_id, task_id, body, idempotency_key=idempotency_key)
     return task_view(task, (await service.get_profile(user.user_id)).tz)
 
 
 @router.post("/tasks/{task_id}/complete", response_model=TaskView, responses=ERRORS)
-async def complete_task(request: Request, user: CurrentUser, task_id: TaskId) -> TaskView:
+async def complete_task(
+    request: Request, user: CurrentUser, task_id: TaskId, idempotency_key: IdempotencyKey = None
+) -> TaskView:
     service = _service(request)
-    return task_view(await service.complete(user.user_id, task_id), (await service.get_profile(user.user_id)).tz)
+    task = await service.complete(user.user_id, task_id, idempotency_key=idempotency_key)
+    return task_view(task, (await service.get_profile(user.user_id)).tz)
 
 
 @router.post("/tasks/{task_id}/reopen", response_model=TaskView, responses=ERRORS)
-async def reopen_task(request: Request, user: CurrentUser, task_id: TaskId) -> TaskView:
+async def reopen_task(
+    request: Request, user: CurrentUser, task_id: TaskId, idempotency_key: IdempotencyKey = None
+) -> TaskView:
     service = _service(request)
-    return task_view(await service.reopen(user.user_id, task_id), (await service.get_profile(user.user_id)).tz)
+    task = await service.reopen(user.user_id, task_id, idempotency_key=idempotency_key)
+    return task_view(task, (await service.get_profile(user.user_id)).tz)
 
 
 @router.delete("/tasks/{task_id}", response_model=TaskView, responses=ERRORS)
-async def delete_task(request: Request, user: CurrentUser, task_id: TaskId) -> TaskView:
+async def delete_task(
+    request: Request, user: CurrentUser, task_id: TaskId, idempotency_key: IdempotencyKey = None
+) -> TaskView:
     service = _service(request)
-    return task_view(await service.delete(user.user_id, task_id), (await service.get_profile(user.user_id)).tz)
+    task = await service.delete(user.user_id, task_id, idempotency_key=idempotency_key)
+    return task_view(task, (await service.get_profile(user.user_id)).tz)
 
 
 @router.get("/profile", response_model=ProfileView, responses=ERRORS)

@@ -281,3 +281,13 @@ async def test_text_filter_matches_the_structured_filter_and_the_reference(store
         query = svc.build_query(ListRequest(filter=expr, limit=200), cal)
         expected, _ = query.apply(everything.tasks)
         assert [t.task_id for t in page.tasks] == [t.task_id for t in expected], expr
+
+
+async def test_idempotency_keys_make_concurrent_retries_create_one_task(store: Store, clock: ManualClock) -> None:
+    svc = store.service(clock)
+    results = await asyncio.gather(*(svc.add("alice", NewTask(title="once"), idempotency_key="k-1") for _ in range(5)))
+    assert {t.task_id for t in results} == {1}
+    page, _ = await svc.list("alice", ListRequest())
+    assert page.total == 1
+    clock.advance(timedelta(hours=25))  # past the window the key is forgotten
+    assert (await svc.add("alice", NewTask(title="once"), idempotency_key="k-1")).task_id == 2

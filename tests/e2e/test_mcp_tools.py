@@ -103,7 +103,7 @@ async def test_errors_name_the_field_and_change_nothing(mcp_as: McpConnect, runt
         assert "unknown argument(s) owner" in await error_of(c, "add_task", title="x", owner="bob")
         listed = await call(c, "list_tasks")
         assert [t["title"] for t in listed["tasks"]] == ["Keep me"]
-    assert await runtime.outbox.depth() == 1
+    assert len(await runtime.outbox.history("alice")) == 1  # only the one successful add recorded an event
 
 
 async def test_forged_user_id_is_refused_and_isolation_holds(mcp_as: McpConnect) -> None:
@@ -132,3 +132,18 @@ async def test_tool_list_is_small_and_typed(mcp_as: McpConnect) -> None:
     assert add.output_schema is not None
     assert add.input_schema["required"] == ["title"]
     assert "user_id" in add.input_schema["properties"]
+
+
+async def test_a_retried_add_with_the_same_idempotency_key_creates_one_task(mcp_as: McpConnect) -> None:
+    async with mcp_as("alice") as c:
+        first = await call(c, "add_task", title="Pay rent", idempotency_key="req-1")
+        again = await call(c, "add_task", title="Pay rent", idempotency_key="req-1")
+        assert first["task_id"] == again["task_id"]
+        assert (await call(c, "list_tasks"))["total"] == 1
+        assert "different request" in await error_of(c, "add_task", title="Other", idempotency_key="req-1")
+        done = await call(c, "delete_task", task_id=first["task_id"], idempotency_key="del-1")
+        repeat = await call(c, "delete_task", task_id=first["task_id"], idempotency_key="del-1")
+        assert done["task_id"] == repeat["task_id"] and repeat["status"] == "deleted"
+    async with mcp_as("bob") as b:
+        # Keys are per user: bob's "req-1" is a new request.
+        assert (await call(b, "add_task", title="Bob's", idempotency_key="req-1"))["task_id"] == 1

@@ -19,6 +19,8 @@ from doable.domain.query import SortField, TaskFilter, TaskPage, TaskQuery, micr
 from doable.domain.task import Task
 from doable.ports import OutboxRecord
 from doable.storage.sql.schema import OutboxRow, ProfileRow, TaskRow, TaskTagRow, UserCounterRow
+from doable.storage.sql.idempotency import SqlIdempotencyKeys
+from doable.storage.sql.series import SqlSeriesLinks
 
 tasks_t = TaskRow.__table__
 tags_t = TaskTagRow.__table__
@@ -251,6 +253,8 @@ class SqlUnitOfWork:
         self.tasks = SqlTasks(conn)
         self.profiles = SqlProfiles(conn)
         self.events = SqlOutbox(conn)
+        self.series = SqlSeriesLinks(conn)
+        self.idempotency = SqlIdempotencyKeys(conn)
         return self
 
     async def commit(self) -> None:

@@ -1,0 +1,116 @@
+"""How the chat agent reaches the task tools: the MCP server over streamable HTTP, as the user.
+
+Each turn opens its own connection carrying a freshly minted, short-lived token for the
+authenticated user (audience: the MCP server). Headers are fixed per connection, so a
+connection is never shared between users. The `user_id` tool parameter (kept on the MCP
+server for spec compatibility) is hidden from the model and dropped from calls: the
+user is whoever the token names, never someone the model chose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx2
+import structlog
+from agents import AgentBase, RunContextWrapper
+from agents.mcp import MCPServerStreamableHttp
+from mcp.types import CallToolResult
+from mcp.types import Tool as MCPTool
+
+from doable.auth import ServiceTokens
+from doable.settings import Settings
+
+log = structlog.get_logger("doable.chat")
+
+ClientFactory = Callable[..., httpx2.AsyncClient]
+"""(headers=, timeout=, auth=) -> httpx2.AsyncClient, as the Agents SDK calls it."""
+
+_HIDDEN_ARGUMENT = "user_id"
+
+
+def loopback_mcp_url(settings: Settings) -> str:
+    """This process's own /mcp as reachable from inside it (the bind address, or loopback)."""
+    host = settings.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "[::1]"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/mcp"
+
+
+def in_process(app: Any) -> ClientFactory:
+    """A client factory that reaches an ASGI app directly, without a socket (tests, embedding)."""
+
+    def factory(headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app),
+            base_url="http://127.0.0.1",
+            headers=headers,
+            timeout=timeout if timeout is not None else 30.0,
+            auth=auth,
+            follow_redirects=False,
+        )
+
+    return factory
+
+
+def _without_user_id(tool: MCPTool) -> MCPTool:
+    schema = dict(tool.input_schema)
+    properties = dict(schema.get("properties") or {})
+    if _HIDDEN_ARGUMENT not in properties:
+        return tool
+    properties.pop(_HIDDEN_ARGUMENT)
+    schema["properties"] = properties
+    if isinstance(schema.get("required"), list):
+        schema["required"] = [r for r in schema["required"] if r != _HIDDEN_ARGUMENT]
+    return tool.model_copy(update={"input_schema": schema})
+
+
+class UserTaskTools(MCPServerStreamableHttp):
+    """The MCP task tools for the one user named by the connection's token."""
+
+    async def list_tools(
+        self, run_context: RunContextWrapper[Any] | None = None, agent: AgentBase | None = None
+    ) -> list[MCPTool]:
+        return [_without_user_id(t) for t in await super().list_tools(run_context, agent)]
+
+    async def call_tool(
+        self, tool_name: str, arguments: dict[str, Any] | None, meta: dict[str, Any] | None = None
+    ) -> CallToolResult:
+        if arguments and _HIDDEN_ARGUMENT in arguments:
+            # Only a confused or manipulated model sends this; the token decides the user anyway.
+            log.warning("chat.user_id_argument_dropped", tool=tool_name)
+            arguments = {k: v for k, v in arguments.items() if k != _HIDDEN_ARGUMENT}
+        return await super().call_tool(tool_name, arguments, meta)
+
+
+class McpLink:
+    """Opens per-turn, per-user connections to the MCP server at `url`."""
+
+    def __init__(self, url: str, tokens: ServiceTokens, *, client_factory: ClientFactory | None = None) -> None:
+        self.url = url
+        self.client_factory = client_factory
+        self._tokens = tokens
+
+    def for_user(self, user_id: str) -> UserTaskTools:
+        """An unconnected server for `user_id`; use it as `async with link.for_user(uid) as tools:`."""
+        params: dict[str, Any] = {
+            "url": self.url,
+            "headers": {"Authorization": f"Bearer {self._tokens.mint(user_id)}"},
+            "timeout": 15.0,
+            "sse_read_timeout": 120.0,
+        }
+        if self.client_factory is not None:
+            params["httpx_client_factory"] = self.client_factory
+        return UserTaskTools(
+            params,  # type: ignore[arg-type]  # a TypedDict built incrementally
+            name="doable-tasks",
+            cache_tools_list=True,
+            # Tool calls hit the database; allow for a slow moment without hanging a turn forever.
+            client_session_timeout_seconds=30,
+            use_structured_content=True,
+        )

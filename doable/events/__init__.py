@@ -1,0 +1,1 @@
+"""Event delivery adapters: the in-process bus and the outbox relay (Dapr adapters live in doable.dapr)."""

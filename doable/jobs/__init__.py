@@ -1,0 +1,1 @@
+"""Job scheduling adapters: the embedded, SQL-persisted scheduler (Dapr Jobs live in doable.dapr)."""

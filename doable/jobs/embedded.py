@@ -1,0 +1,219 @@
+"""Embedded mode's Jobs API: one-shot jobs persisted in SQL and fired by an in-process loop.
+
+Same semantics as Dapr Jobs: a job belongs to the owner that scheduled it (Dapr: the app-id)
+and only that owner's handler receives it; scheduling a name again overwrites it; a job fires
+once at its time, and a failed firing is retried with backoff a bounded number of times.
+Because jobs live in the database, a restart loses none, and jobs that fell due while the
+process was down fire once as soon as it starts. Time comes from the injectable clock: tests
+move a ManualClock and call `fire_due()` instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy import RowMapping
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from doable.domain.clock import Clock
+from doable.domain.query import micros
+from doable.messaging import Cron, Job, JobHandler, Outcome, outcome_for
+from doable.metrics import JOBS_FIRED
+from doable.storage.sql.transactions import from_micros, transaction, upsert
+from doable.storage.sql.worker_schema import ScheduledJobRow
+
+log = structlog.get_logger("doable.jobs")
+
+jobs_t = ScheduledJobRow.__table__
+
+# The loop re-reads the table at least this often, so a clock that jumps is noticed.
+MAX_IDLE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class JobRetry:
+    attempts: int = 5
+    first_delay: timedelta = timedelta(seconds=1)
+    max_delay: timedelta = timedelta(minutes=1)
+
+    def delay(self, attempt: int) -> timedelta:
+        return min(self.max_delay, self.first_delay * (1 << (attempt - 1)))
+
+
+class EmbeddedJobs:
+    """The persisted scheduler of one process; `scheduler(owner)` is the JobScheduler an owner uses."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock, *, retry: JobRetry | None = None, batch: int = 100) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._retry = retry or JobRetry()
+        self._batch = batch
+        self._handlers: dict[str, JobHandler] = {}
+        self._wake = asyncio.Event()
+        # One firing pass at a time: the loop and an explicit fire_due() must not fire a job twice.
+        self._firing = asyncio.Lock()
+
+    def scheduler(self, owner: str) -> OwnerScheduler:
+        return OwnerScheduler(self, owner)
+
+    def handle(self, owner: str, handler: JobHandler) -> None:
+        """Deliver `owner`'s jobs to `handler` (like the app behind a Dapr app-id)."""
+        self._handlers[owner] = handler
+
+    async def schedule(self, owner: str, job: Job) -> None:
+        async with transaction(self._engine) as conn:
+            stmt = upsert(conn, jobs_t).values(
+                owner=owner,
+                name=job.name,
+                due_us=micros(job.due_at),
+                payload=json.dumps(job.data),
+                revision=1,
+                attempts=0,
+            )
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[jobs_t.c.owner, jobs_t.c.name],
+                    set_={
+                        "due_us": stmt.excluded.due_us,
+                        "payload": stmt.excluded.payload,
+                        "revision": jobs_t.c.revision + 1,
+                        "attempts": 0,
+                    },
+                )
+            )
+        self._wake.set()
+
+    async def cancel(self, owner: str, name: str) -> None:
+        async with transaction(self._engine) as conn:
+            await conn.execute(sa.delete(jobs_t).where(jobs_t.c.owner == owner, jobs_t.c.name == name))
+
+    async def pending(self, owner: str | None = None) -> list[Job]:
+        """Jobs not yet fired, soonest first (for tests and operators)."""
+        stmt = sa.select(jobs_t).order_by(jobs_t.c.due_us, jobs_t.c.name)
+        if owner is not None:
+            stmt = stmt.where(jobs_t.c.owner == owner)
+        async with transaction(self._engine, write=False) as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [Job(name=r.name, due_at=from_micros(r.due_us), data=json.loads(r.payload)) for r in rows]
+
+    async def next_due(self) -> datetime | None:
+        stmt = sa.select(sa.func.min(jobs_t.c.due_us)).where(jobs_t.c.owner.in_(list(self._handlers)))
+        async with transaction(self._engine, write=False) as conn:
+            value = (await conn.execute(stmt)).scalar_one_or_none()
+        return from_micros(value) if value is not None else None
+
+    async def fire_due(self) -> int:
+        """Fire every job due by the clock's now, one at a time, soonest first; how many fired."""
+        async with self._firing:
+            return await self._fire_due()
+
+    async def _fire_due(self) -> int:
+        fired = 0
+        while True:
+            now = self._clock.now()
+            stmt = (
+                sa.select(jobs_t)
+                .where(jobs_t.c.due_us <= micros(now), jobs_t.c.owner.in_(list(self._handlers)))
+                .order_by(jobs_t.c.due_us, jobs_t.c.name)
+                .limit(self._batch)
+            )
+            async with transaction(self._engine, write=False) as conn:
+                rows = (await conn.execute(stmt)).mappings().all()
+            for row in rows:
+                await self._fire(row)
+            fired += len(rows)
+            if len(rows) < self._batch:
+                return fired
+
+    async def run(self) -> None:
+        """Fire jobs as they fall due until cancelled (overdue ones first, once)."""
+        while True:
+            self._wake.clear()
+            try:
+                await self.fire_due()
+                nxt = await self.next_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("jobs.loop_failed")
+                nxt = None
+            wait = MAX_IDLE_SECONDS
+            if nxt is not None:
+                wait = min(wait, max(0.0, (nxt - self._clock.now()).total_seconds()))
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+
+    async def _fire(self, row: RowMapping) -> None:
+        owner, name, revision = str(row["owner"]), str(row["name"]), int(row["revision"])
+        job = Job(name=name, due_at=from_micros(row["due_us"]), data=json.loads(row["payload"]))
+        handler = self._handlers[owner]
+        try:
+            outcome = await handler(job)
+        except Exception as exc:
+            outcome = outcome_for(exc)
+            log.warning(
+                "jobs.handler_failed", owner=owner, job=name, error=f"{type(exc).__name__}: {exc}", exc_info=True
+            )
+        JOBS_FIRED.labels(owner=owner, outcome=outcome.value.lower()).inc()
+        same = sa.and_(jobs_t.c.owner == owner, jobs_t.c.name == name, jobs_t.c.revision == revision)
+        attempts = int(row["attempts"]) + 1
+        async with transaction(self._engine) as conn:
+            if outcome is Outcome.RETRY and attempts < self._retry.attempts:
+                retry_at = self._clock.now() + self._retry.delay(attempts)
+                await conn.execute(sa.update(jobs_t).where(same).values(due_us=micros(retry_at), attempts=attempts))
+                return
+            # Done, dropped, or out of retries. A job rescheduled while it fired has a new
+            # revision and stays.
+            await conn.execute(sa.delete(jobs_t).where(same))
+        if outcome is Outcome.RETRY:
+            log.error("jobs.gave_up", owner=owner, job=name, attempts=attempts)
+
+
+class OwnerScheduler:
+    """The JobScheduler port for one owner."""
+
+    def __init__(self, jobs: EmbeddedJobs, owner: str) -> None:
+        self._jobs = jobs
+        self._owner = owner
+
+    async def schedule(self, job: Job) -> None:
+        await self._jobs.schedule(self._owner, job)
+
+    async def cancel(self, name: str) -> None:
+        await self._jobs.cancel(self._owner, name)
+
+
+class EmbeddedCron:
+    """Embedded mode's cron bindings: each handler runs once at start-up, then every period."""
+
+    def __init__(self, crons: list[Cron]) -> None:
+        self._crons = crons
+
+    async def tick(self) -> None:
+        """Run every cron handler now (tests, and the first round at start-up)."""
+        for cron in self._crons:
+            await self._run(cron)
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._loop(cron) for cron in self._crons))
+
+    async def _loop(self, cron: Cron) -> None:
+        while True:
+            await self._run(cron)
+            await asyncio.sleep(cron.every_seconds)
+
+    @staticmethod
+    async def _run(cron: Cron) -> None:
+        try:
+            outcome = await cron.handler()
+            if outcome is not Outcome.SUCCESS:
+                log.warning("cron.incomplete", binding=cron.binding, outcome=outcome.value)
+        except Exception:
+            log.exception("cron.failed", binding=cron.binding)

@@ -1,0 +1,73 @@
+"""Delivery bookkeeping: processed-message records (idempotent consumers) and dead letters."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from doable.domain.query import micros
+from doable.storage.sql.transactions import transaction, upsert
+from doable.storage.sql.worker_schema import DeadLetterRow, ProcessedMessageRow
+
+processed_t = ProcessedMessageRow.__table__
+dead_t = DeadLetterRow.__table__
+
+
+class SqlProcessedMessages:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def seen(self, consumer: str, message_id: str) -> bool:
+        stmt = sa.select(sa.literal(1)).where(
+            processed_t.c.consumer == consumer, processed_t.c.message_id == message_id
+        )
+        async with transaction(self._engine, write=False) as conn:
+            return (await conn.execute(stmt)).first() is not None
+
+    async def remember(self, consumer: str, message_id: str, at: datetime) -> None:
+        async with transaction(self._engine) as conn:
+            stmt = upsert(conn, processed_t).values(consumer=consumer, message_id=message_id, processed_us=micros(at))
+            await conn.execute(stmt.on_conflict_do_nothing())
+
+    async def prune(self, before: datetime) -> int:
+        async with transaction(self._engine) as conn:
+            result = await conn.execute(sa.delete(processed_t).where(processed_t.c.processed_us < micros(before)))
+            return int(result.rowcount or 0)
+
+
+class SqlDeadLetters:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def record(
+        self,
+        *,
+        subscription: str,
+        topic: str,
+        message_id: str,
+        key: str,
+        data: dict[str, object],
+        reason: str,
+        attempts: int,
+        at: datetime,
+    ) -> None:
+        async with transaction(self._engine) as conn:
+            await conn.execute(
+                sa.insert(dead_t).values(
+                    subscription=subscription,
+                    topic=topic,
+                    message_id=message_id,
+                    key=key,
+                    payload=json.dumps(data, default=str),
+                    reason=reason[:2000],
+                    attempts=attempts,
+                    created_us=micros(at),
+                )
+            )
+
+    async def count(self) -> int:
+        async with transaction(self._engine, write=False) as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(dead_t))).scalar_one())

@@ -1,0 +1,133 @@
+"""The reminders worker's ledger: which reminders have jobs, and which firings were claimed or sent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from doable.domain.query import micros
+from doable.domain.reminders import ScheduledReminder
+from doable.storage.sql.transactions import from_micros, transaction, upsert
+from doable.storage.sql.worker_schema import ReminderScheduleRow, ReminderSentRow
+
+schedule_t = ReminderScheduleRow.__table__
+sent_t = ReminderSentRow.__table__
+
+
+def _reminder(row: Any) -> ScheduledReminder:
+    return ScheduledReminder(
+        job_name=row.job_name,
+        user_id=row.user_id,
+        task_id=row.task_id,
+        reminder_key=row.reminder_key,
+        fire_at=from_micros(row.fire_us),
+    )
+
+
+class SqlReminderLedger:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def for_task(self, user_id: str, task_id: int) -> dict[str, ScheduledReminder]:
+        stmt = sa.select(schedule_t).where(schedule_t.c.user_id == user_id, schedule_t.c.task_id == task_id)
+        async with transaction(self._engine, write=False) as conn:
+            return {r.job_name: _reminder(r) for r in (await conn.execute(stmt)).all()}
+
+    async def get(self, job_name: str) -> ScheduledReminder | None:
+        async with transaction(self._engine, write=False) as conn:
+            row = (await conn.execute(sa.select(schedule_t).where(schedule_t.c.job_name == job_name))).first()
+        return _reminder(row) if row is not None else None
+
+    async def put(self, reminder: ScheduledReminder) -> None:
+        async with transaction(self._engine) as conn:
+            stmt = upsert(conn, schedule_t).values(
+                job_name=reminder.job_name,
+                user_id=reminder.user_id,
+                task_id=reminder.task_id,
+                reminder_key=reminder.reminder_key,
+                fire_us=micros(reminder.fire_at),
+            )
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[schedule_t.c.job_name], set_={"fire_us": stmt.excluded.fire_us}
+                )
+            )
+
+    async def remove(self, job_names: Iterable[str]) -> None:
+        names = list(job_names)
+        if names:
+            async with transaction(self._engine) as conn:
+                await conn.execute(sa.delete(schedule_t).where(schedule_t.c.job_name.in_(names)))
+
+    async def overdue(
+        self, *, fired_before: datetime, lease_expired_before: datetime, limit: int
+    ) -> list[ScheduledReminder]:
+        """Reminders due by `fired_before` with no finished firing and no live claim."""
+        joined = schedule_t.outerjoin(
+            sent_t, sa.and_(sent_t.c.job_name == schedule_t.c.job_name, sent_t.c.fire_us == schedule_t.c.fire_us)
+        )
+        stmt = (
+            sa.select(schedule_t)
+            .select_from(joined)
+            .where(
+                schedule_t.c.fire_us <= micros(fired_before),
+                sa.or_(
+                    sent_t.c.job_name.is_(None),
+                    sa.and_(sent_t.c.state == "sending", sent_t.c.claimed_us < micros(lease_expired_before)),
+                ),
+            )
+            .order_by(schedule_t.c.fire_us)
+            .limit(limit)
+        )
+        async with transaction(self._engine, write=False) as conn:
+            return [_reminder(r) for r in (await conn.execute(stmt)).all()]
+
+    async def claim(self, reminder: ScheduledReminder, *, now: datetime, lease_expired_before: datetime) -> bool:
+        """Take the firing of `reminder` at its fire time: True for exactly one claimer, unless a
+        claim was left unfinished (the process died) for longer than the lease."""
+        async with transaction(self._engine) as conn:
+            stmt = upsert(conn, sent_t).values(
+                job_name=reminder.job_name,
+                fire_us=micros(reminder.fire_at),
+                user_id=reminder.user_id,
+                task_id=reminder.task_id,
+                state="sending",
+                claimed_us=micros(now),
+            )
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[sent_t.c.job_name, sent_t.c.fire_us],
+                set_={"claimed_us": stmt.excluded.claimed_us},
+                where=sa.and_(sent_t.c.state == "sending", sent_t.c.claimed_us < micros(lease_expired_before)),
+            ).returning(sent_t.c.job_name)
+            return (await conn.execute(stmt)).first() is not None
+
+    async def finish(self, reminder: ScheduledReminder, state: Literal["sent", "skipped"], at: datetime) -> None:
+        async with transaction(self._engine) as conn:
+            await conn.execute(
+                sa.update(sent_t)
+                .where(sent_t.c.job_name == reminder.job_name, sent_t.c.fire_us == micros(reminder.fire_at))
+                .values(state=state, done_us=micros(at))
+            )
+
+    async def release(self, reminder: ScheduledReminder) -> None:
+        """Give a claim back (publishing failed) so the next attempt may take it at once."""
+        async with transaction(self._engine) as conn:
+            await conn.execute(
+                sa.delete(sent_t).where(
+                    sent_t.c.job_name == reminder.job_name,
+                    sent_t.c.fire_us == micros(reminder.fire_at),
+                    sent_t.c.state == "sending",
+                )
+            )
+
+    async def finished(self, reminder: ScheduledReminder) -> bool:
+        stmt = sa.select(sent_t.c.state).where(
+            sent_t.c.job_name == reminder.job_name, sent_t.c.fire_us == micros(reminder.fire_at)
+        )
+        async with transaction(self._engine, write=False) as conn:
+            state = (await conn.execute(stmt)).scalar_one_or_none()
+        return state in ("sent", "skipped")

@@ -1,0 +1,163 @@
+"""The routes Dapr calls on an app: programmatic subscriptions, event delivery, job triggers and
+cron bindings. Used by every worker app (`workers.app`) and, in Dapr mode, by the API for its
+own subscriptions (`Runtime.live.subscriptions()`).
+
+- `GET /dapr/subscribe`: each subscription with route `/events/{name}` and the dead-letter topic.
+- `POST /events/{name}`: a CloudEvent; answers `{"status": "SUCCESS" | "RETRY" | "DROP"}`.
+- `POST /job/{name}`: a job trigger whose body is the job's data; 2xx done, 500 = retry.
+- `POST /{binding}` (and `OPTIONS`, which Dapr sends at start-up): a cron tick.
+
+When `app_token` is set (Dapr's APP_API_TOKEN) every call must carry it in `dapr-api-token`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+
+from doable import topology
+from doable.domain.clock import Clock
+from doable.logs import trace_id_from
+from doable.messaging import Cron, Job, JobHandler, Message, Outcome, Subscription, outcome_for
+from doable.metrics import EVENTS_CONSUMED
+
+log = structlog.get_logger("doable.callbacks")
+
+
+def message_from_cloudevent(envelope: Any) -> Message:
+    """The Message inside a CloudEvent as daprd delivers it; ValueError if it is not one."""
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("id"), str) or not envelope["id"]:
+        raise ValueError("not a CloudEvent: an object with an 'id' is required")
+    data = envelope.get("data")
+    if data is None and isinstance(envelope.get("data_base64"), str):
+        try:
+            data = base64.b64decode(envelope["data_base64"], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise ValueError("data_base64 is not base64 text") from exc
+    if isinstance(data, str | bytes):
+        data = json.loads(data)
+    if not isinstance(data, dict):
+        raise ValueError("CloudEvent data must be a JSON object")
+    trace = envelope.get("traceparent") or envelope.get("traceid")
+    return Message(
+        id=envelope["id"],
+        topic=str(envelope.get("topic", "")),
+        data=data,
+        trace_id=trace_id_from(trace) if isinstance(trace, str) else None,
+        attributes={k: v for k, v in envelope.items() if isinstance(v, str) and k not in ("data", "data_base64")},
+    )
+
+
+def job_data(body: bytes) -> dict[str, Any]:
+    """A triggered job's data; Dapr may deliver it JSON-encoded twice."""
+    value: Any = json.loads(body) if body else {}
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict):
+        raise ValueError("job data must be a JSON object")
+    return value
+
+
+def callback_router(
+    subscriptions: Sequence[Subscription],
+    *,
+    clock: Clock,
+    on_job: JobHandler | None = None,
+    crons: Sequence[Cron] = (),
+    app_token: str | None = None,
+) -> APIRouter:
+    async def check_token(request: Request) -> None:
+        if app_token is None:
+            return
+        given = request.headers.get("dapr-api-token", "")
+        if not hmac.compare_digest(given.encode(), app_token.encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong dapr-api-token")
+
+    router = APIRouter(tags=["dapr"], dependencies=[Depends(check_token)], include_in_schema=False)
+    by_name = {s.name: s for s in subscriptions}
+
+    @router.get("/dapr/subscribe")
+    async def subscribe() -> list[dict[str, Any]]:
+        return [
+            {
+                "pubsubname": topology.PUBSUB,
+                "topic": s.topic,
+                "routes": {"default": f"/events/{s.name}"},
+                "deadLetterTopic": topology.DEAD_LETTER,
+            }
+            for s in subscriptions
+        ]
+
+    @router.post("/events/{name}")
+    async def event(name: str, request: Request) -> JSONResponse:
+        sub = by_name.get(name)
+        if sub is None:
+            # Dapr drops a message whose route answers 404.
+            return JSONResponse({"status": Outcome.DROP.value}, status_code=404)
+        try:
+            message = message_from_cloudevent(json.loads(await request.body()))
+        except ValueError as exc:
+            log.error("events.malformed", subscription=name, error=str(exc))
+            EVENTS_CONSUMED.labels(topic=sub.topic, outcome="drop").inc()
+            return JSONResponse({"status": Outcome.DROP.value})
+        structlog.contextvars.bind_contextvars(
+            subscription=name, topic=sub.topic, message_id=message.id, trace_id=message.trace_id
+        )
+        try:
+            outcome = await sub.handler(message)
+        except Exception as exc:
+            outcome = outcome_for(exc)
+            log.warning(
+                "events.handler_failed", outcome=outcome.value, error=f"{type(exc).__name__}: {exc}", exc_info=True
+            )
+        EVENTS_CONSUMED.labels(topic=sub.topic, outcome=outcome.value.lower()).inc()
+        return JSONResponse({"status": outcome.value})
+
+    if on_job is not None:
+        handle_job = on_job
+
+        @router.post("/job/{name}")
+        async def job(name: str, request: Request) -> Response:
+            try:
+                data = job_data(await request.body())
+            except ValueError as exc:
+                log.error("jobs.malformed", job=name, error=str(exc))
+                return Response(status_code=200)  # retrying a malformed job cannot help
+            structlog.contextvars.bind_contextvars(job=name)
+            try:
+                outcome = await handle_job(Job(name=name, due_at=clock.now(), data=data))
+            except Exception as exc:
+                outcome = outcome_for(exc)
+                log.warning(
+                    "jobs.handler_failed", outcome=outcome.value, error=f"{type(exc).__name__}: {exc}", exc_info=True
+                )
+            # Only a non-2xx answer makes Dapr apply the job's failure policy (retry).
+            return Response(status_code=500 if outcome is Outcome.RETRY else 200)
+
+    for cron in crons:
+        _add_cron(router, cron)
+    return router
+
+
+def _add_cron(router: APIRouter, cron: Cron) -> None:
+    async def tick() -> Response:
+        try:
+            outcome = await cron.handler()
+        except Exception as exc:
+            outcome = outcome_for(exc)
+            log.warning("cron.failed", binding=cron.binding, error=f"{type(exc).__name__}: {exc}", exc_info=True)
+        return Response(status_code=500 if outcome is Outcome.RETRY else 200)
+
+    async def probe() -> Response:
+        return Response(status_code=200)
+
+    router.add_api_route(f"/{cron.binding}", tick, methods=["POST"])
+    router.add_api_route(f"/{cron.binding}", probe, methods=["OPTIONS"])

@@ -1,0 +1,54 @@
+"""REST: task history (the audit worker's log), per user."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Path, Query, Request
+
+from doable.history import LIMIT_MAX, History, HistoryView, history_view
+from doable.service import TaskService
+from doable.web.security import CurrentUser
+
+router = APIRouter(prefix="/api")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid bearer token"},
+    422: {"description": "Invalid input"},
+}
+
+
+def _history(request: Request) -> History:
+    history: History = request.app.state.runtime.history
+    return history
+
+
+async def _tz(request: Request, user_id: str) -> ZoneInfo:
+    service: TaskService = request.app.state.runtime.service
+    return (await service.get_profile(user_id)).tz
+
+
+@router.get("/history", response_model=HistoryView, responses=ERRORS)
+async def recent_history(
+    request: Request,
+    user: CurrentUser,
+    limit: Annotated[int | None, Query(ge=1, le=LIMIT_MAX)] = None,
+    before: Annotated[int | None, Query(ge=1, description="next_before of the previous page.")] = None,
+) -> HistoryView:
+    """Recent activity on all the user's tasks, newest first."""
+    entries = await _history(request).list(user.user_id, limit=limit, before_id=before)
+    return history_view(entries, await _tz(request, user.user_id), limit)
+
+
+@router.get("/tasks/{task_id}/history", response_model=HistoryView, responses=ERRORS)
+async def task_history(
+    request: Request,
+    user: CurrentUser,
+    task_id: Annotated[int, Path(ge=1, le=2**53)],
+    limit: Annotated[int | None, Query(ge=1, le=LIMIT_MAX)] = None,
+    before: Annotated[int | None, Query(ge=1)] = None,
+) -> HistoryView:
+    """One task's history (kept after the task is deleted), newest first."""
+    entries = await _history(request).list(user.user_id, task_id=task_id, limit=limit, before_id=before)
+    return history_view(entries, await _tz(request, user.user_id), limit)

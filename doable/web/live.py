@@ -1,0 +1,142 @@
+"""Live streams as Server-Sent Events: a user's notifications, and a user's task changes.
+
+Authentication: `Authorization: Bearer <token>` (a fetch-based reader can send it). Browsers'
+EventSource cannot set headers, so `?access_token=<token>` is accepted too; access logs never
+contain the query string (the request log records the route template only). A stream ends
+with `event: closed` (data `{"reason": ...}`) when its token expires, when the client falls too
+far behind, or when the server shuts down; the client reconnects (with a fresh token) and refetches.
+
+Notifications carry their inbox id as the SSE `id`; a client reconnecting with `Last-Event-ID`
+first receives what it missed from the inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from doable.auth import Identity, InvalidToken
+from doable.inbox import Inbox
+from doable.live import Closed, Kind, LiveEvent, LiveHub
+from doable.logs import bind
+
+router = APIRouter(prefix="/api", tags=["live"])
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "A stream of Server-Sent Events"},
+    401: {"description": "Missing or invalid token"},
+}
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+REPLAY_MAX = 200
+
+
+async def stream_user(
+    request: Request,
+    access_token: Annotated[
+        str | None, Query(max_length=8192, description="For EventSource, which cannot send headers.")
+    ] = None,
+) -> Identity:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        raw = token.strip()
+    elif access_token:
+        raw = access_token
+    else:
+        raise InvalidToken("missing bearer token")
+    identity: Identity = await request.app.state.runtime.verifier.verify(raw)
+    bind(user_id=identity.user_id)
+    return identity
+
+
+StreamUser = Annotated[Identity, Depends(stream_user)]
+
+
+def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
+    lines = [f"event: {event}"]
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.append("data: " + json.dumps(data, separators=(",", ":")))
+    return "\n".join(lines) + "\n\n"
+
+
+@router.get("/notifications/stream", responses=RESPONSES)
+async def notification_stream(
+    request: Request,
+    user: StreamUser,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
+) -> StreamingResponse:
+    """Your notifications as they arrive (`event: notification`), for browser notifications."""
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    return _response(request, user, frozenset({"notification"}), replay_after=after)
+
+
+@router.get("/updates/stream", responses=RESPONSES)
+async def update_stream(request: Request, user: StreamUser) -> StreamingResponse:
+    """Your task changes as they happen (`event: task`), to keep open clients in sync."""
+    return _response(request, user, frozenset({"task"}), replay_after=None)
+
+
+def _response(request: Request, user: Identity, kinds: frozenset[Kind], replay_after: int | None) -> StreamingResponse:
+    runtime = request.app.state.runtime
+    exp = user.claims.get("exp")
+    expires_at = float(exp) if isinstance(exp, int | float) else None
+    body = _events(
+        runtime.live,
+        runtime.inbox,
+        user.user_id,
+        kinds,
+        replay_after=replay_after,
+        keepalive=runtime.settings.sse_keepalive_seconds,
+        expires_at=expires_at,
+    )
+    return StreamingResponse(body, media_type="text/event-stream", headers=HEADERS)
+
+
+async def _events(
+    hub: LiveHub,
+    inbox: Inbox | None,
+    user_id: str,
+    kinds: frozenset[Kind],
+    *,
+    replay_after: int | None,
+    keepalive: float,
+    expires_at: float | None,
+) -> AsyncIterator[str]:
+    # Connect before replaying, so nothing published meanwhile falls between the two.
+    async with hub.connect(user_id, kinds) as stream:
+        yield "retry: 3000\n\n"
+        replayed = -1
+        if replay_after is not None and inbox is not None:
+            for note in await inbox.since(user_id, replay_after, REPLAY_MAX):
+                replayed = note.id
+                yield sse("notification", note.to_data(), str(note.id))
+        while True:
+            timeout = keepalive
+            if expires_at is not None:
+                left = expires_at - time.time()
+                if left <= 0:
+                    yield sse("closed", {"reason": "token expired"})
+                    return
+                timeout = min(timeout, left)
+            try:
+                event = await asyncio.wait_for(stream.next(), timeout=timeout)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if isinstance(event, Closed):
+                yield sse("closed", {"reason": event.reason})
+                return
+            if _already_replayed(event, replayed):
+                continue
+            yield sse(event.kind, event.data, event.id)
+
+
+def _already_replayed(event: LiveEvent, replayed: int) -> bool:
+    return event.kind == "notification" and event.id.isdigit() and int(event.id) <= replayed

@@ -1,0 +1,67 @@
+"""Recurring tasks: when an occurrence is completed, the next one is created.
+
+The work itself (next due date from the completed occurrence's due date in the user's
+timezone, past occurrences skipped, fields carried over, COUNT/UNTIL respected, one successor
+per series and due date) is the task service's `create_next_occurrence`, reached through the
+`OccurrenceCreator` port: in-process here, by service invocation of the API in Dapr mode.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import structlog
+from pydantic import ValidationError
+
+from doable.domain.events import EventType, TaskEvent
+from doable.domain.task import Task
+from doable.messaging import Message, Outcome
+from doable.service import TaskService
+
+log = structlog.get_logger("doable.recurrence")
+
+
+class OccurrenceCreator(Protocol):
+    async def create_next(self, completed: Task) -> Task | None:
+        """Create (once) the occurrence after `completed`; None when the series has ended.
+
+        Raises Conflict/Unavailable when it may be retried, InvalidArgument when it never will."""
+        ...
+
+
+class ServiceOccurrences:
+    """In-process OccurrenceCreator: calls the task service directly."""
+
+    def __init__(self, service: TaskService) -> None:
+        self._service = service
+
+    async def create_next(self, completed: Task) -> Task | None:
+        return await self._service.create_next_occurrence(completed)
+
+
+class Recurrence:
+    def __init__(self, creator: OccurrenceCreator) -> None:
+        self._creator = creator
+
+    async def on_task_event(self, message: Message) -> Outcome:
+        try:
+            event = TaskEvent.model_validate(message.data)
+            if event.event_type is not EventType.COMPLETED:
+                return Outcome.SUCCESS
+            task = event.task()
+        except ValidationError as exc:
+            log.error("recurrence.bad_event", message_id=message.id, error=str(exc))
+            return Outcome.DROP
+        if task.recurrence is None:
+            return Outcome.SUCCESS
+        created = await self._creator.create_next(task)
+        if created is None:
+            log.info("recurrence.series_ended", task_id=task.task_id, series_id=task.series_id)
+        else:
+            log.info(
+                "recurrence.next_occurrence",
+                task_id=task.task_id,
+                next_task_id=created.task_id,
+                due_at=created.due_at.isoformat() if created.due_at else None,
+            )
+        return Outcome.SUCCESS

@@ -1,0 +1,127 @@
+"""Which handlers make up each worker: subscriptions, job handler and cron, by worker name.
+
+The same `Worker` runs in-process under `doable serve` (embedded) and as its own Dapr app under
+`doable worker NAME` (see `workers.app`). Subscription names are unique across all workers, as
+embedded mode puts them on one bus; each is also the consumer name for deduplication.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TypeVar
+
+from doable import topology
+from doable.domain.clock import Clock
+from doable.history import AuditStore
+from doable.inbox import InboxStore, WebhookStore
+from doable.messaging import Cron, EventPublisher, Handler, JobHandler, JobScheduler, Subscription
+from workers.audit import Audit
+from workers.idempotency import Deduplicator, ProcessedMessages
+from workers.notifications import Notifications, WebhookPolicy
+from workers.recurrence import OccurrenceCreator, Recurrence
+from workers.reminders import ReminderLedger, ReminderOptions, Reminders, TaskLookup
+from workers.webhooks import WebhookSender
+
+WORKER_NAMES = tuple(topology.WORKER_APP_IDS)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Worker:
+    name: str
+    app_id: str
+    subscriptions: tuple[Subscription, ...]
+    on_job: JobHandler | None = None
+    crons: tuple[Cron, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    reminders: ReminderOptions = field(default_factory=ReminderOptions)
+    webhooks: WebhookPolicy = field(default_factory=WebhookPolicy)
+    sweep_every_seconds: float = 60.0
+    processed_ttl: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class WorkerPorts:
+    """What the handler sets need. A process fills in what its workers use: `doable serve`
+    everything, a Dapr worker process only its own worker's ports."""
+
+    clock: Clock
+    publisher: EventPublisher
+    processed: ProcessedMessages
+    # The JobScheduler of one worker's app: Dapr delivers a job only to the app that scheduled it.
+    jobs: Callable[[str], JobScheduler] | None = None
+    tasks: TaskLookup | None = None
+    occurrences: OccurrenceCreator | None = None
+    ledger: ReminderLedger | None = None
+    inbox: InboxStore | None = None
+    webhooks: WebhookStore | None = None
+    sender: WebhookSender | None = None
+    audit: AuditStore | None = None
+    options: WorkerOptions = field(default_factory=WorkerOptions)
+
+
+def build_worker(name: str, ports: WorkerPorts) -> Worker:
+    """The handler set of worker `name` (one of WORKER_NAMES)."""
+    if name not in topology.WORKER_APP_IDS:
+        raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKER_NAMES)}")
+    dedupe = Deduplicator(ports.processed, ports.clock, ttl=ports.options.processed_ttl)
+
+    def subscription(topic: str, handler: Handler) -> Subscription:
+        sub_name = f"{name}-{topic}"
+        return Subscription(topic=topic, handler=dedupe.wrap(sub_name, handler), name=sub_name)
+
+    app_id = topology.WORKER_APP_IDS[name]
+    if name == "reminders":
+        reminders = Reminders(
+            _need(ports.ledger, name, "ledger"),
+            _need(ports.jobs, name, "jobs")(name),
+            _need(ports.tasks, name, "tasks"),
+            ports.publisher,
+            ports.clock,
+            ports.options.reminders,
+        )
+        return Worker(
+            name=name,
+            app_id=app_id,
+            subscriptions=(subscription(topology.TASK_EVENTS, reminders.on_task_event),),
+            on_job=reminders.on_job,
+            crons=(Cron(topology.REMINDER_SWEEP_BINDING, reminders.sweep, ports.options.sweep_every_seconds),),
+        )
+    if name == "notifications":
+        notifications = Notifications(
+            _need(ports.inbox, name, "inbox"),
+            _need(ports.webhooks, name, "webhooks"),
+            ports.publisher,
+            _need(ports.jobs, name, "jobs")(name),
+            _need(ports.sender, name, "sender"),
+            ports.clock,
+            ports.options.webhooks,
+        )
+        return Worker(
+            name=name,
+            app_id=app_id,
+            subscriptions=(subscription(topology.REMINDERS, notifications.on_reminder),),
+            on_job=notifications.on_job,
+        )
+    if name == "recurrence":
+        recurrence = Recurrence(_need(ports.occurrences, name, "occurrences"))
+        return Worker(
+            name=name, app_id=app_id, subscriptions=(subscription(topology.TASK_EVENTS, recurrence.on_task_event),)
+        )
+    audit = Audit(_need(ports.audit, name, "audit"))
+    return Worker(name=name, app_id=app_id, subscriptions=(subscription(topology.TASK_EVENTS, audit.on_task_event),))
+
+
+def build_workers(ports: WorkerPorts) -> dict[str, Worker]:
+    return {name: build_worker(name, ports) for name in WORKER_NAMES}
+
+
+def _need(value: T | None, worker: str, port: str) -> T:
+    if value is None:
+        raise ValueError(f"the {worker} worker needs the {port!r} port")
+    return value
