@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,57 +12,21 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-DOABLE = [sys.executable, "-m", "doable.cli"]
+from tests.servers import DOABLE, clean_env, serve_doable
 
 
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOABLE_")}
-    env.update({"DOABLE_DATA_DIR": str(data_dir), "DOABLE_LOG_FORMAT": "json", **extra})
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return clean_env(data_dir, **extra)
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = _free_port()
-    data_dir = tmp_path / "data"
-    proc = subprocess.Popen(
-        [*DOABLE, "serve", "--port", str(port)],
-        env=_env(data_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx2.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                time.sleep(0.1)
-        else:
-            proc.kill()
-            raise AssertionError(proc.stdout.read().decode() if proc.stdout else "serve did not start")
-        yield base, data_dir
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with serve_doable(tmp_path / "data") as server:
+        yield server.base, tmp_path / "data"
 
 
 def _token(data_dir: Path, user: str) -> str:
-    out = subprocess.run(
-        [*DOABLE, "token", "--user", user, "--ttl", "10m"],
-        env=_env(data_dir),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = subprocess.run([*DOABLE, "token", "--user", user, "--ttl", "10m"], env=_env(data_dir), capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 

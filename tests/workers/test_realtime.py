@@ -6,10 +6,6 @@ next occurrence; its history is readable."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,49 +17,15 @@ import pytest
 
 from doable.auth import mint
 from tests.conftest import JWT_SECRET
+from tests.servers import serve_doable
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOABLE_")}
-    env.update(
-        {"DOABLE_DATA_DIR": str(tmp_path / "data"), "DOABLE_JWT_SECRET": JWT_SECRET, "DOABLE_LOG_FORMAT": "json"}
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "doable.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx2.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                time.sleep(0.05)
-        else:
-            proc.kill()
-            raise AssertionError(proc.stderr.read().decode() if proc.stderr else "serve did not start")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        finally:
-            if proc.stderr:
-                proc.stderr.close()
+    with serve_doable(tmp_path / "data", DOABLE_JWT_SECRET=JWT_SECRET) as server:
+        yield server.base
 
 
 async def listen(client: httpx2.AsyncClient, path: str, into: list[tuple[float, str, Any]]) -> None:
