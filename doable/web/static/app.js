@@ -74,7 +74,7 @@ function show(signedIn) {
   $("#signin").hidden = signedIn;
   $("#workspace").hidden = !signedIn;
   $("#session").hidden = !signedIn;
-  document.body.dataset.state = signedIn ? "ready" : "signed-out";
+  document.body.dataset.state = signedIn ? "loading" : "signed-out";
 }
 
 async function enter() {
@@ -84,6 +84,7 @@ async function enter() {
   showTimezone();
   show(true);
   await Promise.all([tasks.refresh(), live.start(), chat.start()]);
+  document.body.dataset.state = "ready";
   $("#tasks-heading").focus();
 }
 

@@ -140,7 +140,7 @@ export function createChat({ api, session, renew, config, tasks, toast }) {
   async function authorizedFetch(resource, init = {}) {
     const attempt = () => {
       const headers = new Headers(init.headers || {});
-      headers.set("Authorization", `Bearer ${session().token}`);
+      if (session()) headers.set("Authorization", `Bearer ${session().token}`);
       return fetch(resource, { ...init, headers });
     };
     const response = await attempt();

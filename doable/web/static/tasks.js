@@ -12,7 +12,6 @@ export function createTasks({ api, toast, timezone }) {
   const more = $("#more");
   let shown = [];
   let cursor = null;
-  let loading = null;
   let loadSeq = 0;
   let lastList = null;
 
@@ -81,27 +80,25 @@ export function createTasks({ api, toast, timezone }) {
 
   async function load(params, append) {
     const seq = ++loadSeq;
-    const run = (async () => {
-      try {
-        const page = await api.get(`/api/tasks?${params}`);
-        if (seq !== loadSeq) return; // a newer load (new filters, a live update) wins
-        lastList = page;
-        shown = append ? shown.concat(page.tasks) : page.tasks;
-        cursor = page.next_cursor;
-        render(page.total);
-      } catch (err) {
-        status.textContent = `Could not load tasks: ${err.message}`;
-      }
-    })();
-    loading = run;
-    await run;
+    try {
+      const page = await api.get(`/api/tasks?${params}`);
+      if (seq !== loadSeq) return; // a newer load (new filters, a live update) wins
+      lastList = page;
+      shown = append ? shown.concat(page.tasks) : page.tasks;
+      cursor = page.next_cursor;
+      const filtered = [...params.keys()].some((k) => !["sort", "order", "limit", "cursor"].includes(k));
+      render(page.total, filtered);
+    } catch (err) {
+      if (seq === loadSeq) status.textContent = `Could not load tasks: ${err.message}`;
+    }
   }
 
-  function render(total) {
+  function render(total, filtered) {
     const focusKey = document.activeElement && document.activeElement.dataset.focusKey;
     list.replaceChildren(...shown.map(item));
     more.hidden = !cursor;
-    status.textContent = total === 0 ? "No tasks match." : `Showing ${shown.length} of ${total} tasks.`;
+    if (total > 0) status.textContent = `Showing ${shown.length} of ${total} tasks.`;
+    else status.textContent = filtered ? "No tasks match these filters." : "No tasks yet. Add one, or ask the chat.";
     if (focusKey) {
       const again = list.querySelector(`[data-focus-key="${CSS.escape(focusKey)}"]`);
       if (again) again.focus();
@@ -183,8 +180,7 @@ export function createTasks({ api, toast, timezone }) {
   return {
     refresh,
     refreshSoon,
-    clear() { shown = []; cursor = null; list.replaceChildren(); status.textContent = ""; form.reset(); },
-    settled: () => loading,
+    clear() { loadSeq++; shown = []; cursor = null; list.replaceChildren(); status.textContent = ""; form.reset(); },
   };
 }
 
