@@ -14,7 +14,7 @@ CHECKOV      := $(CHECKOV_VENV)/bin/checkov
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,bench]"
 	touch $(STAMP)
 
 $(CHECKOV):
@@ -31,6 +31,11 @@ test: $(STAMP) $(CHECKOV)
 
 lint: $(STAMP)
 	$(BIN)/ruff check doable mcp_server agent workers tests bench
+
+# Benchmarks (issue 7): every benchmark, JSON to bench/results/latest.json and a table; see bench/README.md.
+# BENCH_ARGS passes options through, e.g. `make bench BENCH_ARGS="--quick --only mcp,search"`.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) build *.egg-info

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import ssl
+
 import httpx2
 import structlog
 from agents import AgentBase, RunContextWrapper
@@ -95,6 +97,13 @@ class McpLink:
         self.url = url
         self.client_factory = client_factory
         self._tokens = tokens
+        # Building an SSL context costs milliseconds of CPU (it loads the trust store); the default
+        # MCP client builds one per turn. One shared context keeps a chat turn's overhead small.
+        self._ssl = ssl.create_default_context()
+
+    def _client(self, headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None) -> httpx2.AsyncClient:
+        timeout = timeout if timeout is not None else httpx2.Timeout(30.0, read=300.0)
+        return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, verify=self._ssl)
 
     def for_user(self, user_id: str) -> UserTaskTools:
         """An unconnected server for `user_id`; use it as `async with link.for_user(uid) as tools:`."""
@@ -104,8 +113,7 @@ class McpLink:
             "timeout": 15.0,
             "sse_read_timeout": 120.0,
         }
-        if self.client_factory is not None:
-            params["httpx_client_factory"] = self.client_factory
+        params["httpx_client_factory"] = self.client_factory or self._client
         return UserTaskTools(
             params,  # type: ignore[arg-type]  # a TypedDict built incrementally
             name="doable-tasks",

@@ -1,0 +1,141 @@
+"""1. MCP tool latency: add_task, list_tasks (100 tasks), complete_task through the MCP SDK client over
+streamable HTTP to a real `doable serve` (embedded SQLite), and the same operations as direct
+TaskService calls in this process (its own embedded runtime, relay and workers running, as in serve).
+Each run uses a fresh user: 100 adds, 30 lists of all 100 tasks, 100 completes. The same calls
+are also made as bare JSON-RPC POSTs (no SDK client), which isolates the server's share."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
+
+from bench.core import Section, Timer, ratio_figure, summarize
+from bench.procs import JWT_SECRET, auth, doable_serve, token
+from doable.inputs import ListRequest, NewTask
+from doable.runtime import build
+from doable.settings import Settings
+
+OPS = ("add_task", "list_tasks", "complete_task")
+
+
+def _new(i: int) -> dict[str, Any]:
+    return {
+        "title": f"Benchmark task {i} review the quarterly report",
+        "priority": ("low", "medium", "high")[i % 3],
+        "tags": ["work", "bench"] if i % 2 else ["home"],
+        "due": f"2026-12-{1 + i % 28:02d}T09:00",
+    }
+
+
+async def _http_run(client: Client, n_tasks: int, n_lists: int) -> dict[str, Timer]:
+    timers = {op: Timer() for op in OPS}
+    ids = []
+    for i in range(n_tasks):
+        with timers["add_task"]:
+            r = await client.call_tool("add_task", _new(i))
+        assert not r.is_error, r.content
+        ids.append(r.structured_content["task_id"])
+    for _ in range(n_lists):
+        with timers["list_tasks"]:
+            r = await client.call_tool("list_tasks", {"limit": 100})
+        assert not r.is_error and len(r.structured_content["tasks"]) == n_tasks, r.content
+    for tid in ids:
+        with timers["complete_task"]:
+            r = await client.call_tool("complete_task", {"task_id": tid})
+        assert not r.is_error, r.content
+    return timers
+
+
+_JSONRPC_HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+
+
+async def _raw_run(http: httpx2.AsyncClient, url: str, n_tasks: int, n_lists: int) -> dict[str, Timer]:
+    """The same tools/call requests as bare JSON-RPC POSTs: the server's share, without the SDK
+    client's work (it validates every structured result against the tool's output schema)."""
+    timers = {op: Timer() for op in OPS}
+    seq = 0
+
+    async def call(name: str, arguments: dict[str, Any], timer: Timer) -> dict[str, Any]:
+        nonlocal seq
+        seq += 1
+        body = {"jsonrpc": "2.0", "id": seq, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+        with timer:
+            r = await http.post(url, json=body, headers=_JSONRPC_HEADERS)
+        result = r.json()["result"]
+        assert not result.get("isError"), result
+        return result["structuredContent"]
+
+    ids = [(await call("add_task", _new(i), timers["add_task"]))["task_id"] for i in range(n_tasks)]
+    for _ in range(n_lists):
+        assert len((await call("list_tasks", {"limit": 100}, timers["list_tasks"]))["tasks"]) == n_tasks
+    for tid in ids:
+        await call("complete_task", {"task_id": tid}, timers["complete_task"])
+    return timers
+
+
+async def _direct_run(runtime: Any, user: str, n_tasks: int, n_lists: int) -> dict[str, Timer]:
+    service = runtime.service
+    timers = {op: Timer() for op in OPS}
+    ids = []
+    for i in range(n_tasks):
+        with timers["add_task"]:
+            task = await service.add(user, NewTask(**_new(i)))
+        ids.append(task.task_id)
+    for _ in range(n_lists):
+        with timers["list_tasks"]:
+            page, _ = await service.list(user, ListRequest(limit=100))
+        assert len(page.tasks) == n_tasks
+    for tid in ids:
+        with timers["complete_task"]:
+            await service.complete(user, tid)
+    return timers
+
+
+async def run(section: Section, *, quick: bool, work: Path, log: Any = print) -> None:
+    runs = 1 if quick else 3
+    n_tasks, n_lists = (100, 5) if quick else (100, 30)
+    section.params.update(runs=runs, tasks_per_run=n_tasks, lists_per_run=n_lists, list_size=n_tasks)
+    settings = Settings(
+        data_dir=work / "direct", jwt_secret=SecretStr(JWT_SECRET), log_format="json", log_level="warning"
+    )
+    runtime = await build(settings)
+    await runtime.start()
+    served = doable_serve(work / "serve")
+    try:
+        served.start()
+        section.info["serve_ready_s"] = round(served.ready_after_s or 0, 3)
+        for r in range(runs + 1):  # run 0 (smaller) warms up both paths and is not reported
+            user = f"mcp-bench-{r}-{int(time.time())}"
+            size = (n_tasks, n_lists) if r else (20, 5)
+            async with httpx2.AsyncClient(headers=auth(token(user)), timeout=30) as http:
+                async with Client(streamable_http_client(f"{served.base}/mcp", http_client=http)) as client:
+                    http_t = await _http_run(client, *size)
+                raw_t = await _raw_run(http, f"{served.base}/mcp", *size) if r else None
+            direct_t = await _direct_run(runtime, user, *size)
+            if raw_t is None:
+                continue
+            for op in OPS:
+                section.figure(f"{op}.http_mcp").add_run(summarize(http_t[op].samples, (50, 95, 99)))
+                section.figure(f"{op}.http_jsonrpc_server_share").add_run(summarize(raw_t[op].samples, (50, 95, 99)))
+                section.figure(f"{op}.direct").add_run(summarize(direct_t[op].samples, (50, 95, 99)))
+    finally:
+        served.stop()
+        await runtime.aclose()
+    for op in OPS:
+        http_f, direct_f = section.figures[f"{op}.http_mcp"], section.figures[f"{op}.direct"]
+        raw_f = section.figures[f"{op}.http_jsonrpc_server_share"]
+        ratio = ratio_figure(section, f"{op}.overhead_ratio", http_f, direct_f)
+        raw_ratio = ratio_figure(section, f"{op}.server_share_ratio", raw_f, direct_f)
+        section.target("1", f"{op} p95 over HTTP+MCP (SDK client)", http_f.median("p95"), 10.0, "ms")
+        section.target("1", f"{op} HTTP+MCP / direct (p50, same run)", ratio.median("p50"), 3.0, "x")
+        section.info[f"{op}_server_share"] = {
+            "p50_ms": round(raw_f.median("p50"), 2),
+            "p95_ms": round(raw_f.median("p95"), 2),
+            "ratio_to_direct_p50": round(raw_ratio.median("p50"), 2),
+        }
