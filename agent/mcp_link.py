@@ -9,10 +9,9 @@ user is whoever the token names, never someone the model chose.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Any
-
-import ssl
 
 import httpx2
 import structlog

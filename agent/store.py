@@ -239,4 +239,8 @@ def build_chat_store(runtime: Runtime) -> Store[ChatContext]:
     """The chat Store adapter for `runtime`: the one place that chooses it."""
     if runtime.sql_engine is not None:
         return SqlChatStore(runtime.sql_engine, runtime.clock)
+    if runtime.dapr is not None:
+        from agent.dapr_store import DaprChatStore
+
+        return DaprChatStore(runtime.dapr.client, runtime.dapr.store, runtime.clock)
     raise RuntimeError(f"no chat store adapter is wired for the {runtime.settings.runtime!r} runtime")

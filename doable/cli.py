@@ -160,6 +160,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as exc:
         raise SystemExit(f"configuration error: {exc}") from None
     logs.configure(settings.log_format, settings.log_level)
+    logs.register_secret(
+        *(
+            secret.get_secret_value() if secret is not None else None
+            for secret in (
+                settings.jwt_secret,
+                settings.token,
+                settings.dapr_api_token,
+                settings.app_api_token,
+                settings.openai_api_key,
+                settings.internal_token_secret,
+            )
+        )
+    )
     try:
         if args.command == "serve":
             asyncio.run(_serve(settings))

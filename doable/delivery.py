@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from doable.domain.clock import Clock, SystemClock
 from doable.events.inprocess import InProcessBus, RetryPolicy
 from doable.events.relay import OutboxRelay
-from doable.history import History
-from doable.inbox import Inbox
+from doable.history import AuditStore, History
+from doable.inbox import Inbox, InboxStore, WebhookStore
 from doable.jobs.embedded import EmbeddedCron, EmbeddedJobs
 from doable.live import LiveHub
 from doable.messaging import Cron, EventPublisher, JobScheduler
@@ -37,10 +37,11 @@ from doable.storage.sql.engine import create_engine, ping
 from doable.storage.sql.inbox import SqlInbox
 from doable.storage.sql.reminders import SqlReminderLedger
 from workers.app import create_worker_app
+from workers.idempotency import ProcessedMessages
 from workers.notifications import WebhookPolicy
 from workers.recurrence import OccurrenceCreator, ServiceOccurrences
 from workers.registry import Worker, WorkerOptions, WorkerPorts, build_worker, build_workers
-from workers.reminders import ReminderOptions, ServiceTaskLookup, TaskLookup
+from workers.reminders import ReminderLedger, ReminderOptions, ServiceTaskLookup, TaskLookup
 from workers.webhooks import WebhookSender
 
 log = structlog.get_logger("doable.delivery")
@@ -161,11 +162,23 @@ def build_embedded(
 
 
 @dataclass(frozen=True)
+class WorkerStores:
+    """A worker's own records (Dapr mode: in the state store, doable.storage.dapr_*)."""
+
+    processed: ProcessedMessages
+    ledger: ReminderLedger
+    inbox: InboxStore
+    webhooks: WebhookStore
+    audit: AuditStore
+
+
+@dataclass(frozen=True)
 class WorkerTransport:
     """What a worker process gets from its transport (Dapr mode: the sidecar adapters).
 
     `tasks` is needed by the reminders worker and `occurrences` by the recurrence worker (both
-    reach the API by service invocation in Dapr mode); `checks` feed /readyz."""
+    reach the API by service invocation in Dapr mode); `checks` feed /readyz. `stores`, when
+    given, replace the SQL stores on DOABLE_DATABASE_URL."""
 
     publisher: EventPublisher
     jobs: JobScheduler
@@ -173,6 +186,7 @@ class WorkerTransport:
     occurrences: OccurrenceCreator | None = None
     checks: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     aclose: Callable[[], Awaitable[None]] | None = None
+    stores: WorkerStores | None = None
 
 
 def build_worker_app(
@@ -183,30 +197,46 @@ def build_worker_app(
     clock: Clock | None = None,
     sender: WebhookSender | None = None,
 ) -> FastAPI:
-    """`doable worker NAME`'s app: the worker over SQL stores (the database the API migrated)
-    and `transport`. Builds nothing that blocks; the engine connects on first use."""
+    """`doable worker NAME`'s app: the worker over `transport` and its stores (the transport's,
+    else SQL on the database the API migrated). Builds nothing that blocks; the engine connects
+    on first use."""
     clock = clock or SystemClock()
-    engine = create_engine(settings.effective_database_url, schema=settings.database_schema)
-    inbox_store = SqlInbox(engine)
+    engine = None
+    stores = transport.stores
+    if stores is None:
+        engine = create_engine(
+            settings.effective_database_url, schema=settings.database_schema, timeout=settings.database_timeout_seconds
+        )
+        inbox_store = SqlInbox(engine)
+        stores = WorkerStores(
+            processed=SqlProcessedMessages(engine),
+            ledger=SqlReminderLedger(engine),
+            inbox=inbox_store,
+            webhooks=inbox_store,
+            audit=SqlAuditLog(engine),
+        )
     sender = sender or WebhookSender(
         timeout=settings.webhook_timeout_seconds, allow_private=settings.webhook_allow_private
     )
     ports = WorkerPorts(
         clock=clock,
         publisher=transport.publisher,
-        processed=SqlProcessedMessages(engine),
+        processed=stores.processed,
         jobs=lambda _name: transport.jobs,
         tasks=transport.tasks,
         occurrences=transport.occurrences,
-        ledger=SqlReminderLedger(engine),
-        inbox=inbox_store,
-        webhooks=inbox_store,
+        ledger=stores.ledger,
+        inbox=stores.inbox,
+        webhooks=stores.webhooks,
         sender=sender,
-        audit=SqlAuditLog(engine),
+        audit=stores.audit,
         options=worker_options(settings),
     )
     worker = build_worker(name, ports)
-    checks: dict[str, Callable[[], Awaitable[None]]] = {"database": lambda: ping(engine), **transport.checks}
+    checks: dict[str, Callable[[], Awaitable[None]]] = dict(transport.checks)
+    if engine is not None:
+        sql = engine
+        checks = {"database": lambda: ping(sql), **checks}
 
     async def readiness() -> dict[str, str]:
         results: dict[str, str] = {}
@@ -228,7 +258,8 @@ def build_worker_app(
             await sender.aclose()
             if transport.aclose is not None:
                 await transport.aclose()
-            await engine.dispose()
+            if engine is not None:
+                await engine.dispose()
 
     token = settings.app_api_token.get_secret_value() if settings.app_api_token else None
     return create_worker_app(worker, clock=clock, readiness=readiness, lifespan=lifespan, app_token=token)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from doable.domain.errors import InvalidArgument
 from doable.domain.events import EventType, TaskEvent
+from doable.domain.occurrences import OccurrenceRecord
 from doable.views import local
 
 LIMIT_DEFAULT = 20
@@ -41,6 +42,9 @@ class AuditEntry(BaseModel):
     title: str
     changed: tuple[str, ...] = ()
     task_data: dict[str, Any]
+    # Who made the change when not the user directly ("agent"), and why ("undo", "bulk", "skip").
+    actor: str | None = None
+    cause: str | None = None
 
     @classmethod
     def of(cls, event: TaskEvent, previous: dict[str, Any] | None) -> AuditEntry:
@@ -55,6 +59,8 @@ class AuditEntry(BaseModel):
             title=str(event.task_data.get("title", "")),
             changed=changed,
             task_data=event.task_data,
+            actor=event.actor,
+            cause=event.cause,
         )
 
 
@@ -103,12 +109,39 @@ class HistoryEntryView(BaseModel):
     task_id: int
     title: str
     changed: list[str] = []
+    by: str | None = None
+    cause: str | None = None
+
+
+class OccurrenceView(BaseModel):
+    """What became of one scheduled date of a repeating series."""
+
+    due: str
+    status: str
+    task_id: int
+    at: str
+    moved_to: str | None = None
 
 
 class HistoryView(BaseModel):
     entries: list[HistoryEntryView]
     # Pass as `before` to read further back.
     next_before: int | None
+    # For one task of a repeating series: each occurrence's fate, latest first.
+    occurrences: list[OccurrenceView] | None = None
+
+
+def occurrence_view(record: OccurrenceRecord, tz: ZoneInfo) -> OccurrenceView:
+    def when(instant: datetime, day: date | None) -> str:
+        return day.isoformat() if day is not None else local(instant, tz) or ""
+
+    return OccurrenceView(
+        due=when(record.due_at, record.due_date),
+        status=record.status.value,
+        task_id=record.task_id,
+        at=local(record.at, tz) or "",
+        moved_to=when(record.moved_to, record.moved_to_date) if record.moved_to else None,
+    )
 
 
 def history_view(entries: list[AuditEntry], tz: ZoneInfo, limit: int | None) -> HistoryView:
@@ -120,6 +153,8 @@ def history_view(entries: list[AuditEntry], tz: ZoneInfo, limit: int | None) -> 
             task_id=e.task_id,
             title=e.title,
             changed=list(e.changed),
+            by=e.actor,
+            cause=e.cause,
         )
         for e in entries
     ]

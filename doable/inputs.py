@@ -33,19 +33,29 @@ class ReminderIn(BaseModel):
 
 
 class RecurrenceIn(BaseModel):
-    """How a task repeats. The next occurrence is created when one is completed."""
+    """How a task repeats: a `rule` (preset or RRULE) or a `frequency` with its parts. The next
+    occurrence is created when one is completed."""
 
     model_config = ConfigDict(extra="forbid")
 
     rule: Annotated[
-        str,
+        str | None,
         Field(
             max_length=500,
-            description="daily | weekdays | weekly | monthly | yearly | 'every N days|weeks|months|years' | RRULE like 'FREQ=WEEKLY;BYDAY=MO,WE'.",
+            description="Preset (daily, weekdays, weekly, monthly, yearly, 'every N days') or RRULE; or use frequency.",
         ),
-    ]
-    count: Annotated[int | None, Field(description="End after this many occurrences.")] = None
-    until: Annotated[date | None, Field(description="Last date (inclusive).")] = None
+    ] = None
+    frequency: Literal["daily", "weekly", "monthly", "yearly"] | None = None
+    interval: Annotated[int | None, Field(ge=1, le=999)] = None
+    by_day: Annotated[list[str] | None, Field(max_length=35, description="e.g. ['MO','WE'], ['-1FR'].")] = None
+    by_month_day: Annotated[list[int] | None, Field(max_length=31, description="29-31 clamp to month end.")] = None
+    by_set_pos: Annotated[list[int] | None, Field(max_length=31)] = None
+    count: Annotated[int | None, Field(description="Total occurrences.")] = None
+    until: Annotated[date | None, Field(description="Last date.")] = None
+    anchor: Annotated[
+        Literal["schedule", "completion", "schedule_if_on_time"] | None,
+        Field(description="Next date from the schedule (default) or from completion."),
+    ] = None
 
 
 RecurrenceArg = RecurrenceIn | Annotated[str, Field(max_length=500)]

@@ -16,15 +16,38 @@ from structlog.contextvars import bind_contextvars, get_contextvars
 
 _SECRET_KEYS = re.compile(r"(token|secret|password|authorization|api[_-]?key|cookie)", re.I)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+# Webhook signing secrets (doable.inbox), wherever a library's message may carry one.
+_WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9_-]{8,}")
+# The configured secrets (JWT secret, API keys, tokens): scrubbed from every rendered value.
+_KNOWN: set[str] = set()
+# Libraries whose debug output holds SQL parameters (task contents, webhook secrets): never
+# below WARNING, whatever the log level.
+_QUIET = ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "asyncpg")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+
+
+def register_secret(*values: str | None) -> None:
+    """Never log these values (each at least 8 characters; shorter ones would scrub words)."""
+    _KNOWN.update(v for v in values if v and len(v) >= 8)
+
+
+def _scrub(text: str) -> str:
+    if "eyJ" in text:
+        text = _JWT.sub("[redacted-jwt]", text)
+    if "whsec_" in text:
+        text = _WEBHOOK_SECRET.sub("[redacted-webhook-secret]", text)
+    for secret in _KNOWN:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     for key, value in list(event.items()):
         if _SECRET_KEYS.search(key) and key not in ("token_type",):
             event[key] = "[redacted]"
-        elif isinstance(value, str) and "eyJ" in value:
-            event[key] = _JWT.sub("[redacted-jwt]", value)
+        elif isinstance(value, str):
+            event[key] = _scrub(value)
     return event
 
 
@@ -52,6 +75,8 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                # Again after the traceback is rendered: exception messages can hold secrets too.
+                _redact,
                 renderer,
             ],
         )
@@ -59,7 +84,7 @@ def configure(fmt: str = "auto", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "alembic", "httpx", "httpx2", "httpcore", "httpcore2", "mcp", "sse_starlette"):
+    for noisy in ("uvicorn.access", "alembic", "httpx", "httpx2", "httpcore", "httpcore2", "mcp", "sse_starlette", *_QUIET):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

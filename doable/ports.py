@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from doable.domain.events import TaskEvent
+from doable.domain.occurrences import OccurrenceRecord
 from doable.domain.profile import Profile
 from doable.domain.query import TaskPage, TaskQuery
 from doable.domain.task import Task
@@ -66,6 +67,48 @@ class SeriesLinks(Protocol):
         """Record the successor; Conflict if a concurrent writer recorded one first."""
         ...
 
+    async def unlink(self, user_id: str, series_id: str, after: datetime) -> None:
+        """Forget the successor of the occurrence due at `after` (an undone completion); no error if none."""
+        ...
+
+
+class OccurrenceLog(Protocol):
+    """Per-occurrence history of a series (completed, skipped, missed, rescheduled)."""
+
+    async def add(self, records: list[OccurrenceRecord]) -> None: ...
+
+    async def list(self, user_id: str, series_id: str, limit: int = 50) -> list[OccurrenceRecord]:
+        """The series' records, latest scheduled date first (ties: latest recorded first)."""
+        ...
+
+    async def remove(self, user_id: str, series_id: str, ids: list[str]) -> None:
+        """Drop these records (an undone change); ids not found are ignored."""
+        ...
+
+
+@dataclass(frozen=True)
+class ActionToken:
+    """A short-lived token of one user: an undo record, or a bulk change awaiting confirmation."""
+
+    user_id: str
+    token: str
+    kind: str
+    created_at: datetime
+    expires_at: datetime
+    data: dict[str, Any]
+
+
+class ActionTokens(Protocol):
+    async def get(self, user_id: str, token: str) -> ActionToken | None:
+        """The token (even when expired: the caller decides), or None."""
+        ...
+
+    async def put(self, token: ActionToken) -> None:
+        """Record a new token; Conflict if it exists. May drop the user's expired tokens."""
+        ...
+
+    async def remove(self, user_id: str, token: str) -> None: ...
+
 
 @dataclass(frozen=True)
 class StoredResult:
@@ -92,6 +135,8 @@ class UnitOfWork(Protocol):
     events: EventOutbox
     series: SeriesLinks
     idempotency: IdempotencyKeys
+    occurrences: OccurrenceLog
+    tokens: ActionTokens
 
     async def __aenter__(self) -> Self: ...
 

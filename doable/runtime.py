@@ -47,6 +47,10 @@ class Runtime:
     live: LiveHub = field(default_factory=LiveHub)
     # Embedded mode: relay, bus, scheduler and the four workers, run by `start()`.
     delivery: Delivery | None = None
+    # Dapr mode: the sidecar adapters (doable.dapr.wiring.DaprParts; the chat Store is chosen
+    # from it) and the loops `start()` runs, such as the outbox relay (each has start/stop).
+    dapr: Any | None = None
+    background: list[Any] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
     _checks: dict[str, Any] = field(default_factory=dict)
 
@@ -67,8 +71,12 @@ class Runtime:
         Only the serving process calls this; `doable mcp` and tools only build."""
         if self.delivery is not None:
             await self.delivery.start()
+        for loop in self.background:
+            await loop.start()
 
     async def stop(self) -> None:
+        for loop in reversed(self.background):
+            await loop.stop()
         if self.delivery is not None:
             await self.delivery.stop()
 
@@ -79,9 +87,15 @@ class Runtime:
 
 
 async def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
-    """Wire the embedded/SQL adapter family and migrate the schema."""
+    """Wire the adapter family `settings.runtime` names: embedded (SQL, migrated here) or Dapr."""
+    if settings.runtime == "dapr":
+        from doable.dapr.wiring import build_runtime
+
+        return await build_runtime(settings, clock=clock)
     clock = clock or SystemClock()
-    engine = create_engine(settings.effective_database_url, schema=settings.database_schema)
+    engine = create_engine(
+        settings.effective_database_url, schema=settings.database_schema, timeout=settings.database_timeout_seconds
+    )
     await migrate(engine)
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     jwks = JwksCache(settings.jwt_jwks_url) if settings.jwt_jwks_url else None

@@ -17,11 +17,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from doable.actor import current_actor
 from doable.domain import filter_text
 from doable.domain import recurrence as rec
 from doable.domain.clock import Clock, LocalCalendar, localize, start_of_day, zone
 from doable.domain.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
 from doable.domain.events import EventType, TaskEvent
+from doable.domain.occurrences import OccurrenceStatus
 from doable.domain.profile import Profile
 from doable.domain.query import (
     DEFAULT_DESCENDING,
@@ -34,7 +36,7 @@ from doable.domain.query import (
     decode_cursor,
     encode_cursor,
 )
-from doable.domain.series import next_due, successor
+from doable.domain.series import plan_next, successor
 from doable.domain.task import (
     REMINDERS_MAX,
     Recurrence,
@@ -46,8 +48,18 @@ from doable.domain.task import (
     parse_priority,
     validate_reminders,
 )
-from doable.inputs import ListRequest, NewTask, RecurrenceArg, RecurrenceIn, ReminderIn, TaskChanges
+from doable.inputs import ListRequest, NewTask, RecurrenceArg, ReminderIn, TaskChanges
 from doable.ports import StoredResult, UnitOfWork, UnitOfWorkFactory
+from doable.series_edits import (
+    Scope,
+    apply_scope,
+    build_recurrence,
+    occurrence_record,
+    record_completion,
+    spread_all,
+)
+from doable.undo import Receipt, UndoLog
+from doable.undo import save as save_undo
 
 T = TypeVar("T")
 
@@ -144,16 +156,43 @@ class TaskService:
         user_id: str,
         key: str | None,
         request: dict[str, object],
-        work: Callable[[UnitOfWork], Awaitable[Task]],
-    ) -> Task:
-        """Run `work` atomically; with an idempotency key, a repeat returns the first result
-        (and a different request under the same key is refused)."""
+        work: Callable[[UnitOfWork, UndoLog], Awaitable[T]],
+        *,
+        receipt: Receipt | None = None,
+        dump: Callable[[T], object] = lambda task: task.model_dump(mode="json"),  # type: ignore[attr-defined]
+        load: Callable[[object], T] = Task.model_validate,  # type: ignore[assignment]
+    ) -> T:
+        """Run `work` atomically, with an undo record of what it did (its token goes to `receipt`);
+        with an idempotency key, a repeat returns the first result and token (and a different
+        request under the same key is refused). `dump`/`load` store a result that is not a Task."""
+        label = str(request.get("op", "change"))
+
+        async def undoable(uow: UnitOfWork) -> tuple[T, str | None]:
+            log = UndoLog(label)
+            result = await work(uow, log)
+            return result, await save_undo(uow, user_id, log, self._clock.now())
+
         if key is None:
-            return await self._atomic(work)
+            result, token = await self._atomic(undoable)
+        else:
+            result, token = await self._atomic(self._idempotent(user_id, key, request, undoable, dump, load))
+        if receipt is not None:
+            receipt.undo = token
+        return result
+
+    def _idempotent(
+        self,
+        user_id: str,
+        key: str,
+        request: dict[str, object],
+        work: Callable[[UnitOfWork], Awaitable[tuple[T, str | None]]],
+        dump: Callable[[T], object],
+        load: Callable[[object], T],
+    ) -> Callable[[UnitOfWork], Awaitable[tuple[T, str | None]]]:
         key = check_idempotency_key(key)
         digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
 
-        async def once(uow: UnitOfWork) -> Task:
+        async def once(uow: UnitOfWork) -> tuple[T, str | None]:
             stored = await uow.idempotency.get(user_id, key)
             now = self._clock.now()
             if stored is not None and now - stored.created_at > IDEMPOTENCY_WINDOW:
@@ -162,20 +201,29 @@ class TaskService:
             if stored is not None:
                 if stored.request_hash != digest:
                     raise InvalidArgument("idempotency_key", "was already used for a different request; use a new key")
-                return Task.model_validate(stored.result["task"])
-            task = await work(uow)
-            result = {"task": task.model_dump(mode="json")}
-            await uow.idempotency.put(user_id, key, StoredResult(request_hash=digest, created_at=now, result=result))
-            return task
+                return load(stored.result["task"]), stored.result.get("undo")
+            result, token = await work(uow)
+            stored_result = {"task": dump(result), "undo": token}
+            await uow.idempotency.put(
+                user_id, key, StoredResult(request_hash=digest, created_at=now, result=stored_result)
+            )
+            return result, token
 
-        return await self._atomic(once)
+        return once
+
+    async def _dry_run(self, work: Callable[[UnitOfWork, UndoLog], Awaitable[T]]) -> T:
+        """Run `work` and keep nothing: a preview sees exactly what the real call would do."""
+        async with self._uow() as uow:
+            return await work(uow, UndoLog("preview"))
 
     async def _read(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
         async with self._uow(write=False) as uow:
             return await work(uow)
 
-    def _event(self, kind: EventType, task: Task) -> TaskEvent:
-        return TaskEvent.of(kind, task, at=self._clock.now(), trace_id=self._trace_id())
+    def _event(self, kind: EventType, task: Task, cause: str | None = None) -> TaskEvent:
+        return TaskEvent.of(
+            kind, task, at=self._clock.now(), trace_id=self._trace_id(), actor=current_actor(), cause=cause
+        )
 
     @staticmethod
     async def _profile(uow: UnitOfWork, user_id: str) -> Profile:
@@ -199,32 +247,43 @@ class TaskService:
         check_user_id(user_id)
         return await self._read(lambda uow: self._profile(uow, user_id))
 
-    async def set_timezone(self, user_id: str, timezone: str) -> Profile:
+    async def set_timezone(self, user_id: str, timezone: str, *, receipt: Receipt | None = None) -> Profile:
         check_user_id(user_id)
         zone(timezone)
         profile = Profile(user_id=user_id, timezone=timezone, updated_at=self._clock.now())
 
-        async def work(uow: UnitOfWork) -> Profile:
+        async def work(uow: UnitOfWork, undo: UndoLog) -> Profile:
+            undo.profile(await uow.profiles.get(user_id), profile)
             await uow.profiles.save(profile)
             return profile
 
-        return await self._atomic(work)
+        request = {"op": "set_timezone", "timezone": timezone}
+        return await self._once(user_id, None, request, work, receipt=receipt)
 
     # ---- tasks --------------------------------------------------------------------------
 
-    async def add(self, user_id: str, new: NewTask, *, idempotency_key: str | None = None) -> Task:
+    async def add(
+        self,
+        user_id: str,
+        new: NewTask,
+        *,
+        idempotency_key: str | None = None,
+        preview: bool = False,
+        receipt: Receipt | None = None,
+    ) -> Task:
+        """Create a task. With `preview`, validate and return it as it would be, saving nothing."""
         check_user_id(user_id)
         title = normalize_title(new.title)
         description = normalize_description(new.description)
         priority = parse_priority(new.priority)
         tags = normalize_tags(new.tags)
 
-        async def work(uow: UnitOfWork) -> Task:
+        async def work(uow: UnitOfWork, undo: UndoLog) -> Task:
             profile = await self._profile(uow, user_id)
             tz = profile.tz
             due_at, due_date = parse_due(new.due, tz) if new.due is not None else (None, None)
             reminders = self._reminders(new.reminders, tz, due_at)
-            recurrence = self._recurrence(new.recurrence, due_at)
+            recurrence = self._recurrence(new.recurrence, due_at, tz, all_day=due_date is not None)
             if await uow.tasks.count(user_id) >= self._limits.tasks_per_user:
                 raise LimitExceeded("tasks", f"limit of {self._limits.tasks_per_user} tasks per user reached")
             now = self._clock.now()
@@ -246,21 +305,62 @@ class TaskService:
             )
             await uow.tasks.add(task)
             await uow.events.add(self._event(EventType.CREATED, task))
+            undo.task(None, task)
             return task
 
-        return await self._once(user_id, idempotency_key, {"op": "add", **new.model_dump(mode="json")}, work)
+        if preview:
+            return await self._dry_run(work)
+        request = {"op": "add", **new.model_dump(mode="json")}
+        return await self._once(user_id, idempotency_key, request, work, receipt=receipt)
 
     async def get(self, user_id: str, task_id: int) -> Task:
         check_user_id(user_id)
         return await self._read(lambda uow: self._task(uow, user_id, task_id))
 
     async def update(
-        self, user_id: str, task_id: int, changes: TaskChanges, *, idempotency_key: str | None = None
+        self,
+        user_id: str,
+        task_id: int,
+        changes: TaskChanges,
+        *,
+        idempotency_key: str | None = None,
+        scope: Scope = "future",
+        preview: bool = False,
+        receipt: Receipt | None = None,
     ) -> Task:
+        """Change the fields named in `changes` (null clears). For a repeating task `scope` says
+        which occurrences the change is for (see doable.series_edits). With `preview`, nothing is saved."""
         check_user_id(user_id)
-        given = changes.model_fields_set
-        if not given:
+        if not changes.model_fields_set:
             raise InvalidArgument("changes", "must name at least one field to update")
+        if scope not in ("this", "future", "all"):
+            raise InvalidArgument("scope", "must be one of this, future, all")
+
+        async def work(uow: UnitOfWork, undo: UndoLog) -> Task:
+            return await self.update_in(uow, await self._task(uow, user_id, task_id), changes, undo, scope=scope)
+
+        if preview:
+            return await self._dry_run(work)
+        request = {
+            "op": "update",
+            "task_id": task_id,
+            "scope": scope,
+            **changes.model_dump(mode="json", exclude_unset=True),
+        }
+        return await self._once(user_id, idempotency_key, request, work, receipt=receipt)
+
+    async def update_in(
+        self,
+        uow: UnitOfWork,
+        task: Task,
+        changes: TaskChanges,
+        undo: UndoLog,
+        *,
+        scope: Scope = "future",
+        cause: str | None = None,
+    ) -> Task:
+        """Apply `changes` to `task` within `uow` (also the bulk reschedule's step)."""
+        given = changes.model_fields_set
         if "title" in given and changes.title is None:
             raise InvalidArgument("title", "cannot be cleared")
         if "priority" in given and changes.priority is None:
@@ -269,82 +369,114 @@ class TaskService:
         description = normalize_description(changes.description) if "description" in given else None
         tags = normalize_tags(changes.tags) if "tags" in given else None
         priority = parse_priority(changes.priority) if "priority" in given else None
+        user_id = task.user_id
+        tz = (await self._profile(uow, user_id)).tz
+        if scope == "this" and task.recurrence is not None and "recurrence" in given:
+            raise InvalidArgument("scope", "'this' changes one occurrence; change the rule with scope future or all")
+        update: dict[str, object] = {"updated_at": self._clock.now()}
+        if title is not None:
+            update["title"] = title
+        if description is not None:
+            update["description"] = description
+        if tags is not None:
+            update["tags"] = tags
+        if priority is not None:
+            update["priority"] = priority
+        due_at, due_date = task.due_at, task.due_date
+        if "due" in given:
+            due_at, due_date = parse_due(changes.due, tz) if changes.due is not None else (None, None)
+            update["due_at"], update["due_date"] = due_at, due_date
+        reminders = task.reminders
+        if "reminders" in given:
+            reminders = self._reminders(changes.reminders, tz, due_at)
+        else:
+            # Keep existing reminders; an offset reminder needs the due date to stay.
+            reminders = validate_reminders(reminders, due_at, self._limits.reminders_per_task)
+        update["reminders"] = reminders
+        recurrence = task.recurrence
+        if "recurrence" in given:
+            recurrence = self._recurrence(
+                changes.recurrence, due_at, tz, all_day=due_date is not None, current=task.recurrence
+            )
+        elif recurrence is not None:
+            if due_at is None:
+                raise InvalidArgument("due", "cannot be cleared while the task repeats; clear recurrence too")
+            if "due" in given and scope == "future":
+                # The series re-anchors here: the rule restarts (and COUNT counts) from the new date.
+                rec.check_start(recurrence.rule, start=due_at, tz=tz, all_day=due_date is not None)
+                recurrence = recurrence.model_copy(update={"start": due_at, "prior": 0})
+        update["recurrence"] = recurrence
+        if recurrence is not None and task.series_id is None:
+            update["series_id"] = f"{user_id}:{task.task_id}"
+        updated = apply_scope(task, task.evolve(**update), scope, set(given), tz)
+        await uow.tasks.update(updated)
+        await uow.events.add(self._event(EventType.UPDATED, updated, cause))
+        undo.task(task, updated)
+        if task.series_id and task.recurrence and not task.completed and task.due_at != updated.due_at:
+            record = occurrence_record(task, OccurrenceStatus.RESCHEDULED, self._clock.now(), tz, moved_to=updated)
+            await uow.occurrences.add([record])
+            undo.records_added([record])
+        if scope == "all" and task.series_id and task.recurrence:
+            for other in await spread_all(uow, task.series_id, updated, set(given), self._clock.now(), undo):
+                await uow.events.add(self._event(EventType.UPDATED, other, cause))
+        return updated
 
-        async def work(uow: UnitOfWork) -> Task:
-            task = await self._task(uow, user_id, task_id)
-            tz = (await self._profile(uow, user_id)).tz
-            update: dict[str, object] = {"updated_at": self._clock.now()}
-            if title is not None:
-                update["title"] = title
-            if description is not None:
-                update["description"] = description
-            if tags is not None:
-                update["tags"] = tags
-            if priority is not None:
-                update["priority"] = priority
-            due_at, due_date = task.due_at, task.due_date
-            if "due" in given:
-                due_at, due_date = parse_due(changes.due, tz) if changes.due is not None else (None, None)
-                update["due_at"], update["due_date"] = due_at, due_date
-            reminders = task.reminders
-            if "reminders" in given:
-                reminders = self._reminders(changes.reminders, tz, due_at)
-            else:
-                # Keep existing reminders; an offset reminder needs the due date to stay.
-                reminders = validate_reminders(reminders, due_at, self._limits.reminders_per_task)
-            update["reminders"] = reminders
-            recurrence = task.recurrence
-            if "recurrence" in given:
-                recurrence = self._recurrence(changes.recurrence, due_at)
-            elif recurrence is not None:
-                if due_at is None:
-                    raise InvalidArgument("due", "cannot be cleared while the task repeats; clear recurrence too")
-                if "due" in given:
-                    recurrence = Recurrence(rule=recurrence.rule, start=due_at)
-            update["recurrence"] = recurrence
-            if recurrence is not None and task.series_id is None:
-                update["series_id"] = f"{user_id}:{task.task_id}"
-            updated = task.evolve(**update)
-            await uow.tasks.update(updated)
-            await uow.events.add(self._event(EventType.UPDATED, updated))
-            return updated
+    async def complete(
+        self, user_id: str, task_id: int, *, idempotency_key: str | None = None, receipt: Receipt | None = None
+    ) -> Task:
+        return await self._set_completed(user_id, task_id, True, idempotency_key, receipt)
 
-        request = {"op": "update", "task_id": task_id, **changes.model_dump(mode="json", exclude_unset=True)}
-        return await self._once(user_id, idempotency_key, request, work)
+    async def reopen(
+        self, user_id: str, task_id: int, *, idempotency_key: str | None = None, receipt: Receipt | None = None
+    ) -> Task:
+        return await self._set_completed(user_id, task_id, False, idempotency_key, receipt)
 
-    async def complete(self, user_id: str, task_id: int, *, idempotency_key: str | None = None) -> Task:
-        return await self._set_completed(user_id, task_id, True, idempotency_key)
-
-    async def reopen(self, user_id: str, task_id: int, *, idempotency_key: str | None = None) -> Task:
-        return await self._set_completed(user_id, task_id, False, idempotency_key)
-
-    async def _set_completed(self, user_id: str, task_id: int, done: bool, idempotency_key: str | None) -> Task:
+    async def _set_completed(
+        self, user_id: str, task_id: int, done: bool, idempotency_key: str | None, receipt: Receipt | None
+    ) -> Task:
         check_user_id(user_id)
 
-        async def work(uow: UnitOfWork) -> Task:
-            task = await self._task(uow, user_id, task_id)
-            if task.completed == done:
-                # Idempotent: completing a completed task records nothing new.
-                return task
-            now = self._clock.now()
-            changed = task.evolve(completed=done, completed_at=now if done else None, updated_at=now)
-            await uow.tasks.update(changed)
-            await uow.events.add(self._event(EventType.COMPLETED if done else EventType.REOPENED, changed))
-            return changed
+        async def work(uow: UnitOfWork, undo: UndoLog) -> Task:
+            return await self.set_completed_in(uow, await self._task(uow, user_id, task_id), done, undo)
 
         request = {"op": "complete" if done else "reopen", "task_id": task_id}
-        return await self._once(user_id, idempotency_key, request, work)
+        return await self._once(user_id, idempotency_key, request, work, receipt=receipt)
 
-    async def delete(self, user_id: str, task_id: int, *, idempotency_key: str | None = None) -> Task:
+    async def set_completed_in(
+        self, uow: UnitOfWork, task: Task, done: bool, undo: UndoLog, cause: str | None = None
+    ) -> Task:
+        """Complete or reopen `task` within `uow` (a no-op when it already is), with its
+        occurrence record when it repeats. Also the bulk action's step."""
+        if task.completed == done:
+            # Idempotent: completing a completed task records nothing new.
+            return task
+        now = self._clock.now()
+        changed = task.evolve(completed=done, completed_at=now if done else None, updated_at=now)
+        await uow.tasks.update(changed)
+        await uow.events.add(self._event(EventType.COMPLETED if done else EventType.REOPENED, changed, cause))
+        undo.task(task, changed)
+        if task.series_id and task.recurrence and task.due_at:
+            tz = (await self._profile(uow, task.user_id)).tz
+            await record_completion(uow, task, done, now, tz, undo)
+        return changed
+
+    async def delete(
+        self, user_id: str, task_id: int, *, idempotency_key: str | None = None, receipt: Receipt | None = None
+    ) -> Task:
         check_user_id(user_id)
 
-        async def work(uow: UnitOfWork) -> Task:
-            task = await self._task(uow, user_id, task_id)
-            await uow.tasks.remove(task)
-            await uow.events.add(self._event(EventType.DELETED, task))
-            return task
+        async def work(uow: UnitOfWork, undo: UndoLog) -> Task:
+            return await self.delete_in(uow, await self._task(uow, user_id, task_id), undo)
 
-        return await self._once(user_id, idempotency_key, {"op": "delete", "task_id": task_id}, work)
+        request = {"op": "delete", "task_id": task_id}
+        return await self._once(user_id, idempotency_key, request, work, receipt=receipt)
+
+    async def delete_in(self, uow: UnitOfWork, task: Task, undo: UndoLog, cause: str | None = None) -> Task:
+        """Delete `task` within `uow` (also the bulk action's step)."""
+        await uow.tasks.remove(task)
+        await uow.events.add(self._event(EventType.DELETED, task, cause))
+        undo.task(task, None)
+        return task
 
     async def create_next_occurrence(self, completed: Task) -> Task | None:
         """Create the occurrence that follows `completed` (the task as its `completed` event recorded it).
@@ -355,23 +487,34 @@ class TaskService:
         if completed.recurrence is None or completed.series_id is None or completed.due_at is None:
             return None
         user_id = check_user_id(completed.user_id)
-        series_id, after = completed.series_id, completed.due_at
+        series_id, after = completed.series_id, completed.series_base().due_at
+        assert after is not None
 
         async def work(uow: UnitOfWork) -> Task | None:
             existing = await uow.series.successor(user_id, series_id, after)
-            if existing is not None:
+            if existing is not None and existing != completed.task_id:
                 return await uow.tasks.get(user_id, existing)
+            current = await uow.tasks.get(user_id, completed.task_id)
+            if current is not None and not current.completed and current.version > completed.version:
+                # Reopened (or its completion undone) after this completion, before it was handled.
+                return None
+            if existing is not None:
+                # An undone completion claimed this occurrence (a link to itself); completed again since.
+                await uow.series.unlink(user_id, series_id, after)
             tz = (await self._profile(uow, user_id)).tz
             now = self._clock.now()
-            due_at = next_due(completed, tz, now)
-            if due_at is None:
+            plan = plan_next(completed, tz, now)
+            if plan is None:
                 return None
             if await uow.tasks.count(user_id) >= self._limits.tasks_per_user:
                 raise LimitExceeded("tasks", f"limit of {self._limits.tasks_per_user} tasks per user reached")
-            task = successor(completed, task_id=await uow.tasks.next_id(user_id), due_at=due_at, tz=tz, now=now)
+            task_id = await uow.tasks.next_id(user_id)
+            task = successor(completed, task_id=task_id, due_at=plan.due_at, tz=tz, now=now, recurrence=plan.recurrence)
             await uow.series.link(user_id, series_id, after, task.task_id, now)
             await uow.tasks.add(task)
             await uow.events.add(self._event(EventType.CREATED, task))
+            missed = [occurrence_record(completed, OccurrenceStatus.MISSED, now, tz, due_at=d) for d in plan.missed]
+            await uow.occurrences.add(missed)
             return task
 
         return await self._atomic(work)
@@ -464,16 +607,21 @@ class TaskService:
         return validate_reminders(tuple(parsed), due_at, self._limits.reminders_per_task)
 
     @staticmethod
-    def _recurrence(given: RecurrenceArg | None, due_at: datetime | None) -> Recurrence | None:
+    def _recurrence(
+        given: RecurrenceArg | None,
+        due_at: datetime | None,
+        tz: ZoneInfo | None = None,
+        *,
+        all_day: bool = False,
+        current: Recurrence | None = None,
+    ) -> Recurrence | None:
+        """The recurrence `given` (a string, or the typed object) starting at `due_at`; without an
+        anchor of its own it keeps `current`'s (the task's recurrence before an update)."""
         if given is None:
             return None
         if due_at is None:
             raise InvalidArgument("recurrence", "needs a due date (the first occurrence)")
-        spec = given if isinstance(given, RecurrenceIn) else RecurrenceIn(rule=given)
-        if spec.count is not None and not 1 <= spec.count <= rec.MAX_COUNT:
-            raise InvalidArgument("recurrence.count", f"must be between 1 and {rec.MAX_COUNT}")
-        rule = rec.compile_rule(spec.rule, count=spec.count, until=spec.until)
-        return Recurrence(rule=rule, start=due_at)
+        return build_recurrence(given, due_at, tz, all_day=all_day, current=current)
 
 
 def _narrow(lo: datetime | None, hi: datetime | None, window: tuple[datetime, datetime]) -> tuple[datetime, datetime]:

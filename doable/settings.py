@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir, description="Where embedded mode keeps its SQLite file and secrets.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default sqlite under data_dir. postgres:// works too.")
     database_schema: str | None = Field(None, description="PostgreSQL schema to use (search_path); default the server's.")
+    database_timeout_seconds: float = Field(
+        10.0, gt=0, description="PostgreSQL connect and statement timeout: an unreachable database is a 503 after this."
+    )
     host: str = Field("127.0.0.1", description="Bind address of `doable serve`.")
     port: int = Field(8000, description="Port of `doable serve`.")
     public_url: str | None = Field(None, description="External base URL (MCP auth metadata, console links).")
@@ -59,6 +62,11 @@ class Settings(BaseSettings):
         "http://127.0.0.1:3500",
         validation_alias=AliasChoices("dapr_http_endpoint", "doable_dapr_http_endpoint"),
         description="DAPR_HTTP_ENDPOINT: the sidecar's HTTP API.",
+    )
+    dapr_http_port: int | None = Field(
+        None,
+        validation_alias=AliasChoices("dapr_http_port", "doable_dapr_http_port"),
+        description="DAPR_HTTP_PORT (set by `dapr run` and the injector): the sidecar on 127.0.0.1 when DAPR_HTTP_ENDPOINT is unset.",
     )
     dapr_api_token: SecretStr | None = Field(
         None,

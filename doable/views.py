@@ -7,14 +7,16 @@ so a model never converts UTC to "today" itself.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
 
 from doable.domain import recurrence as rec
 from doable.domain.clock import LocalCalendar
+from doable.domain.errors import InvalidArgument
 from doable.domain.query import TaskPage
+from doable.domain.series import upcoming
 from doable.domain.task import Task
 
 
@@ -27,6 +29,7 @@ class ReminderView(BaseModel):
 class RecurrenceView(BaseModel):
     rule: str
     summary: str
+    anchor: str = "schedule"
 
 
 class TaskView(BaseModel):
@@ -47,17 +50,50 @@ class TaskView(BaseModel):
 
 
 class TaskResult(BaseModel):
-    """The spec's `{task_id, status, title}` plus the whole task."""
+    """The spec's `{task_id, status, title}` plus the whole task, and the token that undoes the change."""
 
     task_id: int
-    status: Literal["created", "updated", "completed", "reopened", "deleted", "found"]
+    status: Literal["created", "updated", "completed", "reopened", "deleted", "found", "skipped", "preview"]
     title: str
     task: TaskView
+    undo: str | None = None
+    # A preview: the due dates of the task and the occurrences that would follow (nothing saved).
+    occurrences: list[str] | None = None
+
+
+class TaskItem(BaseModel):
+    """A task in a list: TaskView's fields; with `fields`, only those (and `id`) are present."""
+
+    id: int
+    title: str | None = None
+    completed: bool | None = None
+    description: str | None = None
+    priority: str | None = None
+    tags: list[str] | None = None
+    due: str | None = None
+    all_day: bool | None = None
+    reminders: list[ReminderView] | None = None
+    recurrence: RecurrenceView | None = None
+    series_id: str | None = None
+    completed_at: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k in self.model_fields_set}
+
+
+# The fields a list item can be cut down to (`fields`); `id` is always included.
+LIST_FIELDS = tuple(TaskView.model_fields)
 
 
 class TaskListView(BaseModel):
-    tasks: list[TaskView]
+    tasks: list[TaskItem]
     query: str | None = None
+    # Set when list items were shortened (descriptions cut): how to see them whole.
+    note: str | None = None
     total: int
     returned: int
     next_cursor: str | None
@@ -73,6 +109,7 @@ class ProfileView(BaseModel):
     timezone: str
     now: str
     today: date
+    undo: str | None = None
 
 
 def local(instant: datetime | None, tz: ZoneInfo) -> str | None:
@@ -96,7 +133,9 @@ def task_view(task: Task, tz: ZoneInfo) -> TaskView:
             )
             for r in task.reminders
         ],
-        recurrence=RecurrenceView(rule=task.recurrence.rule, summary=rec.describe(task.recurrence.rule))
+        recurrence=RecurrenceView(
+            rule=task.recurrence.rule, summary=rec.describe(task.recurrence.rule), anchor=task.recurrence.anchor.value
+        )
         if task.recurrence
         else None,
         series_id=task.series_id,
@@ -106,13 +145,57 @@ def task_view(task: Task, tz: ZoneInfo) -> TaskView:
     )
 
 
-def task_result(task: Task, status: str, tz: ZoneInfo) -> TaskResult:
-    return TaskResult(task_id=task.task_id, status=status, title=task.title, task=task_view(task, tz))  # type: ignore[arg-type]
+def due_text(instant: datetime, all_day: bool, tz: ZoneInfo) -> str:
+    return instant.astimezone(tz).date().isoformat() if all_day else local(instant, tz) or ""
 
 
-def list_view(page: TaskPage, cal: LocalCalendar) -> TaskListView:
+def task_result(
+    task: Task, status: str, tz: ZoneInfo, *, undo: str | None = None, preview: int | None = None
+) -> TaskResult:
+    """The result of a tool call on one task; `preview` adds that many upcoming due dates."""
+    occurrences = [due_text(d, task.all_day, tz) for d in upcoming(task, tz, preview)] if preview else None
+    return TaskResult(
+        task_id=task.task_id,
+        status=status,  # type: ignore[arg-type]
+        title=task.title,
+        task=task_view(task, tz),
+        undo=undo,
+        occurrences=occurrences,
+    )
+
+
+def _item(task: Task, tz: ZoneInfo, fields: list[str] | None, description_max: int | None) -> tuple[TaskItem, bool]:
+    view = task_view(task, tz)
+    cut = description_max is not None and len(view.description) > description_max
+    if cut:
+        view.description = view.description[: description_max - 1].rstrip() + "…"  # type: ignore[operator]
+    data = view.model_dump()
+    keep = {"id", *fields} if fields else set(data)
+    return TaskItem.model_validate({k: v for k, v in data.items() if k in keep}), cut and "description" in keep
+
+
+def check_fields(fields: list[str] | None) -> list[str] | None:
+    if fields is None:
+        return None
+    unknown = sorted(set(fields) - set(LIST_FIELDS))
+    if not fields:
+        raise InvalidArgument("fields", f"must name at least one of {', '.join(LIST_FIELDS)}")
+    if unknown:
+        raise InvalidArgument("fields", f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(LIST_FIELDS)}")
+    return fields
+
+
+def list_view(
+    page: TaskPage, cal: LocalCalendar, *, fields: list[str] | None = None, description_max: int | None = None
+) -> TaskListView:
+    """A page of tasks in the user's timezone; items cut to `fields`, descriptions to `description_max`."""
+    items = [_item(t, cal.tz, check_fields(fields), description_max) for t in page.tasks]
+    note = None
+    if any(cut for _, cut in items):
+        note = f"descriptions longer than {description_max} characters are cut (…); get_task shows one whole"
     return TaskListView(
-        tasks=[task_view(t, cal.tz) for t in page.tasks],
+        tasks=[item for item, _ in items],
+        note=note,
         query=page.query,
         total=page.total,
         returned=len(page.tasks),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
@@ -14,28 +15,43 @@ from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 import structlog
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field
+from mcp.types import Tool as McpTool
+from pydantic import BaseModel, Field, ValidationError
 
+from doable.actor import acting_as
+from doable.bulk import Bulk, BulkView, bulk_view
 from doable.domain.errors import DoableError
 from doable.domain.query import SortField, Status
 from doable.domain.task import Priority
-from doable.history import History, HistoryView, history_view
+from doable.history import History, HistoryView, history_view, occurrence_view
 from doable.inbox import Inbox, MarkReadView, NotificationListView, notification_view
 from doable.inputs import DueText, ListRequest, NewTask, RecurrenceArg, ReminderIn, TaskChanges
 from doable.logs import current_trace_id
 from doable.metrics import TOOL_LATENCY
+from doable.series_service import SeriesActions
 from doable.service import TaskService
+from doable.undo import Receipt, Undo, UndoView, undo_view
 from doable.views import ProfileView, TaskListView, TaskResult, list_view, profile_view, task_result
 from mcp_server.identity import McpTokenVerifier, UserResolver, resolve_user
+from mcp_server.schemas import compact_schema
+from mcp_server.validation import explain
 
 log = structlog.get_logger("doable.mcp")
 
 INSTRUCTIONS = (
     "Doable manages the signed-in user's tasks. Task ids are per user; never guess one: "
-    "list or search first. Times without an offset are in the user's timezone (see get_profile)."
+    "list or search first. Times without an offset are in the user's timezone (see get_profile). "
+    "Every change returns an `undo` token; changes to many tasks go through bulk_tasks, which "
+    "previews first and changes nothing until confirmed."
 )
+# List items show at most this much of a description (and say so); get_task shows it whole.
+LIST_DESCRIPTION_MAX = 200
+# How many upcoming due dates a preview shows.
+PREVIEW_OCCURRENCES = 5
+# update_task: an explicit null clears these (the schema says so; elsewhere null is just "omitted").
+_CLEARABLE = frozenset({"description", "priority", "tags", "due", "reminders", "recurrence"})
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -82,8 +98,19 @@ class _RawArguments:
             _raw_arguments.reset(token)
 
 
+def _compact(result: object) -> object:
+    """A model result as compact JSON text (the SDK would indent it: tokens for nothing) plus the
+    same structured content."""
+    if not isinstance(result, BaseModel):
+        return result
+    data = result.model_dump(mode="json")
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
 def _tool_errors(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-    """Domain errors become tool errors naming the field and rule; anything else is logged, not leaked."""
+    """Domain errors become tool errors naming the field and rule; anything else is logged, not leaked.
+    Changes made through a tool are recorded as done by the agent."""
 
     def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @functools.wraps(fn)
@@ -91,7 +118,8 @@ def _tool_errors(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P,
             started = time.perf_counter()
             outcome = "ok"
             try:
-                return await fn(*args, **kwargs)
+                with acting_as("agent"):
+                    return _compact(await fn(*args, **kwargs))  # type: ignore[return-value]
             except DoableError as exc:
                 outcome = exc.code
                 raise ToolError(str(exc)) from None
@@ -110,7 +138,8 @@ def _tool_errors(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P,
     return decorate
 
 
-UserIdArg = Annotated[str | None, Field(description="Optional; must equal the signed-in user.")]
+UserIdArg = Annotated[str | None, Field(description="Optional; only yours.")]
+DateArg = Annotated[str | None, Field(max_length=64, description="ISO date or datetime.")]
 IdemArg = Annotated[str | None, Field(max_length=128, description="Retry-safe key: a repeat returns the first result.")]
 TaskIdArg = Annotated[int, Field(description="The task's id (per user).")]
 TitleArg = Annotated[str, Field(max_length=1000, description="1-200 characters.")]
@@ -120,9 +149,36 @@ RemindersArg = Annotated[
     list[ReminderIn] | None, Field(max_length=100, description="[{minutes_before: 30}] or [{at: ISO datetime}].")
 ]
 RecurrenceParam = Annotated[RecurrenceArg | None, Field(description="Repeat rule; needs `due`.")]
+PreviewArg = Annotated[bool, Field(description="Save nothing; show the result and next 5 due dates.")]
 
 _WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
 _READ = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+
+
+class _LeanServer(MCPServer[Any]):
+    """Lists lean input schemas (see mcp_server/schemas.py): the tool list is sent to the model
+    with every turn. Calls are still validated by each tool's own argument model, and a refusal
+    says which field, why, and what is allowed (mcp_server/validation.py)."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError) and not isinstance(exc, UnexpectedToolError):
+                raise ToolError(explain(exc.__cause__)) from exc.__cause__
+            raise
+
+    async def list_tools(self) -> list[McpTool]:
+        return [
+            tool.model_copy(
+                update={
+                    "input_schema": compact_schema(
+                        tool.input_schema, nullable=_CLEARABLE if tool.name == "update_task" else frozenset()
+                    )
+                }
+            )
+            for tool in await super().list_tools()
+        ]
 
 
 def build_mcp(
@@ -138,7 +194,7 @@ def build_mcp(
 
     With `inbox` and `history` it also serves the notification and task-history tools."""
     raw_arguments = _RawArguments()
-    mcp: MCPServer[Any] = MCPServer(
+    mcp: MCPServer[Any] = _LeanServer(
         "doable",
         instructions=INSTRUCTIONS,
         token_verifier=verifier,
@@ -150,6 +206,8 @@ def build_mcp(
     async def tz_of(user_id: str) -> Any:
         return (await service.get_profile(user_id)).tz
 
+    series = SeriesActions(service)
+
     @mcp.tool(annotations=_WRITE)
     @_tool_errors("add_task")
     async def add_task(
@@ -160,6 +218,7 @@ def build_mcp(
         due: DueText | None = None,
         reminders: RemindersArg = None,
         recurrence: RecurrenceParam = None,
+        preview: PreviewArg = False,
         idempotency_key: IdemArg = None,
         user_id: UserIdArg = None,
     ) -> TaskResult:
@@ -174,8 +233,11 @@ def build_mcp(
             reminders=reminders,
             recurrence=recurrence,
         )
-        task = await service.add(uid, new, idempotency_key=idempotency_key)
-        return task_result(task, "created", await tz_of(uid))
+        receipt = Receipt()
+        task = await service.add(uid, new, idempotency_key=idempotency_key, preview=preview, receipt=receipt)
+        if preview:
+            return task_result(task, "preview", await tz_of(uid), preview=PREVIEW_OCCURRENCES)
+        return task_result(task, "created", await tz_of(uid), undo=receipt.undo)
 
     @mcp.tool(annotations=_READ)
     @_tool_errors("list_tasks")
@@ -188,8 +250,8 @@ def build_mcp(
             Literal["overdue", "today", "tomorrow", "this_week", "next_7_days", "none", "any"] | None,
             Field(description="Window in the user's timezone."),
         ] = None,
-        due_after: DueText | None = None,
-        due_before: DueText | None = None,
+        due_after: DateArg = None,
+        due_before: DateArg = None,
         search: Annotated[str | None, Field(max_length=200, description="Keyword in title/description.")] = None,
         filter: Annotated[
             str | None,
@@ -199,6 +261,9 @@ def build_mcp(
         order: Annotated[Literal["asc", "desc"] | None, Field(description="Default: due/title asc, else desc.")] = None,
         limit: Annotated[int | None, Field(ge=1, le=200, description="Default 50.")] = None,
         cursor: Annotated[str | None, Field(max_length=512, description="next_cursor from the last page.")] = None,
+        fields: Annotated[
+            list[str] | None, Field(max_length=14, description="Only these task fields (and id), e.g. ['title','due'].")
+        ] = None,
         user_id: UserIdArg = None,
     ) -> TaskListView:
         """List, search, filter and sort tasks. Includes the user's now/today."""
@@ -219,7 +284,7 @@ def build_mcp(
             cursor=cursor,
         )
         page, cal = await service.list(uid, request)
-        return list_view(page, cal)
+        return list_view(page, cal, fields=fields, description_max=LIST_DESCRIPTION_MAX)
 
     @mcp.tool(annotations=_READ)
     @_tool_errors("get_task")
@@ -239,6 +304,11 @@ def build_mcp(
         due: DueText | None = None,
         reminders: RemindersArg = None,
         recurrence: RecurrenceParam = None,
+        scope: Annotated[
+            Literal["this", "future", "all"],
+            Field(description="Repeating task: this occurrence, it and later ones, or all."),
+        ] = "future",
+        preview: PreviewArg = False,
         idempotency_key: IdemArg = None,
         user_id: UserIdArg = None,
     ) -> TaskResult:
@@ -257,32 +327,93 @@ def build_mcp(
         given = (
             {k: v for k, v in values.items() if k in raw} if raw else {k: v for k, v in values.items() if v is not None}
         )
-        task = await service.update(uid, task_id, TaskChanges(**given), idempotency_key=idempotency_key)
-        return task_result(task, "updated", await tz_of(uid))
+        receipt = Receipt()
+        changes = TaskChanges(**given)
+        task = await service.update(
+            uid, task_id, changes, idempotency_key=idempotency_key, scope=scope, preview=preview, receipt=receipt
+        )
+        if preview:
+            return task_result(task, "preview", await tz_of(uid), preview=PREVIEW_OCCURRENCES)
+        return task_result(task, "updated", await tz_of(uid), undo=receipt.undo)
 
     @mcp.tool(annotations=_WRITE)
     @_tool_errors("complete_task")
-    async def complete_task(task_id: TaskIdArg, idempotency_key: IdemArg = None, user_id: UserIdArg = None) -> TaskResult:
+    async def complete_task(
+        task_id: TaskIdArg,
+        skip: Annotated[bool, Field(description="Repeating task: skip this occurrence; it moves to its next date.")] = False,
+        idempotency_key: IdemArg = None,
+        user_id: UserIdArg = None,
+    ) -> TaskResult:
         """Mark a task done (a repeating task's next occurrence follows)."""
         uid = resolve_user(user, user_id)
-        task = await service.complete(uid, task_id, idempotency_key=idempotency_key)
-        return task_result(task, "completed", await tz_of(uid))
+        receipt = Receipt()
+        if skip:
+            task = await series.skip(uid, task_id, idempotency_key=idempotency_key, receipt=receipt)
+            return task_result(task, "skipped", await tz_of(uid), undo=receipt.undo)
+        task = await service.complete(uid, task_id, idempotency_key=idempotency_key, receipt=receipt)
+        return task_result(task, "completed", await tz_of(uid), undo=receipt.undo)
 
     @mcp.tool(annotations=_WRITE)
     @_tool_errors("reopen_task")
     async def reopen_task(task_id: TaskIdArg, idempotency_key: IdemArg = None, user_id: UserIdArg = None) -> TaskResult:
         """Mark a completed task pending again."""
         uid = resolve_user(user, user_id)
-        task = await service.reopen(uid, task_id, idempotency_key=idempotency_key)
-        return task_result(task, "reopened", await tz_of(uid))
+        receipt = Receipt()
+        task = await service.reopen(uid, task_id, idempotency_key=idempotency_key, receipt=receipt)
+        return task_result(task, "reopened", await tz_of(uid), undo=receipt.undo)
 
     @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=False))
     @_tool_errors("delete_task")
     async def delete_task(task_id: TaskIdArg, idempotency_key: IdemArg = None, user_id: UserIdArg = None) -> TaskResult:
         """Delete a task."""
         uid = resolve_user(user, user_id)
-        task = await service.delete(uid, task_id, idempotency_key=idempotency_key)
-        return task_result(task, "deleted", await tz_of(uid))
+        receipt = Receipt()
+        task = await service.delete(uid, task_id, idempotency_key=idempotency_key, receipt=receipt)
+        return task_result(task, "deleted", await tz_of(uid), undo=receipt.undo)
+
+    bulk = Bulk(service)
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=False))
+    @_tool_errors("bulk_tasks")
+    async def bulk_tasks(
+        action: Literal["complete", "reopen", "delete", "reschedule"] | None = None,
+        task_ids: Annotated[list[Annotated[int, Field(ge=1, le=2**53)]] | None, Field(max_length=200)] = None,
+        filter: Annotated[str | None, Field(max_length=500, description="Text filter, as in list_tasks.")] = None,
+        due: Annotated[str | None, Field(max_length=64, description="reschedule: new due; a date keeps each time.")] = None,
+        confirm_token: Annotated[str | None, Field(max_length=64)] = None,
+        idempotency_key: IdemArg = None,
+        user_id: UserIdArg = None,
+    ) -> BulkView:
+        """Act on many tasks (ids or filter, max 200). Without confirm_token: a preview, changes nothing.
+        Confirm with the returned confirm_token."""
+        uid = resolve_user(user, user_id)
+        receipt = Receipt()
+        outcome = await bulk.run(
+            uid,
+            action,
+            task_ids=task_ids,
+            filter=filter,
+            due=due,
+            confirm_token=confirm_token,
+            idempotency_key=idempotency_key,
+            receipt=receipt,
+        )
+        return bulk_view(outcome, await tz_of(uid), receipt.undo)
+
+    undoer = Undo(service)
+
+    @mcp.tool(annotations=_WRITE)
+    @_tool_errors("undo")
+    async def undo(
+        token: Annotated[str, Field(max_length=64, description="The `undo` value of a change's result.")],
+        idempotency_key: IdemArg = None,
+        user_id: UserIdArg = None,
+    ) -> UndoView:
+        """Reverse a change (within 24 h; refused if its tasks changed since)."""
+        uid = resolve_user(user, user_id)
+        receipt = Receipt()
+        result = await undoer.undo(uid, token, idempotency_key=idempotency_key, receipt=receipt)
+        return undo_view(result, receipt.undo)
 
     @mcp.tool(annotations=_READ)
     @_tool_errors("get_profile")
@@ -299,7 +430,9 @@ def build_mcp(
     ) -> ProfileView:
         """Set the user's timezone (used for due dates, 'today', recurrences)."""
         uid = resolve_user(user, user_id)
-        return profile_view(uid, service.calendar(await service.set_timezone(uid, timezone)))
+        receipt = Receipt()
+        profile = await service.set_timezone(uid, timezone, receipt=receipt)
+        return profile_view(uid, service.calendar(profile)).model_copy(update={"undo": receipt.undo})
 
     if inbox is not None:
         notes = inbox
@@ -320,7 +453,10 @@ def build_mcp(
         @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True, openWorldHint=False))
         @_tool_errors("mark_read")
         async def mark_read(
-            ids: Annotated[list[int] | Literal["all"], Field(description='Notification ids, or "all".')],
+            ids: Annotated[
+                list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | Literal["all"],
+                Field(max_length=1000, description='Notification ids, or "all".'),
+            ],
             user_id: UserIdArg = None,
         ) -> MarkReadView:
             """Mark notifications read."""
@@ -338,9 +474,14 @@ def build_mcp(
             limit: Annotated[int | None, Field(ge=1, le=200, description="Default 20.")] = None,
             user_id: UserIdArg = None,
         ) -> HistoryView:
-            """What happened to a task (or to all tasks lately), newest first."""
+            """What happened to a task (or to all tasks lately), newest first; for a repeating task
+            also each occurrence: completed, skipped, missed or rescheduled."""
             uid = resolve_user(user, user_id)
             entries = await log_of.list(uid, task_id=task_id, limit=limit)
-            return history_view(entries, await tz_of(uid), limit)
+            tz = await tz_of(uid)
+            view = history_view(entries, tz, limit)
+            if task_id is not None and (records := await series.occurrences(uid, task_id, limit or 20)) is not None:
+                view.occurrences = [occurrence_view(r, tz) for r in records]
+            return view
 
     return mcp

@@ -1,9 +1,10 @@
 """Recurring tasks: when an occurrence is completed, the next one is created.
 
-The work itself (next due date from the completed occurrence's due date in the user's
-timezone, past occurrences skipped, fields carried over, COUNT/UNTIL respected, one successor
-per series and due date) is the task service's `create_next_occurrence`, reached through the
-`OccurrenceCreator` port: in-process here, by service invocation of the API in Dapr mode.
+The work itself (next due date by the series' anchor in the user's timezone: from the completed
+occurrence's scheduled date, or from the completion day; past occurrences skipped and recorded
+as missed; fields carried over; COUNT/UNTIL respected; one successor per series and due date;
+nothing when the completion was undone) is the task service's `create_next_occurrence`, reached
+through the `OccurrenceCreator` port: in-process here, by service invocation of the API in Dapr mode.
 """
 
 from __future__ import annotations

@@ -38,6 +38,8 @@ class Upsert:
     # None with first_write creates the key only if absent (Dapr: first-write without ETag).
     etag: str | None = None
     first_write: bool = True
+    # The store forgets the key after this long (state.postgresql and state.redis support TTLs).
+    ttl_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,14 +67,27 @@ class DaprClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> httpx2.Response:
+    async def _request(
+        self, method: str, path: str, *, retry: bool = True, idempotent: bool = True, **kwargs: Any
+    ) -> httpx2.Response:
+        """Send one call, retried a bounded number of times with backoff; Unavailable after that.
+
+        A call that is not `idempotent` (a state transaction) is not repeated once it may have
+        reached the sidecar without an answer (a read timeout, a dropped connection): it may have
+        committed, and repeating it could not tell. Refused connections and 5xx answers (the
+        sidecar says it did nothing) are retried."""
         attempts = self._retries + 1 if retry else 1
         last: Exception | None = None
         for attempt in range(attempts):
             try:
                 response = await self._http.request(method, path, **kwargs)
+            except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout) as exc:
+                last = exc  # never sent
             except (httpx2.TransportError, httpx2.TimeoutException) as exc:
                 last = exc
+                if not idempotent:
+                    log.warning("dapr.outcome_unknown", method=method, path=path.split("?")[0], error=str(exc))
+                    raise Unavailable("the Dapr sidecar did not answer in time; try again shortly") from exc
             else:
                 if response.status_code < 500 or response.status_code == 501:
                     return response
@@ -94,7 +109,12 @@ class DaprClient:
             return False
         return response.status_code < 300
 
-    async def wait_ready(self, timeout: float = 60.0) -> None:
+    async def check(self) -> None:
+        """Raise Unavailable unless the sidecar answers its health check (for /readyz)."""
+        if not await self.healthy():
+            raise Unavailable("the Dapr sidecar is unavailable")
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109 - the start-up deadline
         """Poll the sidecar until it answers (never blocks the event loop)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -108,7 +128,9 @@ class DaprClient:
     # ---- state ----------------------------------------------------------------------------
 
     async def get_state(self, store: str, key: str) -> StateItem | None:
-        response = await self._request("GET", f"/v1.0/state/{store}/{quote(key, safe='')}", params={"consistency": "strong"})
+        response = await self._request(
+            "GET", f"/v1.0/state/{store}/{quote(key, safe='')}", params={"consistency": "strong"}
+        )
         if response.status_code == 204 or not response.content:
             return None
         _raise_for(response)
@@ -139,7 +161,10 @@ class DaprClient:
         ops: list[dict[str, Any]] = []
         for op in operations:
             if isinstance(op, Upsert):
-                request: dict[str, Any] = {"key": op.key, "value": op.value, "metadata": {"contentType": "application/json"}}
+                metadata = {"contentType": "application/json"}
+                if op.ttl_seconds is not None:
+                    metadata["ttlInSeconds"] = str(op.ttl_seconds)
+                request: dict[str, Any] = {"key": op.key, "value": op.value, "metadata": metadata}
                 if op.etag is not None:
                     request["etag"] = op.etag
                 if op.first_write:
@@ -151,7 +176,9 @@ class DaprClient:
                     request["etag"] = op.etag
                     request["options"] = {"concurrency": "first-write", "consistency": "strong"}
                 ops.append({"operation": "delete", "request": request})
-        response = await self._request("POST", f"/v1.0/state/{store}/transaction", json={"operations": ops})
+        response = await self._request(
+            "POST", f"/v1.0/state/{store}/transaction", json={"operations": ops}, idempotent=False
+        )
         _raise_for(response)
 
     # ---- pub/sub --------------------------------------------------------------------------
@@ -200,8 +227,22 @@ class DaprClient:
         _raise_for(response)
         return {str(k): str(v) for k, v in response.json().items()}
 
-    async def invoke(self, app_id: str, method: str, *, body: dict[str, Any], http_method: str = "POST") -> httpx2.Response:
-        return await self._request(http_method, f"/v1.0/invoke/{app_id}/method/{method.lstrip('/')}", json=body)
+    async def invoke(
+        self,
+        app_id: str,
+        method: str,
+        *,
+        body: dict[str, Any],
+        http_method: str = "POST",
+        traceparent: str | None = None,
+    ) -> httpx2.Response:
+        """Call `method` on app `app_id` through the sidecars (service invocation). The app's
+        answer comes back as it is; only an unreachable sidecar or app (5xx after the retries)
+        raises Unavailable."""
+        headers = {"traceparent": traceparent} if traceparent else {}
+        return await self._request(
+            http_method, f"/v1.0/invoke/{app_id}/method/{method.lstrip('/')}", json=body, headers=headers
+        )
 
 
 def _is_etag_error(response: httpx2.Response) -> bool:

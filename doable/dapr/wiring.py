@@ -1,19 +1,38 @@
-"""Dapr mode's adapter family, connected once per process by the composition root."""
+"""Dapr mode's adapter family, connected once per process by the composition root.
+
+`build_runtime` wires the API process (`doable serve`, `doable mcp` with DOABLE_RUNTIME=dapr):
+tasks, profiles and the outbox in Dapr state, events published through the sidecar by the
+outbox relay (started with the app), the inbox and history read from Dapr state.
+`worker_transport` wires one worker process (`doable worker NAME`). Neither touches a
+database or a broker directly: everything goes through the sidecar.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import SecretStr
 
 from doable.dapr.adapters import DaprJobScheduler, DaprPublisher
 from doable.dapr.client import DaprClient
-from doable.domain.errors import Unavailable
+from doable.dapr.invocation import DaprOccurrences, DaprTaskLookup
+from doable.domain.clock import Clock, SystemClock
+from doable.domain.errors import DoableError, Unavailable
 from doable.settings import Settings
-from doable.storage.dapr_outbox import DaprOutbox
+from doable.storage.dapr_audit import DaprAuditLog
+from doable.storage.dapr_delivery import DaprProcessedMessages
+from doable.storage.dapr_inbox import DaprInbox
+from doable.storage.dapr_outbox import DaprOutbox, DaprOutboxReader
+from doable.storage.dapr_reminders import DaprReminderLedger
 from doable.storage.dapr_state import DaprUnitOfWorkFactory
-from doable.topology import SECRET_STORE, STATE_STORE
+from doable.topology import SECRET_STORE, STATE_STORE, WORKER_APP_IDS
+
+if TYPE_CHECKING:
+    from doable.delivery import WorkerTransport
+    from doable.runtime import Runtime
 
 log = structlog.get_logger("doable.dapr")
 
@@ -26,6 +45,12 @@ SECRET_SETTINGS = {
 }
 
 
+class ConfigurationError(DoableError):
+    """Dapr mode cannot run with these settings; the message says what to set."""
+
+    code = "configuration"
+
+
 @dataclass
 class DaprParts:
     settings: Settings
@@ -34,6 +59,19 @@ class DaprParts:
     publisher: DaprPublisher
     jobs: DaprJobScheduler
     outbox: DaprOutbox
+    store: str = STATE_STORE
+
+
+def sidecar_endpoint(settings: Settings) -> str:
+    """DAPR_HTTP_ENDPOINT, else 127.0.0.1 on DAPR_HTTP_PORT (what `dapr run` sets), else :3500."""
+    if "dapr_http_endpoint" not in settings.model_fields_set and settings.dapr_http_port:
+        return f"http://127.0.0.1:{settings.dapr_http_port}"
+    return settings.dapr_http_endpoint
+
+
+def sidecar_client(settings: Settings) -> DaprClient:
+    token = settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None
+    return DaprClient(sidecar_endpoint(settings), api_token=token)
 
 
 async def load_secrets(settings: Settings, client: DaprClient) -> Settings:
@@ -54,12 +92,13 @@ async def load_secrets(settings: Settings, client: DaprClient) -> Settings:
 
 async def connect(settings: Settings, *, client: DaprClient | None = None) -> DaprParts:
     """Wait for the sidecar (without blocking the loop), read secrets, build the adapters."""
-    client = client or DaprClient(
-        settings.dapr_http_endpoint,
-        api_token=settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None,
-    )
-    await client.wait_ready(settings.dapr_startup_timeout)
-    settings = await load_secrets(settings, client)
+    client = client or sidecar_client(settings)
+    try:
+        await client.wait_ready(settings.dapr_startup_timeout)
+        settings = await load_secrets(settings, client)
+    except BaseException:
+        await client.aclose()
+        raise
     publisher = DaprPublisher(client)
     return DaprParts(
         settings=settings,
@@ -67,5 +106,92 @@ async def connect(settings: Settings, *, client: DaprClient | None = None) -> Da
         uow=DaprUnitOfWorkFactory(client, STATE_STORE),
         publisher=publisher,
         jobs=DaprJobScheduler(client),
-        outbox=DaprOutbox(client, STATE_STORE, publisher),
+        outbox=DaprOutbox(client, STATE_STORE, publisher, poll_seconds=settings.outbox_poll_seconds),
+    )
+
+
+async def build_runtime(settings: Settings, *, clock: Clock | None = None, client: DaprClient | None = None) -> Runtime:
+    """The API process in Dapr mode. `client` replaces the sidecar client (tests)."""
+    # Imported here: doable.runtime imports this module lazily, and workers never need it.
+    from doable.auth import JwksCache, TokenVerifier
+    from doable.events.relay import CommitSignal
+    from doable.history import History
+    from doable.inbox import Inbox
+    from doable.logs import current_trace_id
+    from doable.runtime import Runtime
+    from doable.service import Limits, TaskService
+
+    clock = clock or SystemClock()
+    parts = await connect(settings, client=client)
+    settings = parts.settings
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    if secret is None and settings.jwt_jwks_url is None:
+        await parts.client.aclose()
+        # A generated secret would differ per replica and vanish with the pod.
+        raise ConfigurationError(
+            f"Dapr mode needs the token key: put jwt-secret (or jwt-jwks-url) in the secret "
+            f"{settings.dapr_secret_name!r} of the secret store, or set DOABLE_JWT_SECRET / DOABLE_JWT_JWKS_URL"
+        )
+    jwks = JwksCache(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+    verifier = TokenVerifier(
+        secret=None if jwks else secret,
+        jwks=jwks,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithms=settings.jwt_algorithms,
+        leeway_seconds=settings.jwt_leeway_seconds,
+    )
+    commits = CommitSignal(parts.uow)
+    service = TaskService(
+        commits,
+        clock,
+        limits=Limits(tasks_per_user=settings.tasks_per_user, reminders_per_task=settings.reminders_per_task),
+        trace_id=current_trace_id,
+    )
+    inbox_store = DaprInbox(parts.client, parts.store)
+    runtime = Runtime(
+        settings=settings,
+        clock=clock,
+        service=service,
+        verifier=verifier,
+        outbox=DaprOutboxReader(parts.outbox),
+        signing_secret=secret,
+        inbox=Inbox(inbox_store, inbox_store, clock, allow_private_webhooks=settings.webhook_allow_private),
+        history=History(DaprAuditLog(parts.client, parts.store)),
+        dapr=parts,
+    )
+    runtime._checks["sidecar"] = parts.client.check
+    runtime._closers.append(parts.client.aclose)
+    # The relay runs in the serving process (Runtime.start); each commit wakes it at once.
+    runtime.background.append(parts.outbox)
+    commits.connect(parts.outbox.nudge)
+    log.info("dapr.runtime_ready", app="api", sidecar=sidecar_endpoint(settings))
+    return runtime
+
+
+async def worker_transport(settings: Settings, name: str, *, client: DaprClient | None = None) -> WorkerTransport:
+    """One worker's transport and stores, all through its sidecar (`doable worker NAME`)."""
+    from doable.delivery import WorkerStores, WorkerTransport
+
+    if name not in WORKER_APP_IDS:
+        raise ConfigurationError(f"unknown worker {name!r}; choose one of {', '.join(WORKER_APP_IDS)}")
+    parts = await connect(settings, client=client)
+    c, store = parts.client, parts.store
+    inbox = DaprInbox(c, store)
+    stores = WorkerStores(
+        processed=DaprProcessedMessages(c, store, ttl=timedelta(hours=settings.processed_ttl_hours)),
+        ledger=DaprReminderLedger(c, store),
+        inbox=inbox,
+        webhooks=inbox,
+        audit=DaprAuditLog(c, store),
+    )
+    log.info("dapr.worker_ready", worker=name, sidecar=sidecar_endpoint(settings))
+    return WorkerTransport(
+        publisher=parts.publisher,
+        jobs=parts.jobs,
+        tasks=DaprTaskLookup(c) if name == "reminders" else None,
+        occurrences=DaprOccurrences(c) if name == "recurrence" else None,
+        checks={"sidecar": c.check},
+        aclose=c.aclose,
+        stores=stores,
     )

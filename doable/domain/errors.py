@@ -54,3 +54,10 @@ class Unavailable(DoableError):
 
 class LimitExceeded(InvalidArgument):
     """A configured quota (tasks per user, ...) would be exceeded."""
+
+
+class Stale(DoableError):
+    """What a token (undo, bulk confirmation) was issued for has changed since. Unlike Conflict,
+    retrying the same call cannot succeed: the caller must look again."""
+
+    code = "conflict"

@@ -32,9 +32,22 @@ class TaskEvent(BaseModel):
     user_id: str
     timestamp: datetime
     trace_id: str | None = None
+    # Who made the change when it was not the user directly ("agent": through the MCP tools),
+    # and why, when it was not a plain edit ("undo", "bulk", "skip").
+    actor: str | None = None
+    cause: str | None = None
 
     @classmethod
-    def of(cls, event_type: EventType, task: Task, *, at: datetime, trace_id: str | None) -> TaskEvent:
+    def of(
+        cls,
+        event_type: EventType,
+        task: Task,
+        *,
+        at: datetime,
+        trace_id: str | None,
+        actor: str | None = None,
+        cause: str | None = None,
+    ) -> TaskEvent:
         return cls(
             event_id=str(uuid.uuid4()),
             event_type=event_type,
@@ -43,6 +56,8 @@ class TaskEvent(BaseModel):
             user_id=task.user_id,
             timestamp=at,
             trace_id=trace_id,
+            actor=actor,
+            cause=cause,
         )
 
     def task(self) -> Task:

@@ -65,11 +65,37 @@ class Reminder(_Value):
         return f"before-{self.minutes_before}m"
 
 
+class Anchor(StrEnum):
+    """Where the next occurrence is counted from when one is completed."""
+
+    SCHEDULE = "schedule"  # the rule's next date after the completed one's due date
+    COMPLETION = "completion"  # the rule restarted on the completion day, at the usual time
+    SCHEDULE_IF_ON_TIME = "schedule_if_on_time"  # schedule when done by its due time, else completion
+
+
 class Recurrence(_Value):
     """A canonical RRULE body plus the series' first due instant (its DTSTART)."""
 
     rule: str
     start: datetime
+    anchor: Anchor = Anchor.SCHEDULE
+    # Occurrences before `start` that count toward the rule's COUNT (a series re-anchored on
+    # completion restarts its rule at each occurrence, and must still end after COUNT of them).
+    prior: int = Field(default=0, ge=0)
+
+
+class SeriesValues(_Value):
+    """The series' own values of the fields that this one occurrence changed alone (an edit with
+    scope "this"): the next occurrence takes these, not the occurrence's."""
+
+    fields: tuple[str, ...] = ()
+    title: str | None = None
+    description: str | None = None
+    priority: Priority | None = None
+    tags: tuple[str, ...] | None = None
+    due_at: datetime | None = None
+    due_date: date | None = None
+    reminders: tuple[Reminder, ...] | None = None
 
 
 class Task(_Value):
@@ -87,6 +113,7 @@ class Task(_Value):
     reminders: tuple[Reminder, ...] = ()
     recurrence: Recurrence | None = None
     series_id: str | None = None
+    series_values: SeriesValues | None = None
     created_at: datetime
     updated_at: datetime
     # Bumped on every write; the storage adapters use it for optimistic concurrency.
@@ -99,6 +126,13 @@ class Task(_Value):
     @property
     def status(self) -> str:
         return "completed" if self.completed else "pending"
+
+    def series_base(self) -> Task:
+        """This occurrence as the series scheduled it (its own one-off changes undone)."""
+        if self.series_values is None:
+            return self
+        sv = self.series_values
+        return self.model_copy(update={f: getattr(sv, f) for f in sv.fields} | {"series_values": None})
 
     def evolve(self, **changes: Any) -> Task:
         """A copy with `changes` applied and the version bumped."""

@@ -1,62 +1,139 @@
 """The outbox relay for the Dapr state store: publishes each user's events in order, then
 advances that user's tail. At-least-once: a crash between publish and advance republishes,
-and consumers deduplicate on the event id."""
+and consumers deduplicate on the event id.
+
+- Which users have unpublished events: the dirty shards (`outbox-dirty:{n}`), which a writer
+  joins in the transaction of its first unpublished event (doable.storage.dapr_state).
+- Order: one user's events are published one after the other, each to `task-events` then
+  `task-updates`; a failed publish stops that user's chain (the rest wait, so nothing is
+  delivered out of order) and never the other users'.
+- Advancing: only the tail moves, after the publishes, guarded by the meta document's ETag.
+  A writer that committed meanwhile makes the advance conflict; it is retried on a fresh read
+  (the events already published are not published again). The user leaves its dirty shard
+  in the same transaction once the tail reaches the head.
+- History: published entries stay for the latest `retain` events of each user, so
+  `history()` can answer "what happened recently" (the audit worker keeps the full story).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+from datetime import datetime
 
 import structlog
 
 from doable.dapr.client import DaprClient, Delete, Upsert
-from doable.domain.errors import Conflict, DoableError
+from doable.domain.errors import Conflict
 from doable.domain.events import TaskEvent
 from doable.messaging import EventPublisher
-from doable.metrics import EVENTS_PUBLISHED, OUTBOX_DEPTH
+from doable.metrics import EVENTS_PUBLISH_FAILED, EVENTS_PUBLISHED, OUTBOX_DEPTH
+from doable.ports import OutboxRecord
 from doable.storage.dapr_state import DIRTY_SHARDS, dirty_key, dirty_shard_key, meta_key, outbox_key
 from doable.topology import TASK_EVENTS, TASK_UPDATES
 
 log = structlog.get_logger("doable.outbox")
 
+# Published events kept per user for `history()`.
+RETAIN = 500
+# Users relayed at once (each user's own events stay strictly in order).
+PARALLEL_USERS = 8
+ADVANCE_ATTEMPTS = 8
+
 
 class DaprOutbox:
-    def __init__(self, client: DaprClient, store: str, publisher: EventPublisher, *, batch: int = 100) -> None:
+    def __init__(
+        self,
+        client: DaprClient,
+        store: str,
+        publisher: EventPublisher,
+        *,
+        batch: int = 100,
+        retain: int = RETAIN,
+        poll_seconds: float = 1.0,
+        max_backoff_seconds: float = 10.0,
+    ) -> None:
         self._client = client
         self._store = store
         self._publisher = publisher
         self._batch = batch
+        self._retain = retain
+        self._poll = poll_seconds
+        self._max_backoff = max_backoff_seconds
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
 
     def nudge(self) -> None:
         """A commit happened: drain now rather than at the next poll."""
         self._wake.set()
 
+    # ---- reading ----------------------------------------------------------------------------
+
+    async def _range(self, user_id: str, start: int, end: int) -> list[TaskEvent]:
+        keys = [outbox_key(user_id, s) for s in range(start, end)]
+        found = await self._client.get_bulk(self._store, keys)
+        return [TaskEvent.model_validate(found[k].value) for k in keys if k in found]
+
     async def pending(self, user_id: str) -> list[TaskEvent]:
+        """The user's events not yet published, oldest first."""
         meta = await self._client.get_state(self._store, meta_key(user_id))
         if meta is None:
             return []
-        tail, head = int(meta.value["outbox_tail"]), int(meta.value["outbox_head"])
-        found = await self._client.get_bulk(self._store, [outbox_key(user_id, s) for s in range(tail, head)])
-        return [TaskEvent.model_validate(found[outbox_key(user_id, s)].value) for s in range(tail, head) if outbox_key(user_id, s) in found]
+        return await self._range(user_id, int(meta.value["outbox_tail"]), int(meta.value["outbox_head"]))
+
+    async def history(self, user_id: str, task_id: int | None = None, limit: int = 50) -> list[TaskEvent]:
+        """The user's recent events (published or not, the latest `retain`), newest first."""
+        meta = await self._client.get_state(self._store, meta_key(user_id))
+        if meta is None:
+            return []
+        head = int(meta.value["outbox_head"])
+        events = await self._range(user_id, max(0, head - self._retain), head)
+        mine = [e for e in reversed(events) if task_id is None or e.task_id == task_id]
+        return mine[:limit]
 
     async def dirty_users(self) -> list[str]:
         shards = await self._client.get_bulk(self._store, [dirty_shard_key(n) for n in range(DIRTY_SHARDS)])
         return sorted({u for item in shards.values() for u in item.value.get("users", [])})
 
+    async def depth(self) -> int:
+        """How many events wait to be published (all users)."""
+        users = await self.dirty_users()
+        metas = await self._client.get_bulk(self._store, [meta_key(u) for u in users])
+        return sum(int(m.value["outbox_head"]) - int(m.value["outbox_tail"]) for m in metas.values())
+
+    # ---- relaying ---------------------------------------------------------------------------
+
     async def drain(self, limit: int | None = None) -> int:
-        """Publish what is pending (at most `limit` events per user); the number published."""
-        published = 0
-        depth = 0
-        for user in await self.dirty_users():
-            try:
-                sent, left = await self._drain_user(user, limit or self._batch)
-            except Conflict:
-                sent, left = 0, 1  # a writer appended meanwhile; the next round picks it up
-            published += sent
-            depth += left
-        OUTBOX_DEPTH.set(depth)
+        """Publish what is pending (at most `limit` events per user); the number published.
+        A user whose publish fails keeps its events for the next round."""
+        published, _ = await self._drain(limit or self._batch)
         return published
+
+    async def _drain(self, batch: int) -> tuple[int, int]:
+        async with self._lock:
+            users = await self.dirty_users()
+            gate = asyncio.Semaphore(PARALLEL_USERS)
+            published = failed = left = 0
+
+            async def one(user: str) -> None:
+                nonlocal published, failed, left
+                async with gate:
+                    try:
+                        sent, remaining = await self._drain_user(user, batch)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        failed += 1
+                        log.warning("outbox.publish_failed", user_id=user, error=f"{type(exc).__name__}: {exc}")
+                        return
+                    published += sent
+                    left += remaining
+
+            await asyncio.gather(*(one(u) for u in users))
+            OUTBOX_DEPTH.set(left)
+            return published, failed
 
     async def _drain_user(self, user: str, batch: int) -> tuple[int, int]:
         meta = await self._client.get_state(self._store, meta_key(user))
@@ -66,34 +143,123 @@ class DaprOutbox:
         upto = min(head, tail + batch)
         keys = [outbox_key(user, s) for s in range(tail, upto)]
         found = await self._client.get_bulk(self._store, keys)
-        for key in keys:
-            if key not in found:
-                continue
-            event = TaskEvent.model_validate(found[key].value)
-            data = event.model_dump(mode="json")
-            for topic in (TASK_EVENTS, TASK_UPDATES):
-                await self._publisher.publish(topic, data, key=user, event_id=event.event_id, trace_id=event.trace_id)
-                EVENTS_PUBLISHED.labels(topic=topic).inc()
-        new_meta = {**meta.value, "outbox_tail": upto}
-        ops: list[Upsert | Delete] = [Upsert(meta_key(user), new_meta, etag=meta.etag)]
-        ops += [Delete(k) for k in keys]
-        if upto == head:
-            shard_key = dirty_key(user)
-            shard = await self._client.get_state(self._store, shard_key)
-            if shard is not None:
-                users = [u for u in shard.value.get("users", []) if u != user]
-                ops.append(Upsert(shard_key, {"users": users}, etag=shard.etag))
-        await self._client.transact(self._store, ops)
-        return len(keys), head - upto
+        done = tail
+        try:
+            for seq, key in zip(range(tail, upto), keys, strict=True):
+                if key in found:
+                    event = TaskEvent.model_validate(found[key].value)
+                    await self._publish(event)
+                done = seq + 1
+        finally:
+            # Whatever was published stays published, even when a later publish failed.
+            if done > tail:
+                await self._advance(user, done)
+        return done - tail, head - done
 
-    async def run(self, poll_seconds: float = 1.0) -> None:
-        while True:
+    async def _publish(self, event: TaskEvent) -> None:
+        data = event.model_dump(mode="json")
+        for topic in (TASK_EVENTS, TASK_UPDATES):
             try:
-                while await self.drain():
-                    pass
-            except DoableError as exc:
-                log.warning("outbox.drain_failed", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll_seconds)
-            self._wake.clear()
+                await self._publisher.publish(
+                    topic, data, key=event.user_id, event_id=event.event_id, trace_id=event.trace_id
+                )
+            except Exception:
+                EVENTS_PUBLISH_FAILED.labels(topic=topic).inc()
+                raise
+            EVENTS_PUBLISHED.labels(topic=topic).inc()
 
+    async def _advance(self, user: str, new_tail: int) -> None:
+        """Move the user's tail to `new_tail` (published up to there), dropping entries that
+        fell out of the history window; leave the dirty shard when caught up."""
+        for attempt in range(ADVANCE_ATTEMPTS):
+            meta = await self._client.get_state(self._store, meta_key(user))
+            if meta is None or int(meta.value["outbox_tail"]) >= new_tail:
+                return
+            tail, head = int(meta.value["outbox_tail"]), int(meta.value["outbox_head"])
+            ops: list[Upsert | Delete] = [
+                Upsert(meta_key(user), {**meta.value, "outbox_tail": new_tail}, etag=meta.etag)
+            ]
+            ops += [
+                Delete(outbox_key(user, s)) for s in range(max(0, tail - self._retain), max(0, new_tail - self._retain))
+            ]
+            if new_tail == head:
+                shard = await self._client.get_state(self._store, dirty_key(user))
+                if shard is not None and user in shard.value.get("users", []):
+                    users = [u for u in shard.value["users"] if u != user]
+                    ops.append(Upsert(dirty_key(user), {"users": users}, etag=shard.etag))
+            try:
+                await self._client.transact(self._store, ops)
+                return
+            except Conflict:
+                # A writer of this user (or of the shard) committed meanwhile: read again.
+                await asyncio.sleep(random.uniform(0, min(0.1, 0.004 * 2**attempt)))
+        log.warning("outbox.advance_contended", user_id=user)  # the next round republishes; consumers dedupe
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Relay until cancelled: after every nudge, every poll interval, with backoff on failures."""
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                while True:
+                    published, failed = await self._drain(self._batch)
+                    if failed or not published:
+                        break
+                failures = failures + 1 if failed else 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the sidecar is down, or worse: keep going, with backoff
+                failures += 1
+                log.warning("outbox.drain_failed", failures=failures, error=f"{type(exc).__name__}: {exc}")
+            if failures:
+                await asyncio.sleep(min(self._max_backoff, self._poll * 2 ** (failures - 1)))
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll)
+
+    async def start(self) -> None:
+        """Run the relay in the background (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="doable-dapr-outbox")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class DaprOutboxReader:
+    """The runtime's view of the Dapr outbox (`Runtime.outbox`): pending events, depth and recent
+    history. Relaying is `DaprOutbox`'s own loop, so marking records is not offered here."""
+
+    def __init__(self, outbox: DaprOutbox) -> None:
+        self._outbox = outbox
+
+    async def pending(self, limit: int = 100) -> list[OutboxRecord]:
+        records: list[OutboxRecord] = []
+        for user in await self._outbox.dirty_users():
+            for event in await self._outbox.pending(user):
+                records.append(OutboxRecord(seq=len(records), event=event, created_at=_at(event), attempts=0))
+                if len(records) >= limit:
+                    return records
+        return records
+
+    async def mark_published(self, seqs: list[int]) -> None:
+        raise NotImplementedError("the Dapr outbox is relayed by DaprOutbox.run")
+
+    async def mark_failed(self, seqs: list[int]) -> None:
+        raise NotImplementedError("the Dapr outbox is relayed by DaprOutbox.run")
+
+    async def depth(self) -> int:
+        return await self._outbox.depth()
+
+    async def history(self, user_id: str, task_id: int | None = None, limit: int = 50) -> list[TaskEvent]:
+        return await self._outbox.history(user_id, task_id, limit)
+
+
+def _at(event: TaskEvent) -> datetime:
+    return event.timestamp

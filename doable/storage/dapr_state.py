@@ -7,6 +7,8 @@ Key layout (the store keeps keys per app-id unless keyPrefix says otherwise):
     tasks:{uid}:{n}          bucket n: {"tasks": {"<id>": Task}}, ids (n*64, (n+1)*64]
     outbox:{uid}:{seq}       one TaskEvent, seq in [outbox_tail, outbox_head)
     outbox-dirty:{shard}     {"users": [...]} users with unpublished events (16 shards)
+    occ:{uid}:{series}       {"records": [...]} a series' per-occurrence history (latest 500)
+    token:{uid}:{token}      an undo record or a pending bulk confirmation (with a TTL)
 
 ({uid} is percent-encoded: Dapr reserves "||" in keys.)
 
@@ -22,21 +24,25 @@ commit with the change itself.
 from __future__ import annotations
 
 import zlib
+from collections import OrderedDict
 from datetime import datetime
-from urllib.parse import quote
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 from doable.dapr.client import DaprClient, Delete, StateItem, Upsert
 from doable.domain.errors import Conflict
 from doable.domain.events import TaskEvent
+from doable.domain.occurrences import OccurrenceRecord
 from doable.domain.profile import Profile
 from doable.domain.query import TaskPage, TaskQuery, micros
 from doable.domain.task import Task
-from doable.ports import StoredResult
+from doable.ports import ActionToken, StoredResult
 
 BUCKET = 64
 DIRTY_SHARDS = 16
+# A series' occurrence history keeps its latest records (one document per series).
+OCCURRENCES_KEPT = 500
 
 
 def _uid(uid: str) -> str:
@@ -68,6 +74,14 @@ def idempotency_key(uid: str, key: str) -> str:
     return f"idem:{_uid(uid)}:{quote(key, safe='')}"
 
 
+def occurrences_key(uid: str, series_id: str) -> str:
+    return f"occ:{_uid(uid)}:{quote(series_id, safe='')}"
+
+
+def token_key(uid: str, token: str) -> str:
+    return f"token:{_uid(uid)}:{quote(token, safe='')}"
+
+
 def dirty_shard_key(shard: int) -> str:
     return f"outbox-dirty:{shard}"
 
@@ -90,17 +104,48 @@ class _Doc:
         self.exists = item is not None
         self.value: dict[str, Any] = dict(item.value) if item and isinstance(item.value, dict) else default
         self.dirty = False
+        # Delete at commit (guarded by the ETag it was read with); a later write wins over it.
+        self.deleted = False
+        self.ttl_seconds: int | None = None
 
     def upsert(self) -> Upsert:
         # An absent key is created with first-write and no ETag: create-only, so two
         # concurrent creators cannot both succeed.
-        return Upsert(self.key, self.value, etag=self.etag, first_write=True)
+        return Upsert(self.key, self.value, etag=self.etag, first_write=True, ttl_seconds=self.ttl_seconds)
+
+    def delete(self) -> None:
+        self.deleted = True
+        self.dirty = False
+
+
+class ParsedBuckets:
+    """Tasks already parsed from a bucket, by (key, ETag): a list reads every bucket of the user,
+    and most are unchanged since the last list. An ETag changes with every write, so an entry can
+    never be stale; least recently used entries go first (bounded: `max_buckets` x 64 tasks)."""
+
+    def __init__(self, max_buckets: int = 256) -> None:
+        self._max = max_buckets
+        self._entries: OrderedDict[tuple[str, str], list[Task]] = OrderedDict()
+
+    def tasks(self, doc: _Doc) -> list[Task]:
+        if doc.etag is None or doc.dirty:
+            return [Task.model_validate(raw) for raw in doc.value["tasks"].values()]
+        entry = (doc.key, doc.etag)
+        cached = self._entries.get(entry)
+        if cached is None:
+            cached = self._entries[entry] = [Task.model_validate(raw) for raw in doc.value["tasks"].values()]
+            if len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(entry)
+        return cached
 
 
 class DaprUnitOfWork:
-    def __init__(self, client: DaprClient, store: str) -> None:
+    def __init__(self, client: DaprClient, store: str, parsed: ParsedBuckets | None = None) -> None:
         self._client = client
         self._store = store
+        self.parsed = parsed or ParsedBuckets(0)
         self._docs: dict[str, _Doc] = {}
         self._new_events: list[tuple[str, TaskEvent]] = []
         self.tasks = _Tasks(self)
@@ -108,6 +153,8 @@ class DaprUnitOfWork:
         self.events = _Events(self)
         self.series = _SeriesLinks(self)
         self.idempotency = _IdempotencyKeys(self)
+        self.occurrences = _OccurrenceLog(self)
+        self.tokens = _ActionTokens(self)
 
     async def __aenter__(self) -> Self:
         return self
@@ -152,6 +199,7 @@ class DaprUnitOfWork:
                 ops.append(Upsert(outbox_key(uid, seq), event.model_dump(mode="json"), first_write=True))
             meta.dirty = True
         ops.extend(doc.upsert() for doc in self._docs.values() if doc.dirty)
+        ops.extend(Delete(doc.key, doc.etag) for doc in self._docs.values() if doc.deleted and doc.exists)
         if ops:
             await self._client.transact(self._store, ops)
         self._docs.clear()
@@ -215,7 +263,7 @@ class _Tasks:
         keys = [bucket_key(user_id, n) for n in range(bucket_of(last) + 1)]
         tasks: list[Task] = []
         for doc in await self._uow.docs(keys, {"tasks": {}}):
-            tasks.extend(Task.model_validate(raw) for raw in doc.value["tasks"].values())
+            tasks.extend(self._uow.parsed.tasks(doc))
         return tasks
 
     async def count(self, user_id: str) -> int:
@@ -254,15 +302,21 @@ class _SeriesLinks:
 
     async def successor(self, user_id: str, series_id: str, after: datetime) -> int | None:
         doc = await self._uow.doc(series_key(user_id, series_id, after), {})
-        return int(doc.value["task_id"]) if doc.exists else None
+        return int(doc.value["task_id"]) if (doc.exists or doc.dirty) and not doc.deleted else None
 
     async def link(self, user_id: str, series_id: str, after: datetime, task_id: int, at: datetime) -> None:
         doc = await self._uow.doc(series_key(user_id, series_id, after), {})
-        if doc.exists:
+        if (doc.exists or doc.dirty) and not doc.deleted:
             raise Conflict(f"series {series_id} already continued after this occurrence")
+        doc.deleted = False
         # Created without an ETag (create-only): a concurrent creator makes the commit fail.
         doc.value = {"task_id": task_id, "at": at.isoformat()}
         doc.dirty = True
+
+    async def unlink(self, user_id: str, series_id: str, after: datetime) -> None:
+        doc = await self._uow.doc(series_key(user_id, series_id, after), {})
+        if doc.exists or doc.dirty:
+            doc.delete()
 
 
 class _IdempotencyKeys:
@@ -290,10 +344,79 @@ class _IdempotencyKeys:
         doc.value = {}
 
 
+class _OccurrenceLog:
+    def __init__(self, uow: DaprUnitOfWork) -> None:
+        self._uow = uow
+
+    async def _doc(self, user_id: str, series_id: str) -> _Doc:
+        return await self._uow.doc(occurrences_key(user_id, series_id), {"records": []})
+
+    async def add(self, records: list[OccurrenceRecord]) -> None:
+        by_series: dict[tuple[str, str], list[OccurrenceRecord]] = {}
+        for r in records:
+            by_series.setdefault((r.user_id, r.series_id), []).append(r)
+        for (uid, series_id), new in by_series.items():
+            doc = await self._doc(uid, series_id)
+            kept = [*doc.value["records"], *(r.model_dump(mode="json") for r in new)]
+            kept.sort(key=lambda r: (r["due_at"], r["at"]))
+            doc.value = {"records": kept[-OCCURRENCES_KEPT:]}
+            doc.dirty = True
+
+    async def list(self, user_id: str, series_id: str, limit: int = 50) -> list[OccurrenceRecord]:
+        records = [OccurrenceRecord.model_validate(r) for r in (await self._doc(user_id, series_id)).value["records"]]
+        records.sort(key=lambda r: (r.due_at, r.at), reverse=True)
+        return records[:limit]
+
+    async def remove(self, user_id: str, series_id: str, ids: list[str]) -> None:
+        doc = await self._doc(user_id, series_id)
+        kept = [r for r in doc.value["records"] if r["id"] not in set(ids)]
+        if len(kept) != len(doc.value["records"]):
+            doc.value = {"records": kept}
+            doc.dirty = True
+
+
+class _ActionTokens:
+    def __init__(self, uow: DaprUnitOfWork) -> None:
+        self._uow = uow
+
+    async def get(self, user_id: str, token: str) -> ActionToken | None:
+        doc = await self._uow.doc(token_key(user_id, token), {})
+        if not doc.exists or doc.deleted or "kind" not in doc.value:
+            return None
+        v = doc.value
+        return ActionToken(
+            user_id=user_id,
+            token=token,
+            kind=v["kind"],
+            created_at=datetime.fromisoformat(v["created_at"]),
+            expires_at=datetime.fromisoformat(v["expires_at"]),
+            data=v["data"],
+        )
+
+    async def put(self, token: ActionToken) -> None:
+        doc = await self._uow.doc(token_key(token.user_id, token.token), {})
+        if doc.exists:
+            raise Conflict("the token is already in use")
+        doc.value = {
+            "kind": token.kind,
+            "created_at": token.created_at.isoformat(),
+            "expires_at": token.expires_at.isoformat(),
+            "data": token.data,
+        }
+        doc.dirty = True
+        # The store forgets it a little after it expires (the service checks the expiry itself).
+        doc.ttl_seconds = max(60, int((token.expires_at - token.created_at).total_seconds()) + 3600)
+
+    async def remove(self, user_id: str, token: str) -> None:
+        (await self._uow.doc(token_key(user_id, token), {})).delete()
+
+
 class DaprUnitOfWorkFactory:
-    def __init__(self, client: DaprClient, store: str) -> None:
+    def __init__(self, client: DaprClient, store: str, *, parsed_buckets: int = 256) -> None:
         self.client = client
         self.store = store
+        # Shared by this process's units of work (bench/README.md: Dapr-state search).
+        self.parsed = ParsedBuckets(parsed_buckets)
 
     def __call__(self, *, write: bool = True) -> DaprUnitOfWork:
-        return DaprUnitOfWork(self.client, self.store)
+        return DaprUnitOfWork(self.client, self.store, self.parsed)

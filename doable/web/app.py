@@ -17,7 +17,7 @@ from doable.web import errors
 from doable.web.console import router as console_router
 from doable.web.history import router as history_router
 from doable.web.live import router as live_router
-from doable.web.middleware import BodyLimit, RequestContext
+from doable.web.middleware import BodyLimit, OnlyPaths, RequestContext
 from doable.web.notifications import router as notifications_router
 from doable.web.tasks import router as tasks_router
 from mcp_server.identity import McpTokenVerifier, from_http_token
@@ -80,6 +80,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(notifications_router)
     app.include_router(live_router)
     app.include_router(history_router)
+    if runtime.settings.runtime == "dapr":
+        # The routes the sidecar calls (subscriptions, service invocation); never in embedded mode.
+        from doable.dapr.routes import include_dapr_routes
+
+        include_dapr_routes(app, runtime)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -109,7 +114,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     # Last, at the root, so the protected-resource metadata lands at
     # /.well-known/oauth-protected-resource/mcp as MCP clients expect.
-    app.mount("/", mcp_app)
+    app.mount("/", OnlyPaths(mcp_app, exact=("/mcp",), prefixes=("/mcp/", "/.well-known/")))
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app

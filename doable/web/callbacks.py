@@ -7,7 +7,8 @@ own subscriptions (`Runtime.live.subscriptions()`).
 - `POST /job/{name}`: a job trigger whose body is the job's data; 2xx done, 500 = retry.
 - `POST /{binding}` (and `OPTIONS`, which Dapr sends at start-up): a cron tick.
 
-When `app_token` is set (Dapr's APP_API_TOKEN) every call must carry it in `dapr-api-token`.
+When `app_token` is set (Dapr's APP_API_TOKEN) every call must carry it in `dapr-api-token`;
+without one, only loopback clients (the sidecar, in the same pod) are answered.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -56,6 +58,14 @@ def message_from_cloudevent(envelope: Any) -> Message:
     )
 
 
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def job_data(body: bytes) -> dict[str, Any]:
     """A triggered job's data; Dapr may deliver it JSON-encoded twice."""
     value: Any = json.loads(body) if body else {}
@@ -76,6 +86,9 @@ def callback_router(
 ) -> APIRouter:
     async def check_token(request: Request) -> None:
         if app_token is None:
+            # No APP_API_TOKEN: only the sidecar, which shares the pod's loopback, may call.
+            if not _loopback(request):
+                raise HTTPException(status_code=403, detail="Dapr callback routes answer only the local sidecar")
             return
         given = request.headers.get("dapr-api-token", "")
         if not hmac.compare_digest(given.encode(), app_token.encode()):

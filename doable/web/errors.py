@@ -65,6 +65,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's answer to a body that is not even text (invalid UTF-8); a body that is
+            # text but not JSON already gets 422, so this one does too.
+            return JSONResponse(error_body("invalid_argument", "body: must be JSON text (UTF-8)"), status_code=422)
         code = {401: "unauthorized", 403: "permission_denied", 404: "not_found", 405: "method_not_allowed"}.get(
             exc.status_code, "error"
         )

@@ -39,7 +39,8 @@ REPLAY_MAX = 200
 async def stream_user(
     request: Request,
     access_token: Annotated[
-        str | None, Query(max_length=8192, description="For EventSource, which cannot send headers.")
+        # No max_length here: an oversized token is a bad token (401 from the verifier), like in the header.
+        str | None, Query(description="For EventSource, which cannot send headers.")
     ] = None,
 ) -> Identity:
     header = request.headers.get("authorization", "")

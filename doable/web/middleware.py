@@ -83,20 +83,37 @@ class BodyLimit:
                 await _too_large(send, self.max_bytes)
                 return
         received = 0
+        too_large = started = False
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    too_large = True
                     raise _BodyTooLarge
             return message
 
+        async def guarded(message: Message) -> None:
+            # A framework may catch the error from `receive` (FastAPI answers 400 "error parsing
+            # the body"); the answer to a body over the limit is still 413.
+            nonlocal started
+            if too_large:
+                if not started:
+                    started = True
+                    await _too_large(send, self.max_bytes)
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, guarded)
         except _BodyTooLarge:
-            await _too_large(send, self.max_bytes)
+            if not started:
+                started = True
+                await _too_large(send, self.max_bytes)
 
 
 class _BodyTooLarge(Exception):
@@ -107,3 +124,24 @@ async def _too_large(send: Send, limit: int) -> None:
     body = f'{{"error":"payload_too_large","message":"request body must be at most {limit} bytes"}}'.encode()
     await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
+
+
+class OnlyPaths:
+    """Serves `app` on the paths it owns; every other path gets the API's JSON 404.
+
+    The MCP app is mounted at the root (its metadata must live at /.well-known/...), so without
+    this a mistyped /api/... path or a wrong method would get the MCP app's plain-text answer."""
+
+    def __init__(self, app: ASGIApp, *, exact: tuple[str, ...], prefixes: tuple[str, ...]) -> None:
+        self.app = app
+        self.exact = exact
+        self.prefixes = prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or path in self.exact or path.startswith(self.prefixes):
+            await self.app(scope, receive, send)
+            return
+        body = b'{"error":"not_found","message":"no such endpoint; see /docs for the API"}'
+        await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})

@@ -31,7 +31,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 class MarkReadIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: Annotated[list[int] | Literal["all"], Field(description='Notification ids, or "all".')]
+    ids: Annotated[
+        list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | Literal["all"],
+        Field(max_length=1000, description='Notification ids, or "all".'),
+    ]
 
 
 class WebhookIn(BaseModel):

@@ -5,22 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-
-import httpx2
 from pathlib import Path
 
+import httpx2
 import pytest
 
-from doable.domain.clock import ManualClock
 from doable.dapr.client import DaprClient
+from doable.domain.clock import ManualClock
 from doable.domain.events import TaskEvent
 from doable.ports import OutboxReader, OutboxRecord, UnitOfWorkFactory
+from doable.service import TaskService
 from doable.storage.dapr_outbox import DaprOutbox
 from doable.storage.dapr_state import DaprUnitOfWorkFactory
-from doable.topology import API_APP_ID, STATE_STORE
-from doable.service import TaskService
 from doable.storage.sql.engine import create_engine, migrate
 from doable.storage.sql.repository import SqlOutboxReader, SqlUnitOfWorkFactory
+from doable.topology import API_APP_ID, STATE_STORE
 from tests.conftest import PG_DSN
 from tests.dapr_double import DaprDouble
 

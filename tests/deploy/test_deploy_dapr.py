@@ -16,6 +16,7 @@ import yaml
 from deploy_support import CHART, REPO, Rendered, load_yaml_docs, pod_annotations
 
 from doable import topology
+from doable.dapr.invocation import INTERNAL_CALLERS
 
 COMPONENTS_DIR = REPO / "dapr-components"
 
@@ -766,7 +767,8 @@ def test_configuration_traces_meters_and_restricts_invocation(rendered: dict[str
     assert config["metrics"]["enabled"] is True
     acl = config["accessControl"]
     assert acl["defaultAction"] == "deny"
-    assert [p["appId"] for p in acl["policies"]] == [topology.WORKER_APP_IDS["recurrence"]]
+    # Exactly the callers the API's internal routes admit (doable.dapr.invocation.INTERNAL_CALLERS).
+    assert {p["appId"] for p in acl["policies"]} == set().union(*INTERNAL_CALLERS.values())
     for policy in acl["policies"]:
         assert policy["defaultAction"] == "deny" and policy["namespace"] == "doable"
         assert all(op["action"] == "allow" and op["name"].startswith("/internal/") for op in policy["operations"])

@@ -90,3 +90,9 @@ async def test_health_readiness_metrics_and_openapi(http: httpx2.AsyncClient) ->
     assert "doable_http_request_duration_seconds" in (await http.get("/metrics")).text
     spec = (await http.get("/openapi.json")).json()
     assert "/api/tasks" in spec["paths"] and "/api/tasks/{task_id}" in spec["paths"]
+
+
+async def test_out_of_range_ids_are_a_422_not_a_500(http: httpx2.AsyncClient, token_for: Callable[..., str]) -> None:
+    # Regression (found by schemathesis): ids beyond 64 bits reached the database and failed there.
+    r = await http.post("/api/notifications/read", json={"ids": [2**70, -5]}, headers=auth(token_for("alice")))
+    assert r.status_code == 422 and "ids" in r.json()["message"]

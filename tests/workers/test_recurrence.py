@@ -78,16 +78,24 @@ async def test_weekly_on_two_days_alternates_between_them(rt: Runtime, clock: Ma
     assert wall(await complete(rt, thursday.task_id)) == "Mon 2026-12-07 09:00"
 
 
-async def test_monthly_on_the_31st_skips_months_without_one(rt: Runtime, clock: ManualClock) -> None:
+async def test_monthly_on_the_31st_clamps_to_short_months_and_keeps_the_31st(rt: Runtime, clock: ManualClock) -> None:
     task = await start_series(
         rt, clock, due="2026-10-31T10:00", rule="monthly", now=datetime(2026, 10, 30, 12, 0, tzinfo=UTC)
     )
-    december = await complete(rt, task.task_id)
-    assert wall(december) == "Thu 2026-12-31 10:00"  # RFC 5545: no November 31st, so none in November
-    assert december is not None
-    january = await complete(rt, december.task_id)
-    assert january is not None
-    assert wall(await complete(rt, january.task_id)) == "Wed 2027-03-31 10:00"
+    walls = []
+    current: Task | None = task
+    for _ in range(5):
+        assert current is not None
+        current = await complete(rt, current.task_id)
+        walls.append(wall(current))
+    # Not RFC 5545 (which skips months without a 31st): see doable/domain/recurrence.py.
+    assert walls == [
+        "Mon 2026-11-30 10:00",
+        "Thu 2026-12-31 10:00",
+        "Sun 2027-01-31 10:00",
+        "Sun 2027-02-28 10:00",
+        "Wed 2027-03-31 10:00",
+    ]
 
 
 async def test_yearly_on_29_february_waits_for_the_next_leap_year(rt: Runtime, clock: ManualClock) -> None:

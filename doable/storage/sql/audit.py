@@ -28,6 +28,8 @@ def _entry(row: Any) -> AuditEntry:
         title=row.title,
         changed=tuple(json.loads(row.changed)),
         task_data=json.loads(row.task_data),
+        actor=row.actor,
+        cause=row.cause,
     )
 
 
@@ -46,6 +48,8 @@ class SqlAuditLog:
                 title=entry.title,
                 changed=json.dumps(list(entry.changed)),
                 task_data=json.dumps(entry.task_data),
+                actor=entry.actor,
+                cause=entry.cause,
             )
             inserted = (await conn.execute(stmt.on_conflict_do_nothing().returning(audit_t.c.id))).first()
         return inserted is not None

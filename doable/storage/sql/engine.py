@@ -33,10 +33,16 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str, *, schema: str | None = None, pool_size: int = 10, timeout: float | None = None
+) -> AsyncEngine:
     """An async engine. SQLite gets WAL, a busy timeout and write transactions that take
     the write lock up front (BEGIN IMMEDIATE), so concurrent writers queue instead of
-    failing with "database is locked" when a read upgrades to a write."""
+    failing with "database is locked" when a read upgrades to a write.
+
+    PostgreSQL gets `timeout` on connecting, on each statement and on waiting for a pooled
+    connection: behind a network partition nothing answers or refuses, and without a bound a
+    request (and every loop) would wait for TCP to give up, many minutes later."""
     url = normalize_url(url)
     if is_sqlite(url):
         path = sa.make_url(url).database
@@ -48,8 +54,12 @@ def create_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -
     connect_args: dict[str, Any] = {}
     if schema:
         connect_args["server_settings"] = {"search_path": f"{schema},public"}
+    pool: dict[str, Any] = {}
+    if timeout is not None:
+        connect_args.update(timeout=timeout, command_timeout=timeout)
+        pool["pool_timeout"] = timeout
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args, **pool
     )
 
 

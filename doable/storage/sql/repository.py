@@ -13,13 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from doable.domain.errors import Conflict, Unavailable
 from doable.domain.events import TaskEvent
-from doable.domain.profile import Profile
 from doable.domain.filter_text import All, Atom, Expr, Not
+from doable.domain.profile import Profile
 from doable.domain.query import SortField, TaskFilter, TaskPage, TaskQuery, micros, no_due_sentinel, search_text
 from doable.domain.task import Task
 from doable.ports import OutboxRecord
-from doable.storage.sql.schema import OutboxRow, ProfileRow, TaskRow, TaskTagRow, UserCounterRow
 from doable.storage.sql.idempotency import SqlIdempotencyKeys
+from doable.storage.sql.occurrences import SqlActionTokens, SqlOccurrenceLog
+from doable.storage.sql.schema import OutboxRow, ProfileRow, TaskRow, TaskTagRow, UserCounterRow
 from doable.storage.sql.series import SqlSeriesLinks
 
 tasks_t = TaskRow.__table__
@@ -109,18 +110,31 @@ class SqlTasks:
             )
 
     async def list(self, user_id: str, query: TaskQuery) -> TaskPage:
-        where = self._where(user_id, query)
+        # One scan of the matching rows (keys only) serves both the total and the page; only the
+        # page's rows are then read whole. With many matches the scan is the cost, and a separate
+        # page query and count query paid it twice (bench/README.md, search at scale).
         key = self._sort_expr(query)
-        page = sa.select(tasks_t.c.data).where(*where)
+        matching = (
+            sa.select(tasks_t.c.pk, key.label("k"), tasks_t.c.task_id.label("tid"))
+            .where(*self._where(user_id, query))
+            .cte("matching")
+        )
+        page = sa.select(matching.c.pk, matching.c.k, matching.c.tid)
         if query.after is not None:
             ref = sa.tuple_(sa.literal(query.after.value), sa.literal(query.after.task_id))
-            pair = sa.tuple_(key, tasks_t.c.task_id)
+            pair = sa.tuple_(matching.c.k, matching.c.tid)
             page = page.where(pair < ref if query.descending else pair > ref)
         direction = sa.desc if query.descending else sa.asc
-        page = page.order_by(direction(key), direction(tasks_t.c.task_id)).limit(query.limit)
-        rows = (await self._conn.execute(page)).scalars().all()
-        total = (await self._conn.execute(sa.select(sa.func.count()).select_from(tasks_t).where(*where))).scalar_one()
-        return TaskPage(tasks=[Task.model_validate_json(r) for r in rows], total=int(total), next_cursor=None)
+        paged = page.order_by(direction(matching.c.k), direction(matching.c.tid)).limit(query.limit).subquery("page")
+        total = sa.select(sa.func.count().label("n")).select_from(matching).subquery("total")
+        stmt = (
+            sa.select(total.c.n, tasks_t.c.data)
+            .select_from(total.outerjoin(paged, sa.true()).outerjoin(tasks_t, tasks_t.c.pk == paged.c.pk))
+            .order_by(direction(paged.c.k), direction(paged.c.tid))
+        )
+        rows = (await self._conn.execute(stmt)).all()
+        tasks = [Task.model_validate_json(r.data) for r in rows if r.data is not None]
+        return TaskPage(tasks=tasks, total=int(rows[0].n) if rows else 0, next_cursor=None)
 
     @staticmethod
     def _sort_expr(query: TaskQuery) -> sa.ColumnElement[Any]:
@@ -189,14 +203,10 @@ class SqlTasks:
         if self._conn.dialect.name == "postgresql":
             escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             return c.search_text.like(f"%{escaped}%", escape="\\")
-        exact = sa.func.instr(c.search_text, keyword) > 0
-        if len(keyword) < 3:
-            return exact
-        phrase = '"' + keyword.replace('"', '""') + '"'
-        indexed = c.pk.in_(
-            sa.text("SELECT rowid FROM task_search WHERE task_search MATCH :phrase").bindparams(phrase=phrase)
-        )
-        return sa.and_(indexed, exact)
+        # Within one user, instr over the covering index ix_tasks_user_scan (migration 0005) is bounded
+        # by that user's task count; the FTS5 trigram candidates (task_search) span every user's rows,
+        # which made common words slow at scale (bench/README.md, search at scale).
+        return sa.func.instr(c.search_text, keyword) > 0
 
 
 class SqlProfiles:
@@ -255,6 +265,8 @@ class SqlUnitOfWork:
         self.events = SqlOutbox(conn)
         self.series = SqlSeriesLinks(conn)
         self.idempotency = SqlIdempotencyKeys(conn)
+        self.occurrences = SqlOccurrenceLog(conn)
+        self.tokens = SqlActionTokens(conn)
         return self
 
     async def commit(self) -> None:

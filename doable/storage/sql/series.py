@@ -35,3 +35,10 @@ class SqlSeriesLinks:
         except IntegrityError:
             # A concurrent delivery of the same completion won; the unit of work retries and finds it.
             raise Conflict(f"series {series_id} already continued after this occurrence") from None
+
+    async def unlink(self, user_id: str, series_id: str, after: datetime) -> None:
+        await self._conn.execute(
+            sa.delete(links_t).where(
+                links_t.c.user_id == user_id, links_t.c.series_id == series_id, links_t.c.after_us == micros(after)
+            )
+        )

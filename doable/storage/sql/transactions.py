@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -31,10 +32,13 @@ async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterat
             conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
         async with conn.begin():
             yield conn
-    except OperationalError as exc:
+    except (OperationalError, DBAPIError, OSError) as exc:
+        if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError) and not exc.connection_invalidated:
+            raise  # a bad statement, not an outage
         raise Unavailable("the database is unavailable; try again shortly") from exc
     finally:
-        await conn.close()
+        with contextlib.suppress(DBAPIError, OSError):  # closing a connection that is already gone
+            await conn.close()
 
 
 def upsert(conn: AsyncConnection, table: sa.Table) -> Any:

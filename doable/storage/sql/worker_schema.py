@@ -158,3 +158,6 @@ class AuditEventRow(SQLModel, table=True):
     title: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     changed: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     task_data: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    # Migration 0006: who made the change when not the user directly, and why.
+    actor: str | None = Field(default=None, sa_column=sa.Column(sa.String(32), nullable=True))
+    cause: str | None = Field(default=None, sa_column=sa.Column(sa.String(32), nullable=True))

@@ -1,0 +1,99 @@
+"""Workers calling the API by Dapr service invocation: the reminders worker reads a task as it is
+now (`TaskLookup`), the recurrence worker has the next occurrence created (`OccurrenceCreator`).
+
+The call goes `POST /v1.0/invoke/doable-api/method/internal/...` through both sidecars; the API
+authenticates the calling *service* (its sidecar's app token and `dapr-caller-app-id`, see
+`doable.dapr.routes`), never a user. Only `/internal/**` is used: the Dapr Configuration's
+access control allows the workers nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+import structlog
+
+from doable.dapr.adapters import traceparent
+from doable.dapr.client import DaprClient
+from doable.domain.errors import Conflict, InvalidArgument, NotFound, Unavailable
+from doable.domain.task import Task
+from doable.logs import current_trace_id
+from doable.topology import API_APP_ID, WORKER_APP_IDS
+
+log = structlog.get_logger("doable.dapr")
+
+TASK_LOOKUP_PATH = "/internal/tasks/lookup"
+NEXT_OCCURRENCE_PATH = "/internal/occurrences/next"
+# Which app-ids may call each internal route: the API checks `dapr-caller-app-id` against it,
+# and the chart's access control (dapr.accessControl.policies) lets exactly these through.
+INTERNAL_CALLERS: dict[str, frozenset[str]] = {
+    TASK_LOOKUP_PATH: frozenset({WORKER_APP_IDS["reminders"]}),
+    NEXT_OCCURRENCE_PATH: frozenset({WORKER_APP_IDS["recurrence"]}),
+}
+
+
+def _error(response: httpx2.Response, what: str) -> Exception:
+    """The domain error an answer of the API stands for (so the worker answers RETRY or DROP)."""
+    try:
+        message = str(response.json().get("message", response.text))
+    except ValueError:
+        message = response.text
+    if response.status_code == 404:
+        return NotFound(message)
+    if response.status_code == 409:
+        return Conflict(message)
+    if response.status_code == 422:
+        return InvalidArgument(what, message)
+    if response.status_code in (401, 403):
+        # Misconfiguration (app token, access control): retrying lets a fixed deployment catch up.
+        log.error("invoke.refused", status=response.status_code, path=what, detail=message[:200])
+        return Unavailable(
+            f"the API refused the service call ({response.status_code}); check the app token and access control"
+        )
+    return Unavailable(f"the API answered {response.status_code}")
+
+
+def _task(body: Any) -> Task | None:
+    raw = body.get("task") if isinstance(body, dict) else None
+    return Task.model_validate(raw) if raw is not None else None
+
+
+class DaprTaskLookup:
+    """TaskLookup by service invocation of the API."""
+
+    def __init__(self, client: DaprClient, app_id: str = API_APP_ID) -> None:
+        self._client = client
+        self._app_id = app_id
+
+    async def get(self, user_id: str, task_id: int) -> Task | None:
+        response = await self._client.invoke(
+            self._app_id,
+            TASK_LOOKUP_PATH,
+            body={"user_id": user_id, "task_id": task_id},
+            traceparent=traceparent(current_trace_id()),
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise _error(response, "task")
+        return _task(response.json())
+
+
+class DaprOccurrences:
+    """OccurrenceCreator by service invocation of the API (idempotent there: series links)."""
+
+    def __init__(self, client: DaprClient, app_id: str = API_APP_ID) -> None:
+        self._client = client
+        self._app_id = app_id
+
+    async def create_next(self, completed: Task) -> Task | None:
+        response = await self._client.invoke(
+            self._app_id,
+            NEXT_OCCURRENCE_PATH,
+            body={"completed": completed.model_dump(mode="json")},
+            traceparent=traceparent(current_trace_id()),  # the event's trace continues in the API
+        )
+        if response.status_code != 200:
+            raise _error(response, "completed")
+        return _task(response.json())

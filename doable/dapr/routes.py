@@ -1,0 +1,110 @@
+"""The routes Dapr calls on the API app in Dapr mode (embedded `doable serve` never mounts them):
+
+- the API's own subscriptions (`task-updates`, `notifications` → this replica's live streams):
+  `GET /dapr/subscribe`, `POST /events/{name}` (doable.web.callbacks);
+- the service-invocation endpoints the workers call (doable.dapr.invocation):
+  `POST /internal/tasks/lookup` (reminders worker) and `POST /internal/occurrences/next`
+  (recurrence worker).
+
+Who may call: with `APP_API_TOKEN` set, the sidecar adds it to every call (`dapr-api-token`)
+and nothing without it gets in. Without one, only loopback clients (the sidecar runs in the
+pod) do: the API's port is public, and these routes act for any user. The internal routes
+also check the calling app-id (`dapr-caller-app-id`, set by the caller's sidecar) against an
+allow-list per route, on top of the Configuration's access control.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from doable.dapr.invocation import INTERNAL_CALLERS, NEXT_OCCURRENCE_PATH, TASK_LOOKUP_PATH
+from doable.domain.errors import NotFound
+from doable.domain.task import Task
+from doable.runtime import Runtime
+from doable.web.callbacks import callback_router
+
+
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def sidecar_only(app_token: str | None) -> Callable[[Request], Awaitable[None]]:
+    """A dependency admitting only the sidecar: the app token when configured, else loopback."""
+
+    async def check(request: Request) -> None:
+        if app_token is not None:
+            given = request.headers.get("dapr-api-token", "")
+            if not hmac.compare_digest(given.encode(), app_token.encode()):
+                raise HTTPException(status_code=401, detail="missing or wrong dapr-api-token")
+        elif not _loopback(request):
+            raise HTTPException(status_code=403, detail="Dapr callback routes answer only the local sidecar")
+
+    return check
+
+
+def caller_allowed(request: Request) -> None:
+    allowed = INTERNAL_CALLERS.get(request.url.path, frozenset())
+    caller = request.headers.get("dapr-caller-app-id", "")
+    if caller not in allowed:
+        raise HTTPException(status_code=403, detail=f"app {caller or '(none)'} may not call {request.url.path}")
+
+
+class TaskLookupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=256)
+    task_id: int = Field(ge=1)
+
+
+class NextOccurrenceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    completed: Task
+
+
+class TaskAnswer(BaseModel):
+    task: dict[str, Any] | None
+
+
+def internal_router(runtime: Runtime) -> APIRouter:
+    router = APIRouter(
+        prefix="/internal", tags=["internal"], include_in_schema=False, dependencies=[Depends(caller_allowed)]
+    )
+    service = runtime.service
+
+    @router.post(TASK_LOOKUP_PATH.removeprefix("/internal"))
+    async def lookup(body: TaskLookupRequest) -> TaskAnswer:
+        """The task as it is now (404 when it does not exist)."""
+        try:
+            task = await service.get(body.user_id, body.task_id)
+        except NotFound:
+            raise HTTPException(status_code=404, detail=f"task {body.task_id} not found") from None
+        return TaskAnswer(task=task.model_dump(mode="json"))
+
+    @router.post(NEXT_OCCURRENCE_PATH.removeprefix("/internal"))
+    async def next_occurrence(body: NextOccurrenceRequest) -> TaskAnswer:
+        """Create (once) the occurrence after `completed`; `task` is null when the series ended."""
+        created = await service.create_next_occurrence(body.completed)
+        return TaskAnswer(task=created.model_dump(mode="json") if created is not None else None)
+
+    return router
+
+
+def include_dapr_routes(app: FastAPI, runtime: Runtime) -> None:
+    """Mount the Dapr-facing routes on the API app (Dapr mode only)."""
+    token = runtime.settings.app_api_token.get_secret_value() if runtime.settings.app_api_token else None
+    guard = [Depends(sidecar_only(token))]
+    app.include_router(
+        callback_router(runtime.live.subscriptions(), clock=runtime.clock, app_token=token), dependencies=guard
+    )
+    app.include_router(internal_router(runtime), dependencies=guard)

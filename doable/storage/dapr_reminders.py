@@ -1,0 +1,230 @@
+"""The reminders worker's ledger in the Dapr state store.
+
+    rem:{job}                      the ScheduledReminder a job stands for
+    rem-task:{uid}:{task}          {"jobs": [job, ...]}             the task's reminders
+    rem-pending:{shard}            {"jobs": {job: fire_us}}         not yet sent or skipped (32 shards)
+    rem-sent:{job}:{fire_us}       {"state": sending|sent|skipped, "claimed_us", "done_us"}
+
+The sweeper has no query API to ask "what is overdue", so the pending shards are that index:
+it reads the 32 shard documents and looks closer only at entries past their time. A firing's
+claim is its `rem-sent` key, created with first-write (create-only): of a job and the sweeper
+racing, exactly one creates it. Finishing a firing removes its pending entry (when the
+reminder was not moved meanwhile) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+from doable.dapr.client import DaprClient
+from doable.domain.errors import Conflict
+from doable.domain.query import micros
+from doable.domain.reminders import ScheduledReminder
+from doable.storage.dapr_docs import StateTxn, from_micros, optimistic, part
+
+PENDING_SHARDS = 32
+
+
+def reminder_key(job: str) -> str:
+    return f"rem:{part(job)}"
+
+
+def task_index_key(user_id: str, task_id: int) -> str:
+    return f"rem-task:{part(user_id)}:{task_id}"
+
+
+def pending_key(shard: int) -> str:
+    return f"rem-pending:{shard}"
+
+
+def pending_shard(job: str) -> str:
+    return pending_key(zlib.crc32(job.encode()) % PENDING_SHARDS)
+
+
+def sent_key(job: str, fire_us: int) -> str:
+    return f"rem-sent:{part(job)}:{fire_us}"
+
+
+def _to_doc(r: ScheduledReminder) -> dict[str, Any]:
+    return {
+        "job_name": r.job_name,
+        "user_id": r.user_id,
+        "task_id": r.task_id,
+        "reminder_key": r.reminder_key,
+        "fire_us": micros(r.fire_at),
+    }
+
+
+def _from_doc(v: dict[str, Any]) -> ScheduledReminder:
+    return ScheduledReminder(
+        job_name=v["job_name"],
+        user_id=v["user_id"],
+        task_id=int(v["task_id"]),
+        reminder_key=v["reminder_key"],
+        fire_at=from_micros(int(v["fire_us"])),
+    )
+
+
+class DaprReminderLedger:
+    def __init__(self, client: DaprClient, store: str) -> None:
+        self._client = client
+        self._store = store
+
+    async def for_task(self, user_id: str, task_id: int) -> dict[str, ScheduledReminder]:
+        index = await self._client.get_state(self._store, task_index_key(user_id, task_id))
+        if index is None:
+            return {}
+        jobs = list(index.value.get("jobs", []))
+        found = await self._client.get_bulk(self._store, [reminder_key(j) for j in jobs])
+        return {j: _from_doc(found[reminder_key(j)].value) for j in jobs if reminder_key(j) in found}
+
+    async def get(self, job_name: str) -> ScheduledReminder | None:
+        item = await self._client.get_state(self._store, reminder_key(job_name))
+        return _from_doc(item.value) if item is not None else None
+
+    async def put(self, reminder: ScheduledReminder) -> None:
+        async def work(txn: StateTxn) -> None:
+            doc = await txn.get(reminder_key(reminder.job_name))
+            doc.set(_to_doc(reminder))
+            index = await txn.get(task_index_key(reminder.user_id, reminder.task_id), {"jobs": []})
+            if reminder.job_name not in index.value["jobs"]:
+                index.value["jobs"].append(reminder.job_name)
+                index.touch()
+            shard = await txn.get(pending_shard(reminder.job_name), {"jobs": {}})
+            if shard.value["jobs"].get(reminder.job_name) != micros(reminder.fire_at):
+                shard.value["jobs"][reminder.job_name] = micros(reminder.fire_at)
+                shard.touch()
+
+        await optimistic(self._client, self._store, work)
+
+    async def remove(self, job_names: Iterable[str]) -> None:
+        names = list(job_names)
+        if not names:
+            return
+
+        async def work(txn: StateTxn) -> None:
+            for doc in await txn.get_many([reminder_key(n) for n in names]):
+                if not doc.exists:
+                    continue
+                gone = _from_doc(doc.value)
+                doc.delete()
+                index = await txn.get(task_index_key(gone.user_id, gone.task_id), {"jobs": []})
+                index.value["jobs"] = [j for j in index.value["jobs"] if j != gone.job_name]
+                if index.value["jobs"]:
+                    index.touch()
+                else:
+                    index.delete()
+            for name in names:
+                shard = await txn.get(pending_shard(name), {"jobs": {}})
+                if shard.value["jobs"].pop(name, None) is not None:
+                    shard.touch()
+
+        await optimistic(self._client, self._store, work)
+
+    async def overdue(
+        self, *, fired_before: datetime, lease_expired_before: datetime, limit: int
+    ) -> list[ScheduledReminder]:
+        """Reminders due by `fired_before` with no finished firing and no live claim."""
+        shards = await self._client.get_bulk(self._store, [pending_key(n) for n in range(PENDING_SHARDS)])
+        due = sorted(
+            (fire_us, job)
+            for item in shards.values()
+            for job, fire_us in item.value.get("jobs", {}).items()
+            if fire_us <= micros(fired_before)
+        )
+        result: list[ScheduledReminder] = []
+        finished: list[tuple[str, int]] = []
+        lease_us = micros(lease_expired_before)
+        # Look at a few more than asked for: some are finished (left behind by a crash) or claimed.
+        for start in range(0, len(due), max(1, limit)):
+            chunk = due[start : start + max(1, limit)]
+            sent = await self._client.get_bulk(self._store, [sent_key(j, f) for f, j in chunk])
+            docs = await self._client.get_bulk(self._store, [reminder_key(j) for _, j in chunk])
+            for fire_us, job in chunk:
+                claim = sent.get(sent_key(job, fire_us))
+                if claim is not None:
+                    state = claim.value.get("state")
+                    if state in ("sent", "skipped"):
+                        finished.append((job, fire_us))
+                        continue
+                    if int(claim.value.get("claimed_us", 0)) >= lease_us:
+                        continue
+                doc = docs.get(reminder_key(job))
+                if doc is not None and int(doc.value["fire_us"]) == fire_us:
+                    result.append(_from_doc(doc.value))
+                if len(result) >= limit:
+                    break
+            if len(result) >= limit:
+                break
+        if finished:
+            await self._forget_pending(finished)
+        return result
+
+    async def claim(self, reminder: ScheduledReminder, *, now: datetime, lease_expired_before: datetime) -> bool:
+        """Take the firing of `reminder` at its fire time: True for exactly one claimer, unless a
+        claim was left unfinished (the process died) for longer than the lease."""
+        fire_us = micros(reminder.fire_at)
+        txn = StateTxn(self._client, self._store)
+        doc = await txn.get(sent_key(reminder.job_name, fire_us))
+        if doc.exists and (
+            doc.value.get("state") != "sending" or int(doc.value.get("claimed_us", 0)) >= micros(lease_expired_before)
+        ):
+            return False
+        doc.set(
+            {
+                "state": "sending",
+                "claimed_us": micros(now),
+                "user_id": reminder.user_id,
+                "task_id": reminder.task_id,
+            }
+        )
+        try:
+            await txn.commit()
+        except Conflict:
+            return False  # another claimer won
+        return True
+
+    async def finish(self, reminder: ScheduledReminder, state: Literal["sent", "skipped"], at: datetime) -> None:
+        fire_us = micros(reminder.fire_at)
+
+        async def work(txn: StateTxn) -> None:
+            doc = await txn.get(sent_key(reminder.job_name, fire_us), {})
+            doc.set({**doc.value, "state": state, "done_us": micros(at)})
+            shard = await txn.get(pending_shard(reminder.job_name), {"jobs": {}})
+            if shard.value["jobs"].get(reminder.job_name) == fire_us:
+                del shard.value["jobs"][reminder.job_name]
+                shard.touch()
+
+        await optimistic(self._client, self._store, work)
+
+    async def release(self, reminder: ScheduledReminder) -> None:
+        """Give a claim back (publishing failed) so the next attempt may take it at once."""
+
+        async def work(txn: StateTxn) -> None:
+            doc = await txn.get(sent_key(reminder.job_name, micros(reminder.fire_at)))
+            if doc.exists and doc.value.get("state") == "sending":
+                doc.delete()
+
+        await optimistic(self._client, self._store, work)
+
+    async def finished(self, reminder: ScheduledReminder) -> bool:
+        item = await self._client.get_state(self._store, sent_key(reminder.job_name, micros(reminder.fire_at)))
+        return item is not None and item.value.get("state") in ("sent", "skipped")
+
+    async def _forget_pending(self, entries: list[tuple[str, int]]) -> None:
+        """Drop pending entries whose firing finished (a crash between the two writes left them)."""
+
+        async def work(txn: StateTxn) -> None:
+            for job, fire_us in entries:
+                shard = await txn.get(pending_shard(job), {"jobs": {}})
+                if shard.value["jobs"].get(job) == fire_us:
+                    del shard.value["jobs"][job]
+                    shard.touch()
+
+        try:
+            await optimistic(self._client, self._store, work, attempts=3)
+        except Conflict:
+            pass  # the next sweep tries again

@@ -1,0 +1,273 @@
+"""Undo: every mutating call leaves a token that reverses it, for a bounded time.
+
+The undo record is written in the same unit of work as the change, and holds what is needed to
+reverse it: each task as it was before (or None when the change created it) with the version the
+change left, the occurrence records the change added or removed, the profile as it was. `undo`
+applies the inverse only when nothing changed since (the versions still match), in one unit of
+work, records the events as caused by "undo" (by the agent when through MCP), and answers with
+a token of its own (so an undo can be undone: a redo).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
+
+from doable.domain.errors import InvalidArgument, Stale
+from doable.domain.events import EventType
+from doable.domain.occurrences import OccurrenceRecord, OccurrenceStatus
+from doable.domain.profile import Profile
+from doable.domain.task import Task
+from doable.ports import ActionToken, UnitOfWork
+
+if TYPE_CHECKING:
+    from doable.service import TaskService
+
+UNDO_WINDOW = timedelta(hours=24)
+KIND = "undo"
+
+
+@dataclass
+class Receipt:
+    """Filled in by a mutating use case for callers that want it: the token that undoes the change."""
+
+    undo: str | None = None
+
+
+@dataclass
+class UndoLog:
+    """What one change did, step by step, as its inverse needs it."""
+
+    label: str
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def task(self, before: Task | None, after: Task | None) -> None:
+        """`before` became `after` (None: did not exist / no longer exists)."""
+        ref = after or before
+        assert ref is not None
+        self.steps.append(
+            {
+                "kind": "task",
+                "task_id": ref.task_id,
+                "before": before.model_dump(mode="json") if before else None,
+                "after": after.version if after else None,
+            }
+        )
+
+    def records_added(self, records: list[OccurrenceRecord]) -> None:
+        if records:
+            self.steps.append({"kind": "records_added", "records": [r.model_dump(mode="json") for r in records]})
+
+    def records_removed(self, records: list[OccurrenceRecord]) -> None:
+        if records:
+            self.steps.append({"kind": "records_removed", "records": [r.model_dump(mode="json") for r in records]})
+
+    def profile(self, before: Profile | None, after: Profile) -> None:
+        self.steps.append(
+            {
+                "kind": "profile",
+                "before": before.model_dump(mode="json") if before else None,
+                "after": after.model_dump(mode="json"),
+            }
+        )
+
+    @property
+    def task_ids(self) -> list[int]:
+        return [s["task_id"] for s in self.steps if s["kind"] == "task"]
+
+
+def new_token(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(12)
+
+
+async def save(uow: UnitOfWork, user_id: str, log: UndoLog, now: datetime) -> str | None:
+    """Store `log` as an undo record in `uow`; its token (None when the change changed nothing)."""
+    if not log.steps:
+        return None
+    token = new_token("u-")
+    data = {"label": log.label, "steps": log.steps}
+    await uow.tokens.put(ActionToken(user_id, token, KIND, now, now + UNDO_WINDOW, data))
+    return token
+
+
+class Reverted(BaseModel):
+    """One task an undo touched: restored to how it was, re-created, or deleted again."""
+
+    status: Literal["restored", "recreated", "deleted"]
+    task: Task
+
+
+class UndoResult(BaseModel):
+    label: str
+    tasks: list[Reverted] = []
+    profile: Profile | None = None
+
+
+class Undo:
+    """The undo use case. It runs on the task service's own plumbing (unit of work with retries,
+    idempotency, events), as one of its use cases kept in a module of its own."""
+
+    def __init__(self, service: TaskService) -> None:
+        self._service = service
+
+    async def undo(
+        self, user_id: str, token: str, *, idempotency_key: str | None = None, receipt: Receipt | None = None
+    ) -> UndoResult:
+        """Reverse the change `token` was issued for, if nothing it touched changed since."""
+        svc = self._service
+        if not isinstance(token, str) or not token.startswith("u-") or len(token) > 64:
+            raise InvalidArgument("token", "must be an undo token from a change's result (starts with 'u-')")
+
+        async def work(uow: UnitOfWork, redo: UndoLog) -> UndoResult:
+            now = svc._clock.now()
+            record = await uow.tokens.get(user_id, token)
+            if record is None or record.kind != KIND:
+                raise InvalidArgument("token", "is not a current undo token of yours: used already, or never issued")
+            if record.expires_at < now:
+                raise InvalidArgument(
+                    "token", f"expired; a change can be undone for {int(UNDO_WINDOW.total_seconds()) // 3600} hours"
+                )
+            steps: list[dict[str, Any]] = record.data["steps"]
+            result = UndoResult(label=record.data.get("label", "change"))
+            current = await self._check(uow, user_id, steps)
+            for step in reversed(steps):
+                if step["kind"] == "task":
+                    await self._task(uow, step, current[step["task_id"]], result, redo, now)
+                elif step["kind"] in ("records_added", "records_removed"):
+                    records = [OccurrenceRecord.model_validate(r) for r in step["records"]]
+                    if step["kind"] == "records_added":
+                        for series_id in {r.series_id for r in records}:
+                            ids = [r.id for r in records if r.series_id == series_id]
+                            await uow.occurrences.remove(user_id, series_id, ids)
+                        redo.records_removed(records)
+                    else:
+                        await uow.occurrences.add(records)
+                        redo.records_added(records)
+                elif step["kind"] == "profile":
+                    before = Profile.model_validate(step["before"]) if step["before"] else Profile(user_id=user_id)
+                    restored = before.model_copy(update={"updated_at": now})
+                    redo.profile(await uow.profiles.get(user_id), restored)
+                    await uow.profiles.save(restored)
+                    result.profile = restored
+            await uow.tokens.remove(user_id, token)
+            return result
+
+        return await svc._once(
+            user_id,
+            idempotency_key,
+            {"op": "undo", "token": token},
+            work,
+            receipt=receipt,
+            dump=lambda r: r.model_dump(mode="json"),
+            load=UndoResult.model_validate,
+        )
+
+    @staticmethod
+    async def _check(uow: UnitOfWork, user_id: str, steps: list[dict[str, Any]]) -> dict[int, Task | None]:
+        """The tasks as they are now; Stale unless each is as the change left it."""
+        current: dict[int, Task | None] = {}
+        stale: list[str] = []
+        for step in steps:
+            if step["kind"] == "task":
+                task = await uow.tasks.get(user_id, step["task_id"])
+                current[step["task_id"]] = task
+                if (task is None) != (step["after"] is None) or (task is not None and task.version != step["after"]):
+                    stale.append(f"task {step['task_id']}")
+            elif step["kind"] == "profile":
+                profile = await uow.profiles.get(user_id)
+                if profile is None or profile.model_dump(mode="json") != step["after"]:
+                    stale.append("the timezone")
+        if stale:
+            raise Stale(f"{', '.join(stale)} changed since; nothing was undone (read the current state first)")
+        return current
+
+    async def _task(
+        self, uow: UnitOfWork, step: dict[str, Any], task: Task | None, result: UndoResult, redo: UndoLog, now: datetime
+    ) -> None:
+        svc = self._service
+        before = Task.model_validate(step["before"]) if step["before"] else None
+        if before is None:
+            assert task is not None
+            await uow.tasks.remove(task)
+            await uow.events.add(svc._event(EventType.DELETED, task, "undo"))
+            redo.task(task, None)
+            result.tasks.append(Reverted(status="deleted", task=task))
+            return
+        if task is None:
+            restored = before.model_copy(update={"version": before.version + 1, "updated_at": now})
+            await uow.tasks.add(restored)
+            await uow.events.add(svc._event(EventType.CREATED, restored, "undo"))
+            redo.task(None, restored)
+            result.tasks.append(Reverted(status="recreated", task=restored))
+            return
+        restored = before.model_copy(update={"version": task.version + 1, "updated_at": now})
+        await uow.tasks.update(restored)
+        kind = EventType.UPDATED
+        if restored.completed != task.completed:
+            kind = EventType.COMPLETED if restored.completed else EventType.REOPENED
+        await uow.events.add(svc._event(kind, restored, "undo"))
+        redo.task(task, restored)
+        result.tasks.append(Reverted(status="restored", task=restored))
+        if task.completed and not restored.completed and task.series_id and task.recurrence and task.due_at:
+            await self._unspawn(uow, task, result, now)
+
+    async def _unspawn(self, uow: UnitOfWork, task: Task, result: UndoResult, now: datetime) -> None:
+        """An undone completion: the occurrence it spawned goes (if untouched), and so do the
+        missed dates that spawning recorded. The occurrence is then claimed (linked to itself),
+        so the completion's event, if the recurrence worker has not handled it yet, spawns nothing;
+        completing the task again spawns the next occurrence as usual."""
+        user_id, series_id = task.user_id, task.series_id
+        assert series_id is not None
+        slot = task.series_base().due_at
+        assert slot is not None
+        spawned_id = await uow.series.successor(user_id, series_id, slot)
+        if spawned_id == task.task_id:
+            return
+        spawned = await uow.tasks.get(user_id, spawned_id) if spawned_id is not None else None
+        if spawned is not None:
+            if spawned.version != 1 or spawned.completed:
+                raise Stale(
+                    f"task {spawned.task_id}, the occurrence its completion created, changed since; nothing was undone"
+                )
+            await uow.tasks.remove(spawned)
+            await uow.events.add(self._service._event(EventType.DELETED, spawned, "undo"))
+            result.tasks.append(Reverted(status="deleted", task=spawned))
+        if spawned_id is not None:
+            await uow.series.unlink(user_id, series_id, slot)
+            missed = [
+                r.id
+                for r in await uow.occurrences.list(user_id, series_id, limit=500)
+                if r.status is OccurrenceStatus.MISSED
+                and r.task_id == task.task_id
+                and r.due_at > slot
+                and (spawned is None or spawned.due_at is None or r.due_at < spawned.due_at)
+            ]
+            await uow.occurrences.remove(user_id, series_id, missed)
+        await uow.series.link(user_id, series_id, slot, task.task_id, now)
+
+
+class RevertedView(BaseModel):
+    task_id: int
+    status: str
+    title: str
+
+
+class UndoView(BaseModel):
+    undone: str
+    tasks: list[RevertedView]
+    timezone: str | None = None
+    # Undoes this undo (a redo).
+    undo: str | None = None
+
+
+def undo_view(result: UndoResult, redo: str | None) -> UndoView:
+    return UndoView(
+        undone=result.label,
+        tasks=[RevertedView(task_id=r.task.task_id, status=r.status, title=r.task.title) for r in result.tasks],
+        timezone=result.profile.timezone if result.profile else None,
+        undo=redo,
+    )

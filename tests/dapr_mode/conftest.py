@@ -1,0 +1,169 @@
+"""Doable in Dapr mode against the sidecar double (tests/dapr_double, over the real PostgreSQL).
+
+Every app talks to its own sidecar of one double, as in a cluster: the API through a real port
+(`doable.runtime.build` with DOABLE_RUNTIME=dapr and DAPR_HTTP_ENDPOINT, like `doable serve`),
+the workers in-process (`doable.dapr.wiring.worker_transport`, like `doable worker NAME`). The
+double delivers events, job triggers and service invocations to the apps registered with it,
+with the app token, and requires the Dapr API token from them. State uses keyPrefix `name`
+(shared keys), as the components do.
+
+This conftest also overrides the root `runtime` and `app` fixtures, so test modules here that
+import the embedded end-to-end tests (tests/e2e) run them unchanged in Dapr mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from doable import topology
+from doable.dapr.client import DaprClient
+from doable.dapr.wiring import worker_transport
+from doable.delivery import build_worker_app
+from doable.domain.clock import Clock
+from doable.runtime import Runtime, build
+from doable.settings import Settings
+from doable.web.app import create_app
+from tests.conftest import JWT_SECRET, PG_DSN, lifespan_running
+from tests.dapr_double import DaprDouble, ManualClock
+from tests.e2e.conftest import mcp_as  # noqa: F401  (the e2e tests' MCP client fixture, re-used here)
+
+APP_TOKEN = "app-token-" + "a" * 30
+DAPR_TOKEN = "dapr-token-" + "d" * 30
+SECRETS = {topology.SECRET_STORE: {"doable-secrets": {"jwt-secret": JWT_SECRET}}}
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def dapr_clock() -> ManualClock:
+    """The double's clock (jobs fire on `double.tick()`); starts at the real now."""
+    return ManualClock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+def dapr_settings(settings: Settings) -> Settings:
+    """Dapr-mode settings of every app: the JWT secret comes from the secret store, not env."""
+    return settings.model_copy(
+        update={
+            "runtime": "dapr",
+            "jwt_secret": None,
+            "app_api_token": SecretStr(APP_TOKEN),
+            "dapr_api_token": SecretStr(DAPR_TOKEN),
+            "dapr_startup_timeout": 5.0,
+            "outbox_poll_seconds": 0.2,
+        }
+    )
+
+
+@pytest.fixture
+async def double(pg_schema: str, dapr_clock: ManualClock) -> AsyncIterator[DaprDouble]:
+    async with DaprDouble(
+        app_id=topology.API_APP_ID,
+        dsn=PG_DSN,
+        schema=pg_schema,
+        key_prefix="name",
+        secrets=SECRETS,
+        api_token=DAPR_TOKEN,
+        app_token=APP_TOKEN,
+        clock=dapr_clock,
+        redelivery_backoff=0.01,
+        max_delivery_attempts=5,
+        drop_schema_on_close=False,  # pg_schema drops it
+    ) as d:
+        yield d
+
+
+def sidecar_client(double: DaprDouble, app_id: str, **options: Any) -> DaprClient:
+    """A Doable sidecar client for `app_id`, in-process (no port)."""
+    return DaprClient(
+        "http://127.0.0.1:3500",
+        api_token=DAPR_TOKEN,
+        transport=httpx2.ASGITransport(app=double.sidecar_app(app_id)),
+        **options,
+    )
+
+
+@pytest.fixture
+async def sidecar_url(double: DaprDouble) -> AsyncIterator[str]:
+    """The API's sidecar on a real port (DAPR_HTTP_ENDPOINT)."""
+    async with double.serve(app_id=topology.API_APP_ID) as url:
+        yield url
+
+
+@pytest.fixture
+def runtime_clock() -> Clock | None:
+    """The API's clock: the system's, unless a test module overrides this (e.g. with `dapr_clock`)."""
+    return None
+
+
+@pytest.fixture
+async def runtime(dapr_settings: Settings, sidecar_url: str, runtime_clock: Clock | None) -> AsyncIterator[Runtime]:
+    """Overrides the root fixture: the API's runtime in Dapr mode, built like `doable serve` builds it."""
+    rt = await build(dapr_settings.model_copy(update={"dapr_http_endpoint": sidecar_url}), clock=runtime_clock)
+    try:
+        yield rt
+    finally:
+        await rt.aclose()
+
+
+@pytest.fixture
+async def app(runtime: Runtime, double: DaprDouble) -> AsyncIterator[FastAPI]:
+    """Overrides the root fixture: the API app, registered with the double (subscriptions,
+    invocation target) and with its lifespan (MCP session manager, outbox relay) running."""
+    application = create_app(runtime)
+    await double.register_app(topology.API_APP_ID, asgi_app=application)
+    async with lifespan_running(application):
+        yield application
+
+
+WorkerFactory = Callable[..., Awaitable[FastAPI]]
+
+
+@pytest.fixture
+async def start_worker(double: DaprDouble, dapr_settings: Settings) -> AsyncIterator[WorkerFactory]:
+    """`await start_worker("reminders", clock=...)`: one worker app as `doable worker NAME` builds it,
+    on its own sidecar of the double, registered there (subscriptions, jobs, the cron binding)."""
+    closers: list[Callable[[], Awaitable[None]]] = []
+
+    async def start(name: str, *, clock: Clock | None = None) -> FastAPI:
+        app_id = topology.WORKER_APP_IDS[name]
+        transport = await worker_transport(dapr_settings, name, client=sidecar_client(double, app_id))
+        worker_app = build_worker_app(dapr_settings, name, transport, clock=clock)
+        await double.register_app(app_id, asgi_app=worker_app)
+        if transport.aclose is not None:
+            closers.append(transport.aclose)
+        return worker_app
+
+    yield start
+    for close in closers:
+        await close()
+
+
+async def settle(runtime: Runtime, double: DaprDouble, *, within: float = 15.0) -> None:
+    """Wait until the outbox is relayed and every delivery settled (handlers may publish more)."""
+    with anyio.fail_after(within):
+        while True:
+            if await runtime.outbox.depth():
+                await asyncio.sleep(0.02)  # the relay runs in the app; poll its progress
+                continue
+            await double.wait_idle(within)
+            if not await runtime.outbox.depth():
+                return
+
+
+async def eventually(condition: Callable[[], bool], *, within: float = 5.0) -> None:
+    """Wait until `condition()` holds (things other tasks or processes do), at most `within` seconds."""
+    with anyio.fail_after(within):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.02)

@@ -1,0 +1,220 @@
+"""One regression test per defect the reliability and security suites found (see
+docs/reliability.md, "Defects found"). Each names what used to go wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import httpx2
+import pytest
+import sqlalchemy as sa
+
+from doable import logs
+from doable.domain.errors import InvalidArgument, Unavailable
+from doable.domain.recurrence import check_start, compile_rule, next_occurrence
+from doable.inputs import NewTask
+from doable.runtime import Runtime
+from doable.storage.sql.engine import create_engine
+from doable.storage.sql.repository import SqlUnitOfWork
+from doable.storage.sql.transactions import transaction
+from tests.conftest import PG_DSN, auth
+from tests.reliability.tcp_proxy import TcpProxy
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+# ---- unknown API paths and wrong methods (the MCP app at the root answered in plain text) -----
+
+
+async def test_unknown_api_paths_and_wrong_methods_get_a_json_404(
+    http: httpx2.AsyncClient, token_for: Callable[..., str]
+) -> None:
+    h = auth(token_for("alice"))
+    for method, path in (("GET", "/api/nope"), ("GET", "/api/tasks/%2F"), ("POST", "/api/tasks/1"), ("PUT", "/api/tasks")):
+        response = await http.request(method, path, headers=h)
+        assert response.status_code in (404, 405), (method, path)
+        assert response.headers["content-type"].startswith("application/json"), (method, path, response.text)
+        assert response.json()["error"] in ("not_found", "method_not_allowed")
+    assert (await http.get("/.well-known/oauth-protected-resource/mcp")).status_code == 200  # still the MCP app's
+
+
+# ---- a body over the limit without Content-Length (FastAPI answered 400 "error parsing the body") -
+
+
+async def test_a_chunked_body_over_the_limit_is_413_not_400(http: httpx2.AsyncClient, token_for: Callable[..., str]) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(1200):
+            yield b"x" * 1000
+
+    headers = {**auth(token_for("alice")), "content-type": "application/json"}
+    response = await http.post("/api/tasks", content=chunks(), headers=headers)
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+
+
+# ---- a body that is not text (invalid UTF-8: FastAPI answered an undocumented 400) ---------------
+
+
+async def test_a_body_that_is_not_utf8_is_a_422_like_any_bad_json(
+    http: httpx2.AsyncClient, token_for: Callable[..., str]
+) -> None:
+    headers = {**auth(token_for("alice")), "content-type": "application/json"}
+    response = await http.post("/api/tasks", content=b"\xff\xfe{\x00}", headers=headers)
+    assert response.status_code == 422
+    assert response.json() == {"error": "invalid_argument", "message": "body: must be JSON text (UTF-8)"}
+
+
+# ---- RRULEs: accepted though they never produce a date from the due date; garbage UNTIL; density --
+
+
+@pytest.mark.parametrize(
+    ("rule", "due"),
+    [
+        ("FREQ=DAILY;INTERVAL=7;BYDAY=SA", "2026-12-01T09:00"),  # a Tuesday: every 7 days is never a Saturday
+        ("FREQ=YEARLY;INTERVAL=2;BYMONTH=2;BYMONTHDAY=29", "2027-02-01"),  # odd years are never leap years
+        ("FREQ=DAILY;UNTIL=20250101", "2026-12-01T09:00"),  # ended before the due date
+    ],
+)
+async def test_a_rule_that_never_produces_a_date_from_the_due_date_is_refused(
+    http: httpx2.AsyncClient, token_for: Callable[..., str], rule: str, due: str
+) -> None:
+    h = auth(token_for("alice"))
+    response = await http.post("/api/tasks", json={"title": "x", "due": due, "recurrence": rule}, headers=h)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "recurrence"
+    assert "never produces a date on or after the due date" in response.json()["message"]
+    # ... and moving a repeating task's due date where its rule never matches is refused too.
+    ok = await http.post("/api/tasks", json={"title": "sat", "due": "2026-12-05T09:00", "recurrence": "FREQ=DAILY;INTERVAL=7;BYDAY=SA"}, headers=h)
+    assert ok.status_code == 201
+    moved = await http.patch(f"/api/tasks/{ok.json()['id']}", json={"due": "2026-12-01T09:00"}, headers=h)
+    assert moved.status_code == 422 and "never produces a date" in moved.json()["message"]
+
+
+def test_a_garbage_until_is_refused_not_read_as_this_month() -> None:
+    with pytest.raises(InvalidArgument, match="recurrence.until"):
+        compile_rule("FREQ=DAILY;UNTIL=0000001")
+
+
+def test_more_than_24_occurrences_a_day_is_refused() -> None:
+    minutely = "FREQ=DAILY;BYHOUR=" + ",".join(map(str, range(24))) + ";BYMINUTE=" + ",".join(map(str, range(60)))
+    with pytest.raises(InvalidArgument, match="at most 24 times a day"):
+        compile_rule(minutely)
+    compile_rule("FREQ=DAILY;BYHOUR=" + ",".join(map(str, range(24))))  # hourly is fine
+
+
+def test_a_rule_that_stops_matching_answers_none_at_once_instead_of_searching_to_9999() -> None:
+    """A stored rule evaluated from a start where it never matches (older data, a clamped edit):
+    dateutil alone spun for a second or more of event-loop time before answering None."""
+    start = datetime(2026, 12, 1, 9, tzinfo=UTC)  # a Tuesday
+    loop = asyncio.new_event_loop()
+    try:
+        began = loop.time()
+        assert next_occurrence("FREQ=DAILY;INTERVAL=7;BYDAY=SA", start=start, after=start, tz=UTC_ZONE) is None
+        assert next_occurrence("FREQ=DAILY;INTERVAL=7;BYDAY=SA;COUNT=5", start=start, after=start, tz=UTC_ZONE) is None
+        assert loop.time() - began < 0.5
+    finally:
+        loop.close()
+    with pytest.raises(InvalidArgument):
+        check_start("FREQ=DAILY;INTERVAL=7;BYDAY=SA", start=start, tz=UTC_ZONE)
+
+
+async def test_completing_the_last_occurrence_of_a_series_ends_it_without_an_error(runtime: Runtime) -> None:
+    """When the series had no next date, the recurrence worker crashed (TypeError comparing None)
+    and retried the event until it was dead-lettered."""
+    service = runtime.service
+    task = await service.add("alice", NewTask(title="once a year", due="2026-02-05T09:00", recurrence="FREQ=WEEKLY;BYMONTH=2;UNTIL=20270101"))
+    await service.complete("alice", task.task_id)
+    assert runtime.delivery is not None
+    await runtime.delivery.settle()
+    assert runtime.sql_engine is not None
+    async with runtime.sql_engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT count(*) FROM dead_letters"))).scalar_one() == 0
+        assert (await conn.execute(sa.text("SELECT count(*) FROM tasks"))).scalar_one() == 1
+
+
+# ---- a database that stops answering (no timeout: requests hung until TCP gave up) --------------
+
+
+@pytest.mark.postgres
+async def test_a_database_that_stops_answering_fails_within_the_timeout(pg_schema: str) -> None:
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    engine = create_engine(
+        PG_DSN.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"), schema=pg_schema, timeout=0.5
+    )
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        proxy.blackhole()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(Unavailable):
+            async with transaction(engine, write=False) as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        assert loop.time() - began < 3
+    finally:
+        await proxy.close()
+        await engine.dispose()
+
+
+# ---- a connection lost mid-transaction (worker and read-side stores answered a raw error: 500) ----
+
+
+@pytest.mark.postgres
+async def test_a_connection_lost_inside_a_transaction_is_unavailable(pg_schema: str) -> None:
+    proxy = TcpProxy("127.0.0.1", 5432)
+    await proxy.start()
+    engine = create_engine(PG_DSN.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"), schema=pg_schema, timeout=5)
+    try:
+        with pytest.raises(Unavailable):
+            async with transaction(engine, write=False) as conn:
+                await conn.execute(sa.text("SELECT 1"))
+                await proxy.cut()
+                await conn.execute(sa.text("SELECT 1"))
+        await proxy.restore()
+        with pytest.raises(Unavailable):
+            async with SqlUnitOfWork(engine, write=False) as uow:
+                await uow.tasks.count("alice")
+                await proxy.cut()
+                await uow.tasks.count("alice")
+    finally:
+        await proxy.close()
+        await engine.dispose()
+
+
+# ---- secrets in logs: SQL parameters at debug level (webhook secrets), configured secrets ---------
+
+
+def test_debug_logging_never_writes_sql_parameters_or_configured_secrets() -> None:
+    stream = io.StringIO()
+    logs.configure("json", "debug")
+    handler = logging.getLogger().handlers[0]
+    handler.stream = stream  # type: ignore[attr-defined]
+    logs.register_secret("configured-secret-value-1234")
+    try:
+        logging.getLogger("aiosqlite").debug("executing INSERT INTO webhooks VALUES ('whsec_abcdefghijklmnop')")
+        logging.getLogger("sqlalchemy.engine").info("[SQL parameters] ('whsec_abcdefghijklmnop',)")
+        logging.getLogger("somelib").warning("connect failed for configured-secret-value-1234 whsec_abcdefghijklmnop")
+        try:
+            raise RuntimeError("boom with configured-secret-value-1234")
+        except RuntimeError:
+            logging.getLogger("somelib").exception("failed")
+    finally:
+        logging.getLogger().handlers.clear()
+    text = stream.getvalue()
+    assert "whsec_abcdefghijklmnop" not in text and "configured-secret-value-1234" not in text, text
+    assert "aiosqlite" not in text and "SQL parameters" not in text
+    assert [json.loads(line)["event"] for line in text.splitlines()][0].startswith("connect failed for [redacted]")
+
+
+# ---- worker apps without an app token answered anyone -------------------------------------------
+# (tests/security/test_internal_routes.py::test_without_an_app_token_worker_routes_answer_only_loopback)
+
+# ---- an oversized token in ?access_token= was a 422, not the 401 every other bad token gets -------
+# (tests/security/test_tokens.py::test_bad_tokens_get_401_on_every_surface[oversized])
