@@ -65,9 +65,9 @@ PRESET_HELP = (
 MAX_COUNT = 1000
 MAX_PER_DAY = 24
 _UNTIL = re.compile(r"^\d{8}(T\d{6}Z?)?$")
-# How far past the last occurrence a search goes before it concludes there is no next one
-# (plus two of the rule's periods): dateutil alone would search up to the year 9999.
-_SEARCH_YEARS = 50
+# Where "does this rule ever match?" is asked (see _probe_start): one 400-year Gregorian cycle
+# before dateutil's year-9999 stop (9600-01-01 is a Saturday in the cycle's place of 2000-01-01).
+_PROBE_YEAR = 9600
 # A rule that yields nothing within this horizon "never matches" (e.g. Feb 30th).
 _HORIZON_YEARS = 10
 
@@ -146,7 +146,14 @@ def _validate(canonical: str, parts: dict[str, str]) -> None:
         return
     # A rule like BYMONTH=2;BYMONTHDAY=30 never matches; dateutil would search forever.
     probe = rule.replace(count=None, until=datetime(2000 + _HORIZON_YEARS * 3, 1, 1))
-    if probe.after(datetime(2000, 1, 1), inc=True) is None:
+    if parts["FREQ"] in ("DAILY", "WEEKLY"):
+        # Daily and weekly rules are probed late in the calendar: a miss costs dateutil a pass
+        # over every remaining day up to the year 9999 (see _probe_start).
+        far = datetime(_PROBE_YEAR, 1, 1, 9, 0)
+        probe = rule.replace(dtstart=far, count=None, until=None)
+        if probe.after(far, inc=True) is None:
+            raise InvalidArgument(FIELD, "never produces a date (check BYMONTH/BYMONTHDAY/BYDAY)")
+    elif probe.after(datetime(2000, 1, 1), inc=True) is None:
         raise InvalidArgument(FIELD, "never produces a date (check BYMONTH/BYMONTHDAY/BYDAY)")
 
 
@@ -307,8 +314,6 @@ def occurrences_after(
     if evaluator is None:
         return []
     after_wall = after.astimezone(tz).replace(tzinfo=None)
-    if isinstance(evaluator, du.rrule):
-        evaluator = _Bounded(evaluator, after_wall)
     found: list[datetime] = []
     cursor = after_wall
     while len(found) < limit:
@@ -325,42 +330,36 @@ def occurrences_after(
     return found
 
 
-class _Bounded:
-    """A dateutil rule whose search stops `_SEARCH_YEARS` (plus two periods) after `after_wall`.
-
-    A rule that matched when it was written can stop matching from a given start (every 7 days
-    on a Saturday, started on a Tuesday); dateutil then spins to the year 9999 (seconds of CPU on
-    the event loop) before it answers None. COUNT is applied here, by counting from the start,
-    since dateutil refuses COUNT and UNTIL together."""
-
-    _PERIOD_DAYS = {du.YEARLY: 366, du.MONTHLY: 31, du.WEEKLY: 7, du.DAILY: 1}
-
-    def __init__(self, parsed: du.rrule, after_wall: datetime) -> None:
-        span = timedelta(days=_SEARCH_YEARS * 366 + 2 * self._PERIOD_DAYS.get(parsed._freq, 366) * parsed._interval)
-        horizon = after_wall + span if after_wall < datetime.max - span else datetime.max
-        until = min(parsed._until, horizon) if parsed._until is not None else horizon
-        self._count: int | None = parsed._count
-        self._rule = parsed.replace(count=None, until=until)
-
-    def after(self, dt: datetime, inc: bool = False) -> datetime | None:
-        if self._count is None:
-            found: datetime | None = self._rule.after(dt, inc=inc)
-            return found
-        for n, wall in enumerate(self._rule):
-            if n >= self._count:
-                return None
-            if wall > dt or (inc and wall == dt):
-                return wall
-        return None
-
-
 def check_start(rule: str, *, start: datetime, tz: ZoneInfo, all_day: bool = False) -> None:
-    """InvalidArgument unless the rule, started at `start` (the due date), produces a date on or
-    after it: "every 7 days on Saturdays" from a Tuesday, or an UNTIL before the due date, never does."""
-    if next_occurrence(rule, start=start, after=start - timedelta(microseconds=1), tz=tz, all_day=all_day) is None:
+    """InvalidArgument unless the rule, started at `start` (the due date), produces dates:
+    "every 7 days on Saturdays" from a Tuesday never does, nor an UNTIL before the due date."""
+    wall = _wall(start, tz, all_day)
+    parts = _parse_parts(rule)
+    until = parts.get("UNTIL")
+    if until is not None and until[:8] < wall.strftime("%Y%m%d"):
+        raise InvalidArgument(FIELD, "never produces a date on or after the due date: UNTIL is before it")
+    endless = ";".join(f"{k}={v}" for k, v in parts.items() if k not in ("COUNT", "UNTIL"))
+    probe = _evaluator(endless, _probe_start(wall, parts))
+    if probe is not None and probe.after(_probe_start(wall, parts), inc=True) is None:
         raise InvalidArgument(
-            FIELD, "never produces a date on or after the due date (check BYDAY, BYMONTHDAY, INTERVAL and UNTIL)"
+            FIELD, "never produces a date on or after the due date (check BYDAY, BYMONTHDAY and INTERVAL against it)"
         )
+
+
+def _probe_start(wall: datetime, parts: dict[str, str]) -> datetime:
+    """`wall` moved forward by whole periods of a daily or weekly rule to the year _PROBE_YEAR.
+
+    dateutil looks for the next match up to the year 9999 and checks no bound before it finds
+    one, so a rule that never matches costs it a pass over every day left: seconds of CPU from
+    today. From _PROBE_YEAR it is about a tenth of a second, and the answer is the same: the
+    calendar repeats every 400 years, and a whole number of periods keeps the rule's phase
+    (which days an INTERVAL lands on). Monthly and yearly rules have few periods to pass."""
+    freq = parts.get("FREQ")
+    if freq not in ("DAILY", "WEEKLY") or wall.year >= _PROBE_YEAR:
+        return wall
+    step = int(parts.get("INTERVAL", "1")) * (7 if freq == "WEEKLY" else 1)
+    days = (datetime(_PROBE_YEAR, 1, 1) - wall).days
+    return wall + timedelta(days=-(-days // step) * step)
 
 
 def next_occurrence(
