@@ -49,7 +49,10 @@ log = structlog.get_logger("doable.delivery")
 
 def worker_options(settings: Settings) -> WorkerOptions:
     return WorkerOptions(
-        reminders=ReminderOptions(sweep_grace=timedelta(seconds=settings.reminder_sweep_grace_seconds)),
+        reminders=ReminderOptions(
+            sweep_grace=timedelta(seconds=settings.reminder_sweep_grace_seconds),
+            claim_lease=timedelta(seconds=settings.reminder_claim_lease_seconds),
+        ),
         webhooks=WebhookPolicy(
             max_attempts=settings.webhook_max_attempts,
             first_delay=timedelta(seconds=settings.webhook_retry_seconds),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -159,7 +160,13 @@ def is_public_host(host: str) -> bool:
     try:
         return ipaddress.ip_address(name).is_global
     except ValueError:
+        pass
+    try:
+        # IPv4 in the shorthands resolvers accept: 0x7f000001, 2130706433, 127.1, 0177.0.0.1.
+        packed = socket.inet_aton(name)
+    except OSError:
         return True
+    return ipaddress.IPv4Address(packed).is_global
 
 
 class NotificationView(BaseModel):

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     event_retry_attempts: int = Field(5, ge=1, description="Embedded bus: handler attempts before dead-lettering.")
     reminder_sweep_seconds: float = Field(60.0, gt=0, description="Embedded mode: how often the reminder sweeper runs.")
     reminder_sweep_grace_seconds: float = Field(30.0, ge=0, description="Sweeper sends reminders this late or later.")
+    reminder_claim_lease_seconds: float = Field(
+        120.0, gt=0, description="A reminder whose sender died mid-send is sent again by the sweeper after this."
+    )
     webhook_max_attempts: int = Field(6, ge=1, description="Webhook attempts before a delivery is recorded as failed.")
     webhook_retry_seconds: float = Field(10.0, gt=0, description="First webhook retry delay; then 3x longer each.")
     webhook_timeout_seconds: float = Field(5.0, gt=0, description="Timeout of one webhook request.")

@@ -1,7 +1,8 @@
 """Reminders: one exact-time job per pending reminder, a Reminder Event when it fires, and a
 sweeper for whatever the jobs missed.
 
-- `on_task_event` (task-events) keeps exactly one job per reminder of a pending task: a changed
+- `on_task_event` (task-events) keeps exactly one job per reminder of a pending task, as the task
+  is when the event is handled (events may come out of order): a changed
   time overwrites it, a completed or deleted task or a removed reminder deletes it. The ledger
   records what should fire, so the sweeper can find reminders whose job was lost.
 - `on_job` fires one reminder; `sweep` (cron, every minute) fires the ones past their time by
@@ -112,7 +113,13 @@ class Reminders:
         except ValidationError as exc:
             log.error("reminders.bad_event", message_id=message.id, error=str(exc))
             return Outcome.DROP
-        wanted = {} if event.event_type is EventType.DELETED else wanted_reminders(task)
+        # Events can arrive late, twice or out of order (redelivery, a retry after a later event):
+        # schedule what the task wants *now*, so whichever delivery comes last leaves it right.
+        # Acting on the event's snapshot let a stale `created` overwrite a newer reminder time.
+        latest = await self._tasks.get(event.user_id, event.task_id)
+        if latest is not None:
+            task = latest
+        wanted = {} if latest is None or event.event_type is EventType.DELETED else wanted_reminders(latest)
         current = await self._ledger.for_task(event.user_id, event.task_id)
         gone = [name for name in current if name not in wanted]
         if gone:
@@ -124,8 +131,7 @@ class Reminders:
                 log.info("reminder.cancelled", job=name, task_id=event.task_id, reason=event.event_type.value)
         for name, want in wanted.items():
             existing = current.get(name)
-            if existing is not None and existing.fire_at == want.fire_at:
-                continue
+            unchanged = existing is not None and existing.fire_at == want.fire_at
             reminder = ScheduledReminder(
                 job_name=name,
                 user_id=task.user_id,
@@ -133,11 +139,16 @@ class Reminders:
                 reminder_key=want.reminder_key,
                 fire_at=want.fire_at,
             )
-            await self._ledger.put(reminder)
+            if not unchanged:
+                await self._ledger.put(reminder)
             if await self._ledger.finished(reminder):
                 continue
+            # Scheduled again even when unchanged (scheduling overwrites): a crash between the
+            # ledger write and this call left the ledger row without its job, and the redelivered
+            # event must repair that, or the reminder waits for the sweeper.
             await self._jobs.schedule(Job(name=name, due_at=want.fire_at, data=_job_data(reminder)))
-            log.info("reminder.scheduled", job=name, task_id=task.task_id, fire_at=want.fire_at.isoformat())
+            if not unchanged:
+                log.info("reminder.scheduled", job=name, task_id=task.task_id, fire_at=want.fire_at.isoformat())
         return Outcome.SUCCESS
 
     async def on_job(self, job: Job) -> Outcome:

@@ -4,7 +4,8 @@ are written for in Dapr mode.
 - Per-key ordering: messages with the same key reach a subscription one at a time, in publish
   order (Kafka's partition key in Dapr mode); different keys and subscriptions run concurrently.
 - Retries: RETRY or an exception is retried with exponential backoff; DROP, or RETRY past the
-  bound, goes to the dead-letter sink (Dapr: the dead-letter topic).
+  bound, goes to the dead-letter sink (Dapr: the dead-letter topic). Unavailable (the database is
+  down) uses up no attempt: the lane waits, backing off, until the backend is back.
 - Durable hand-off: `publish` returns once every subscription has settled the message (handled,
   dropped or dead-lettered). The outbox relay marks events published only after that, so a
   crash before handlers ran re-publishes from the outbox instead of losing the event.
@@ -189,10 +190,23 @@ class InProcessBus:
         if message.trace_id:
             structlog.contextvars.bind_contextvars(trace_id=message.trace_id)
         reason = ""
-        for attempt in range(1, self._retry.attempts + 1):
+        attempt = outages = 0
+        while attempt < self._retry.attempts:
+            attempt += 1
             try:
                 outcome = await sub.handler(message)
                 reason = f"handler answered {outcome.value}"
+            except Unavailable as exc:
+                # The database is down: the handler cannot succeed, nor a dead letter be recorded,
+                # until it is back. Wait for it (backing off) instead of using up the attempts and
+                # giving the event up after seconds of an outage; shutdown cancels the wait, and the
+                # outbox then delivers the event again on the next start.
+                outages += 1
+                attempt -= 1
+                log.warning("events.backend_unavailable", outages=outages, error=str(exc))
+                EVENTS_CONSUMED.labels(topic=message.topic, outcome="retry").inc()
+                await self._sleep(self._retry.delay(min(outages, 16)))
+                continue
             except Exception as exc:
                 outcome = outcome_for(exc)
                 reason = f"{type(exc).__name__}: {exc}"

@@ -38,12 +38,14 @@ def settings_for(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir, jwt_secret=SecretStr("crash-test-" + "x" * 40), log_format="console", log_level="warning")
 
 
-async def scenario(runtime: Runtime, clock: ManualClock) -> None:
-    """The writes, in order; each one may be replayed (same key: same result)."""
+async def scenario(runtime: Runtime, clock: ManualClock, *, restarted_after: timedelta = timedelta(0)) -> None:
+    """The writes, in order; each one may be replayed (same key: same result). A replay runs
+    `restarted_after` later than the run that crashed: a restart takes time, and claims the dead
+    process held (a reminder it was sending) expire meanwhile."""
     service = runtime.service
     delivery = runtime.delivery
     assert delivery is not None
-    clock.set(T0)
+    clock.set(T0 + restarted_after)
 
     def iso(delta: timedelta) -> str:
         return (T0 + delta).isoformat()
@@ -68,13 +70,18 @@ async def scenario(runtime: Runtime, clock: ManualClock) -> None:
     await service.update(USER, 2, TaskChanges(title="Buy oat milk"), idempotency_key="rename-milk")
     await service.complete(USER, 1, idempotency_key="done-weekly")
     await delivery.settle()
-    clock.set(T0 + timedelta(hours=3))  # every reminder of the day is due now
+    clock.set(T0 + restarted_after + timedelta(hours=3))  # every reminder of the day is due now
     await delivery.settle()
     await delivery.cron.tick()  # the sweeper, for any reminder whose job went missing
     await delivery.settle()
     await service.delete(USER, 2, idempotency_key="delete-milk")
     # The next weekly occurrence is task 4 (a client read that id before it crashed, and retries it).
     await service.complete(USER, 4, idempotency_key="done-weekly-2")
+    await delivery.settle()
+    # Later: the sweeper runs again. A reminder whose sender died mid-send (claimed, never
+    # finished) is sent once its claim's lease has expired; never a second time.
+    clock.set(T0 + restarted_after + timedelta(hours=3, minutes=10))
+    await delivery.cron.tick()
     await delivery.settle()
 
 
@@ -104,6 +111,7 @@ async def outcome(runtime: Runtime) -> dict[str, Any]:
             "notifications": await rows("SELECT task_id, title, kind FROM notifications"),
             "reminders_sent": await rows("SELECT job_name, fire_us, state FROM reminders_sent"),
             "jobs": await rows("SELECT owner, name, due_us FROM scheduled_jobs"),
+            "ledger": await rows("SELECT job_name, task_id, reminder_key, fire_us FROM reminder_schedule"),
             "dead_letters": await rows("SELECT subscription, reason FROM dead_letters"),
             "counter": await rows("SELECT user_id, last_task_id FROM user_counters"),
         }

@@ -15,6 +15,7 @@ import os
 import random
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +25,20 @@ from tests.reliability import crash_scenario
 from tests.reliability.fuzz import SOAK, record
 
 ROOT = Path(__file__).resolve().parents[2]
-# Kill points per run; DOABLE_KILL_POINTS=all tries every statement of the scenario (minutes).
+# The restarted process's clock is this much later than the crashed one's: longer than the
+# reminder claim lease (2 min), as a real restart after a crash usually is.
+RESTART_TAKES = timedelta(minutes=5)
+# Kill points per run; DOABLE_KILL_POINTS=all tries every statement of the scenario (minutes),
+# DOABLE_KILL_POINTS=from:N every statement from the N-th on.
 POINTS = os.environ.get("DOABLE_KILL_POINTS", "60" if SOAK else "10")
 
 
-async def run_in_process(data_dir: Path, *, count: bool = False) -> tuple[dict[str, Any], int]:
-    clock = ManualClock(crash_scenario.T0)
+async def run_in_process(data_dir: Path, *, count: bool = False, later: timedelta = timedelta(0)) -> tuple[dict[str, Any], int]:
+    clock = ManualClock(crash_scenario.T0 + later)
     runtime = await build(crash_scenario.settings_for(data_dir), clock=clock)
     try:
         counter = crash_scenario.arm(runtime, 0) if count else [0]
-        await crash_scenario.scenario(runtime, clock)
+        await crash_scenario.scenario(runtime, clock, restarted_after=later)
         return await crash_scenario.outcome(runtime), counter[0]
     finally:
         await runtime.aclose()
@@ -67,17 +72,33 @@ async def test_a_crash_at_any_statement_then_a_restart_loses_and_repeats_nothing
     check_invariants(reference)
     assert [n for (_, n, *_) in reference["notifications"]] == ["Buy oat milk", "Pay rent"]
     every = range(1, statements + 1)
-    points = list(every) if POINTS == "all" else sorted(random.Random(8).sample(every, min(int(POINTS), statements)))
+    if POINTS == "all" or POINTS.startswith("from:"):
+        points = [p for p in every if p >= int(POINTS.partition(":")[2] or 1)]
+    else:
+        points = sorted(random.Random(8).sample(every, min(int(POINTS), statements)))
     killed = 0
     for point in points:
         data_dir = tmp_path / f"kill-{point}"
         child = crash_at(data_dir, point)
-        assert child.returncode == -9, (point, child.returncode, child.stdout[-500:], child.stderr[-2000:])
-        killed += 1
-        recovered, _ = await run_in_process(data_dir)
+        # The statement count varies a little between runs (how the relay's polls and the
+        # workers' lanes interleave), so a point near the end may lie past a run's last one.
+        assert child.returncode in (-9, 0), (point, child.returncode, child.stdout[-500:], child.stderr[-2000:])
+        killed += child.returncode == -9
+        recovered, _ = await run_in_process(data_dir, later=RESTART_TAKES)
         check_invariants(recovered)
         for key in reference:
+            if key == "jobs":
+                # A crash between dropping a reminder from the ledger and cancelling its job leaves
+                # the job behind, by design harmless: when it fires it finds no ledger row (or another
+                # time) and sends nothing. Every other job must be there, as in the reference.
+                ledger = {(name, fire) for name, _, _, fire in recovered["ledger"]}
+                extra = set(recovered["jobs"]) - set(reference["jobs"])
+                assert set(reference["jobs"]) <= set(recovered["jobs"]), (point, recovered["jobs"])
+                assert not {(name, due) for _, name, due in extra if name.startswith("rem-")} & ledger, (point, extra)
+                continue
             assert recovered[key] == reference[key], (point, key, recovered[key], reference[key])
+    if POINTS.isdigit():
+        assert killed >= len(points) * 0.8, (killed, len(points))
     record(
         "test_kill_restart::sigkill_at_sql_statements",
         statements_in_scenario=statements,

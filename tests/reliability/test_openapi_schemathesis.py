@@ -69,6 +69,7 @@ def test_rest_api_keeps_its_openapi_contract(api_schema: Any, served: Server, to
     calls: dict[str, int] = {}
     failures: list[str] = []
     for operation in operations(api_schema):
+        label = operation.label
 
         @settings(PROFILE, max_examples=EXAMPLES * SCALE)
         @given(case=operation.as_strategy(generation_mode=mode))
@@ -76,7 +77,7 @@ def test_rest_api_keeps_its_openapi_contract(api_schema: Any, served: Server, to
             response = case.call_and_validate(
                 headers={"Authorization": f"Bearer {token}"}, excluded_checks=EXCLUDED_CHECKS, timeout=10
             )
-            calls[operation.label] = calls.get(operation.label, 0) + 1
+            calls[label] = calls.get(label, 0) + 1  # noqa: B023 - run before the loop moves on
             unavailable = response.status_code == 503 and response.json().get("error") == "chat_unavailable"
             assert response.status_code < 500 or unavailable, (response.status_code, response.text[:300])
 
@@ -85,7 +86,7 @@ def test_rest_api_keeps_its_openapi_contract(api_schema: Any, served: Server, to
         except Unsatisfiable:
             continue  # nothing to make invalid: the operation takes no input
         except Exception as exc:  # collect every operation's failure, then report them together
-            failures.append(f"{operation.label}: {type(exc).__name__}: {exc}"[:3000])
+            failures.append(f"{label}: {type(exc).__name__}: {exc}"[:3000])
     record(
         f"test_openapi_schemathesis::{mode.value}",
         operations=len(calls),

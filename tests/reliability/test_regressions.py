@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx2
@@ -98,7 +99,7 @@ async def test_a_rule_that_never_produces_a_date_from_the_due_date_is_refused(
 
 
 def test_a_garbage_until_is_refused_not_read_as_this_month() -> None:
-    with pytest.raises(InvalidArgument, match="recurrence.until"):
+    with pytest.raises(InvalidArgument, match=r"recurrence\.until"):
         compile_rule("FREQ=DAILY;UNTIL=0000001")
 
 
@@ -218,7 +219,7 @@ def test_debug_logging_never_writes_sql_parameters_or_configured_secrets() -> No
     text = stream.getvalue()
     assert "whsec_abcdefghijklmnop" not in text and "configured-secret-value-1234" not in text, text
     assert "aiosqlite" not in text and "SQL parameters" not in text
-    assert [json.loads(line)["event"] for line in text.splitlines()][0].startswith("connect failed for [redacted]")
+    assert next(json.loads(line)["event"] for line in text.splitlines()).startswith("connect failed for [redacted]")
 
 
 # ---- worker apps without an app token answered anyone -------------------------------------------
@@ -226,3 +227,77 @@ def test_debug_logging_never_writes_sql_parameters_or_configured_secrets() -> No
 
 # ---- an oversized token in ?access_token= was a 422, not the 401 every other bad token gets -------
 # (tests/security/test_tokens.py::test_bad_tokens_get_401_on_every_surface[oversized])
+
+
+# ---- the in-process bus gave events up after ~1.5 s of a database outage -------------------------
+
+
+async def test_the_bus_waits_out_an_outage_instead_of_dead_lettering() -> None:
+    """A handler failing with Unavailable used up the bus's 5 attempts (0.1 s ... 0.8 s apart)
+    and the event was dead-lettered (or, with the database down, not even that): a worker
+    missed an event of a short outage for good."""
+    from doable.domain.clock import ManualClock
+    from doable.events.inprocess import InProcessBus, RetryPolicy
+    from doable.messaging import Message, Outcome, Subscription
+
+    dead: list[dict[str, object]] = []
+    sleeps: list[float] = []
+
+    class Sink:
+        async def record(self, **fields: object) -> None:
+            dead.append(fields)
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    failures = iter(range(12))
+
+    async def handler(_: Message) -> Outcome:
+        if next(failures, None) is not None:
+            raise Unavailable("the database is unavailable; try again shortly")
+        return Outcome.SUCCESS
+
+    bus = InProcessBus(ManualClock(datetime(2026, 11, 26, tzinfo=UTC)), retry=RetryPolicy(attempts=3), dead_letters=Sink(), sleep=sleep)
+    bus.subscribe(Subscription(topic="t", handler=handler, name="s"))
+    await bus.publish("t", {}, key="k", event_id="e1")
+    assert dead == [] and len(sleeps) == 12 and max(sleeps) <= 5.0
+
+
+# ---- a crash between the reminder ledger write and the job's scheduling lost the job ------------
+
+
+async def test_a_reminder_job_lost_between_ledger_and_scheduling_is_repaired_on_redelivery(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by SIGKILL at every SQL statement: the redelivered event saw the ledger row
+    "unchanged" and skipped scheduling, so the reminder waited for the sweeper (up to 90 s late)."""
+    from doable.jobs.embedded import EmbeddedJobs
+
+    original = EmbeddedJobs.schedule
+    failures = [RuntimeError("the process died here")]
+
+    async def dies_once(self: EmbeddedJobs, owner: str, job: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await original(self, owner, job)
+
+    monkeypatch.setattr(EmbeddedJobs, "schedule", dies_once)
+    await runtime.service.add("alice", NewTask(title="call", due="2030-01-01T10:00", reminders=[{"minutes_before": 5}]))  # type: ignore[list-item]
+    assert runtime.delivery is not None
+    await runtime.delivery.settle()  # the bus retries the event; the handler sees its own ledger row
+    jobs = await runtime.delivery.jobs.pending("reminders")
+    assert [j.due_at for j in jobs] == [datetime(2030, 1, 1, 9, 55, tzinfo=UTC)]
+
+
+# ---- a webhook on 127.0.0.1 written as 0x7f000001 (or 2130706433, 127.1) was accepted -------------
+
+
+@pytest.mark.parametrize("host", ["0x7f000001", "2130706433", "127.1", "0177.0.0.1", "0xa9.254.169.254"])
+async def test_shorthand_ipv4_webhook_hosts_are_refused_like_their_dotted_form(
+    http: httpx2.AsyncClient, token_for: Callable[..., str], host: str
+) -> None:
+    """Resolvers read these as loopback / link-local addresses (the sender refused them at send
+    time; setting the webhook accepted them)."""
+    response = await http.put("/api/webhook", json={"url": f"http://{host}/hook"}, headers=auth(token_for("alice")))
+    assert response.status_code == 422, response.text
+    assert "private and loopback" in response.json()["message"]

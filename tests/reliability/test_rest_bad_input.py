@@ -38,6 +38,8 @@ from tests.reliability.fuzz import (
 
 # A request that takes longer than this is a hang (the slowest legitimate one takes milliseconds).
 HANG_SECONDS = 10.0
+# Some inputs are 70 kB strings; hypothesis warns when it prints such an input (a failure report).
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
 
 @pytest.fixture
@@ -102,7 +104,7 @@ RAW_BODIES = st.sampled_from(
 )
 
 
-@fuzz(150)
+@fuzz(100)
 @given(body=st.one_of(task_fields(), RAW_BODIES, json_values()), key=st.none() | texts())
 async def test_creating_a_task_refuses_bad_input_cleanly(
     quiet_http: httpx2.AsyncClient, seeded: Runtime, alice: dict[str, str],
@@ -117,7 +119,7 @@ async def test_creating_a_task_refuses_bad_input_cleanly(
         _assert_meaningful_recurrence(response.json())
 
 
-@fuzz(120)
+@fuzz(80)
 @given(task_id=st.one_of(st.integers(1, 4), ints()), body=st.one_of(task_fields(), RAW_BODIES))
 async def test_updating_a_task_refuses_bad_input_cleanly(
     quiet_http: httpx2.AsyncClient, seeded: Runtime, alice: dict[str, str],
@@ -133,7 +135,7 @@ async def test_updating_a_task_refuses_bad_input_cleanly(
 ID_TEXT = st.one_of(
     ints().map(str),
     st.sampled_from(["abc", "1.5", "1e3", "0x10", " 1", "1 ", "%00", "-0", "+1", "٣", "9" * 400, "1;DROP TABLE tasks"]),
-    texts(sendable=True).filter(bool),
+    texts(sendable=True).filter(lambda t: 0 < len(t) < 4000),
 )
 ACTIONS = [
     ("GET", "/api/tasks/{}"),
@@ -144,7 +146,7 @@ ACTIONS = [
 ]
 
 
-@fuzz(120)
+@fuzz(80)
 @given(action=st.sampled_from(ACTIONS), task_id=ID_TEXT, key=st.none() | st.sampled_from(["k1", "", " ", "x" * 129, "é"]))
 async def test_task_ids_in_paths_are_refused_cleanly(
     quiet_http: httpx2.AsyncClient,
@@ -180,7 +182,7 @@ QUERY_KEYS = [
     "user_id",
 ]
 QUERY_VALUE = st.one_of(
-    texts(sendable=True),
+    texts(sendable=True).filter(lambda t: len(t) < 4000),  # a URL carries at most 64 kB
     ints().map(str),
     st.sampled_from(
         [
@@ -206,7 +208,7 @@ QUERY_VALUE = st.one_of(
 )
 
 
-@fuzz(150)
+@fuzz(100)
 @given(params=st.lists(st.tuples(st.sampled_from(QUERY_KEYS), QUERY_VALUE), max_size=6))
 async def test_listing_refuses_bad_queries_cleanly(
     quiet_http: httpx2.AsyncClient, seeded: Runtime, alice: dict[str, str],
@@ -217,7 +219,7 @@ async def test_listing_refuses_bad_queries_cleanly(
         assert response.json()["returned"] <= 200
 
 
-@fuzz(80)
+@fuzz(50)
 @given(
     timezone=st.one_of(st.sampled_from(NASTY_TIMEZONES), texts(), json_values()),
     extra=st.dictionaries(st.sampled_from(["user_id", "owner"]), json_values(), max_size=1),
@@ -270,7 +272,7 @@ OTHER_ENDPOINTS = st.one_of(
 )
 
 
-@fuzz(150)
+@fuzz(100)
 @given(call=OTHER_ENDPOINTS)
 async def test_notifications_webhook_and_history_refuse_bad_input_cleanly(
     quiet_http: httpx2.AsyncClient, seeded: Runtime, alice: dict[str, str],
@@ -279,7 +281,9 @@ async def test_notifications_webhook_and_history_refuse_bad_input_cleanly(
     method, path, params, body = call
     kwargs: dict[str, Any] = {"params": params, "headers": alice}
     if body is not None:
-        kwargs["json"] = body
+        request = _json_or_raw(body)  # escaped JSON: a lone surrogate is sendable that way
+        kwargs["headers"] = {**alice, **request.pop("headers")}
+        kwargs.update(request)
     response = await exchange(quiet_http, seeded, tried, method, path, **kwargs)
     if method == "PUT" and response.status_code == 200:
         # Accepted hooks never point back into this machine or its network.
@@ -317,7 +321,7 @@ SPEC_BODIES = st.one_of(
 )
 
 
-@fuzz(100)
+@fuzz(60)
 @given(body=st.one_of(CHAT_BODIES, RAW_BODIES), spec=st.one_of(SPEC_BODIES, RAW_BODIES), user=st.sampled_from(["alice", "bob", "a%2Fb", "..", "x" * 300]))
 async def test_chat_endpoints_refuse_bad_input_cleanly(
     quiet_http: httpx2.AsyncClient, seeded: Runtime, alice: dict[str, str],
@@ -362,7 +366,7 @@ VALID_DUES = st.one_of(
 )
 
 
-@fuzz(150)
+@fuzz(80)
 @given(due=VALID_DUES, rule=rule_values())
 async def test_repeating_tasks_take_only_rules_that_produce_dates_and_never_hang(
     quiet_http: httpx2.AsyncClient, seeded: Runtime, alice: dict[str, str], tried: Tried, due: str, rule: Any

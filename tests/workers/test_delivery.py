@@ -8,7 +8,7 @@ from typing import Any
 
 from doable import topology
 from doable.domain.clock import ManualClock
-from doable.domain.errors import InvalidArgument, Unavailable
+from doable.domain.errors import Conflict, InvalidArgument, Unavailable
 from doable.events.inprocess import InProcessBus, RetryPolicy
 from doable.events.relay import OutboxRelay
 from doable.inputs import NewTask
@@ -80,7 +80,7 @@ async def test_exhausted_retries_and_drops_go_to_the_dead_letter_record() -> Non
     bus = bus_with(dead=dead, attempts=3)
 
     async def flaky(_: Message) -> Outcome:
-        raise Unavailable("database down")
+        raise Conflict("a concurrent change won")  # (Unavailable waits for the backend instead)
 
     async def invalid(_: Message) -> Outcome:
         raise InvalidArgument("title", "must not be empty")
@@ -93,7 +93,7 @@ async def test_exhausted_retries_and_drops_go_to_the_dead_letter_record() -> Non
         ("flaky", "e1", 3),
         ("invalid", "e2", 1),
     ]
-    assert "database down" in dead.records[0]["reason"] and dead.records[1]["reason"].startswith("dropped")
+    assert "concurrent change" in dead.records[0]["reason"] and dead.records[1]["reason"].startswith("dropped")
 
 
 async def test_a_handler_may_publish_to_its_own_lane_without_deadlock() -> None:
