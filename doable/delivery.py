@@ -27,7 +27,7 @@ from doable.history import AuditStore, History
 from doable.inbox import Inbox, InboxStore, WebhookStore
 from doable.jobs.embedded import EmbeddedCron, EmbeddedJobs
 from doable.live import LiveHub
-from doable.messaging import Cron, EventPublisher, JobScheduler
+from doable.messaging import Cron, DeadLetterSink, EventPublisher, JobScheduler
 from doable.ports import OutboxReader
 from doable.service import TaskService
 from doable.settings import Settings
@@ -128,9 +128,8 @@ def build_embedded(
     sender: WebhookSender | None = None,
 ) -> Delivery:
     """Everything event-driven for `doable serve` in embedded mode, wired but not started."""
-    bus = InProcessBus(
-        clock, retry=RetryPolicy(attempts=settings.event_retry_attempts), dead_letters=SqlDeadLetters(engine)
-    )
+    dead_letters = SqlDeadLetters(engine)
+    bus = InProcessBus(clock, retry=RetryPolicy(attempts=settings.event_retry_attempts), dead_letters=dead_letters)
     jobs = EmbeddedJobs(engine, clock)
     inbox_store = SqlInbox(engine)
     sender = sender or WebhookSender(
@@ -148,6 +147,7 @@ def build_embedded(
         webhooks=inbox_store,
         sender=sender,
         audit=SqlAuditLog(engine),
+        dead_letters=dead_letters,
         options=worker_options(settings),
     )
     workers = build_workers(ports)
@@ -173,6 +173,7 @@ class WorkerStores:
     inbox: InboxStore
     webhooks: WebhookStore
     audit: AuditStore
+    dead_letters: DeadLetterSink
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,7 @@ def build_worker_app(
             inbox=inbox_store,
             webhooks=inbox_store,
             audit=SqlAuditLog(engine),
+            dead_letters=SqlDeadLetters(engine),
         )
     sender = sender or WebhookSender(
         timeout=settings.webhook_timeout_seconds, allow_private=settings.webhook_allow_private
@@ -233,6 +235,7 @@ def build_worker_app(
         webhooks=stores.webhooks,
         sender=sender,
         audit=stores.audit,
+        dead_letters=stores.dead_letters,
         options=worker_options(settings),
     )
     worker = build_worker(name, ports)

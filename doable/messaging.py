@@ -38,11 +38,42 @@ class Message:
 Handler = Callable[[Message], Awaitable[Outcome]]
 
 
+# Set in Message.attributes (with the reason) for a delivery that is not a readable CloudEvent,
+# handed to a subscription with `dead_letters=False`. Not a valid CloudEvent attribute name, so
+# no broker message can carry it.
+MALFORMED_ATTRIBUTE = "doable.malformed"
+
+
 @dataclass(frozen=True)
 class Subscription:
     topic: str
     handler: Handler
     name: str  # unique per app; the Dapr route is /events/{name}
+    # Whether what this subscription gives up on goes to the dead-letter topic. False only for the
+    # dead-letter topic's own consumer: it must never feed the topic it reads (a loop), so it is
+    # also handed malformed deliveries and always answers SUCCESS or RETRY, never DROP.
+    dead_letters: bool = True
+
+
+class DeadLetterSink(Protocol):
+    """Where dead letters are recorded: the bus in embedded mode (`doable.events.inprocess`),
+    the dead-letter topic's consumer in Dapr mode (`workers.dead_letters`)."""
+
+    async def record(
+        self,
+        *,
+        subscription: str,
+        topic: str,
+        message_id: str,
+        key: str,
+        data: dict[str, Any],
+        reason: str,
+        attempts: int,
+        at: datetime,
+    ) -> bool:
+        """Record one dead letter; False if (subscription, message_id) was already recorded (a
+        redelivery), which changes nothing."""
+        ...
 
 
 class EventPublisher(Protocol):

@@ -38,7 +38,8 @@ SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {
     "doable-reminders": (TASK_EVENTS,),
     "doable-notifications": (REMINDERS,),
     "doable-recurrence": (TASK_EVENTS,),
-    "doable-audit": (TASK_EVENTS,),
+    # The audit worker also keeps the record of dead letters (Dapr mode: the dead-letter topic).
+    "doable-audit": (TASK_EVENTS, DEAD_LETTER),
 }
 
 # Which app-ids publish (the outbox relay lives in the API; workers publish

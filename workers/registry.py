@@ -16,8 +16,9 @@ from doable import topology
 from doable.domain.clock import Clock
 from doable.history import AuditStore
 from doable.inbox import InboxStore, WebhookStore
-from doable.messaging import Cron, EventPublisher, Handler, JobHandler, JobScheduler, Subscription
+from doable.messaging import Cron, DeadLetterSink, EventPublisher, Handler, JobHandler, JobScheduler, Subscription
 from workers.audit import Audit
+from workers.dead_letters import DeadLetters
 from workers.idempotency import Deduplicator, ProcessedMessages
 from workers.notifications import Notifications, WebhookPolicy
 from workers.recurrence import OccurrenceCreator, Recurrence
@@ -62,6 +63,7 @@ class WorkerPorts:
     webhooks: WebhookStore | None = None
     sender: WebhookSender | None = None
     audit: AuditStore | None = None
+    dead_letters: DeadLetterSink | None = None
     options: WorkerOptions = field(default_factory=WorkerOptions)
 
 
@@ -114,7 +116,20 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
             name=name, app_id=app_id, subscriptions=(subscription(topology.TASK_EVENTS, recurrence.on_task_event),)
         )
     audit = Audit(_need(ports.audit, name, "audit"))
-    return Worker(name=name, app_id=app_id, subscriptions=(subscription(topology.TASK_EVENTS, audit.on_task_event),))
+    dead_letters = DeadLetters(_need(ports.dead_letters, name, "dead_letters"), ports.clock)
+    # The dead-letter topic's consumer (Dapr mode; embedded, the bus records dead letters itself).
+    # Not deduplicated: its record is idempotent by message id, and it tells a redelivery apart.
+    dead_letter_sub = Subscription(
+        topic=topology.DEAD_LETTER,
+        handler=dead_letters.on_dead_letter,
+        name=f"{name}-{topology.DEAD_LETTER}",
+        dead_letters=False,
+    )
+    return Worker(
+        name=name,
+        app_id=app_id,
+        subscriptions=(subscription(topology.TASK_EVENTS, audit.on_task_event), dead_letter_sub),
+    )
 
 
 def build_workers(ports: WorkerPorts) -> dict[str, Worker]:

@@ -23,7 +23,7 @@ from doable.domain.clock import Clock, SystemClock
 from doable.domain.errors import DoableError, Unavailable
 from doable.settings import Settings
 from doable.storage.dapr_audit import DaprAuditLog
-from doable.storage.dapr_delivery import DaprProcessedMessages
+from doable.storage.dapr_delivery import DaprDeadLetters, DaprProcessedMessages
 from doable.storage.dapr_inbox import DaprInbox
 from doable.storage.dapr_outbox import DaprOutbox, DaprOutboxReader
 from doable.storage.dapr_reminders import DaprReminderLedger
@@ -100,13 +100,15 @@ async def connect(settings: Settings, *, client: DaprClient | None = None) -> Da
         await client.aclose()
         raise
     publisher = DaprPublisher(client)
+    outbox = DaprOutbox(client, STATE_STORE, publisher, poll_seconds=settings.outbox_poll_seconds)
     return DaprParts(
         settings=settings,
         client=client,
-        uow=DaprUnitOfWorkFactory(client, STATE_STORE),
+        # Each commit names this process's relay as its events' publisher, and wakes it.
+        uow=DaprUnitOfWorkFactory(client, STATE_STORE, relay=outbox.relay_id, on_commit=outbox.nudge),
         publisher=publisher,
         jobs=DaprJobScheduler(client),
-        outbox=DaprOutbox(client, STATE_STORE, publisher, poll_seconds=settings.outbox_poll_seconds),
+        outbox=outbox,
     )
 
 
@@ -164,7 +166,6 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None, clien
     runtime._closers.append(parts.client.aclose)
     # The relay runs in the serving process (Runtime.start); each commit wakes it at once.
     runtime.background.append(parts.outbox)
-    commits.connect(parts.outbox.nudge)
     log.info("dapr.runtime_ready", app="api", sidecar=sidecar_endpoint(settings))
     return runtime
 
@@ -184,6 +185,7 @@ async def worker_transport(settings: Settings, name: str, *, client: DaprClient 
         inbox=inbox,
         webhooks=inbox,
         audit=DaprAuditLog(c, store),
+        dead_letters=DaprDeadLetters(c, store),
     )
     log.info("dapr.worker_ready", worker=name, sidecar=sidecar_endpoint(settings))
     return WorkerTransport(

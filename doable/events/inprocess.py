@@ -20,14 +20,13 @@ import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from doable.domain.clock import Clock
 from doable.domain.errors import Unavailable
-from doable.messaging import Message, Outcome, Subscription, outcome_for
+from doable.messaging import DeadLetterSink, Message, Outcome, Subscription, outcome_for
 from doable.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_PUBLISHED
 
 log = structlog.get_logger("doable.events")
@@ -49,21 +48,6 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         return float(min(self.max_delay, self.first_delay * 2 ** (attempt - 1)))
-
-
-class DeadLetterSink(Protocol):
-    async def record(
-        self,
-        *,
-        subscription: str,
-        topic: str,
-        message_id: str,
-        key: str,
-        data: dict[str, Any],
-        reason: str,
-        attempts: int,
-        at: datetime,
-    ) -> None: ...
 
 
 @dataclass

@@ -1,21 +1,32 @@
-"""Processed-message records (idempotent consumers) in the Dapr state store.
+"""Delivery bookkeeping in the Dapr state store: processed-message records (idempotent
+consumers) and dead letters.
 
-    processed:{consumer}:{message id}     {"at": ...}   written with ttlInSeconds
+    processed:{consumer}:{message id}       {"at": ...}   written with ttlInSeconds
+    dead-letter:{subscription}:{message id}  {"subscription", "topic", "message_id", "key",
+                                              "data", "reason", "attempts", "at"}
 
-The state store expires the records itself (state.postgresql and state.redis honour
-`ttlInSeconds`), so `prune` has nothing to do; the TTL is the Deduplicator's window.
+The state store expires processed records itself (state.postgresql and state.redis honour
+`ttlInSeconds`), so `prune` has nothing to do; the TTL is the Deduplicator's window. Dead letters
+have no TTL: they stay until an operator deals with them (with state.postgresql, the rows of
+`doable_state` whose key starts with `statestore||dead-letter:`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from doable.dapr.client import DaprClient, Upsert
+from doable.domain.errors import Conflict
 from doable.storage.dapr_docs import part
 
 
 def processed_key(consumer: str, message_id: str) -> str:
     return f"processed:{part(consumer)}:{part(message_id)}"
+
+
+def dead_letter_key(subscription: str, message_id: str) -> str:
+    return f"dead-letter:{part(subscription)}:{part(message_id)}"
 
 
 class DaprProcessedMessages:
@@ -39,3 +50,41 @@ class DaprProcessedMessages:
 
     async def prune(self, before: datetime) -> int:
         return 0  # the store's TTL forgets old records
+
+
+class DaprDeadLetters:
+    """The DeadLetterSink of Dapr mode (the dead-letter topic's consumer, `workers.dead_letters`)."""
+
+    def __init__(self, client: DaprClient, store: str) -> None:
+        self._client = client
+        self._store = store
+
+    async def record(
+        self,
+        *,
+        subscription: str,
+        topic: str,
+        message_id: str,
+        key: str,
+        data: dict[str, Any],
+        reason: str,
+        attempts: int,
+        at: datetime,
+    ) -> bool:
+        record = {
+            "subscription": subscription,
+            "topic": topic,
+            "message_id": message_id,
+            "key": key,
+            "data": data,
+            "reason": reason[:2000],
+            "attempts": attempts,
+            "at": at.isoformat(),
+        }
+        try:
+            # Create-only: the first record of a message stays; a redelivery (or a second copy
+            # racing the first) conflicts and changes nothing.
+            await self._client.transact(self._store, [Upsert(dead_letter_key(subscription, message_id), record)])
+        except Conflict:
+            return False
+        return True

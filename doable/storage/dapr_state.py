@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -142,9 +143,18 @@ class ParsedBuckets:
 
 
 class DaprUnitOfWork:
-    def __init__(self, client: DaprClient, store: str, parsed: ParsedBuckets | None = None) -> None:
+    def __init__(
+        self,
+        client: DaprClient,
+        store: str,
+        parsed: ParsedBuckets | None = None,
+        relay: str | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._client = client
         self._store = store
+        self._relay = relay
+        self._on_commit = on_commit
         self.parsed = parsed or ParsedBuckets(0)
         self._docs: dict[str, _Doc] = {}
         self._new_events: list[tuple[str, TaskEvent]] = []
@@ -197,6 +207,8 @@ class DaprUnitOfWork:
                 seq = meta.value["outbox_head"]
                 meta.value["outbox_head"] = seq + 1
                 ops.append(Upsert(outbox_key(uid, seq), event.model_dump(mode="json"), first_write=True))
+            if self._relay is not None:
+                meta.value["relay"] = self._relay  # this process's relay publishes them (DaprOutbox)
             meta.dirty = True
         ops.extend(doc.upsert() for doc in self._docs.values() if doc.dirty)
         ops.extend(Delete(doc.key, doc.etag) for doc in self._docs.values() if doc.deleted and doc.exists)
@@ -204,6 +216,8 @@ class DaprUnitOfWork:
             await self._client.transact(self._store, ops)
         self._docs.clear()
         self._new_events.clear()
+        if by_user and self._on_commit is not None:
+            self._on_commit()
 
 
 class _Tasks:
@@ -328,13 +342,19 @@ class _IdempotencyKeys:
         if not doc.exists:
             return None
         v = doc.value
-        return StoredResult(request_hash=v["request_hash"], created_at=datetime.fromisoformat(v["created_at"]), result=v["result"])
+        return StoredResult(
+            request_hash=v["request_hash"], created_at=datetime.fromisoformat(v["created_at"]), result=v["result"]
+        )
 
     async def put(self, user_id: str, key: str, stored: StoredResult) -> None:
         doc = await self._uow.doc(idempotency_key(user_id, key), {})
         if doc.exists:
             raise Conflict("the same idempotency key is in use by a concurrent call")
-        doc.value = {"request_hash": stored.request_hash, "created_at": stored.created_at.isoformat(), "result": stored.result}
+        doc.value = {
+            "request_hash": stored.request_hash,
+            "created_at": stored.created_at.isoformat(),
+            "result": stored.result,
+        }
         doc.dirty = True
 
     async def forget(self, user_id: str, key: str) -> None:
@@ -412,11 +432,22 @@ class _ActionTokens:
 
 
 class DaprUnitOfWorkFactory:
-    def __init__(self, client: DaprClient, store: str, *, parsed_buckets: int = 256) -> None:
+    def __init__(
+        self,
+        client: DaprClient,
+        store: str,
+        *,
+        parsed_buckets: int = 256,
+        relay: str | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self.client = client
         self.store = store
         # Shared by this process's units of work (bench/README.md: Dapr-state search).
         self.parsed = ParsedBuckets(parsed_buckets)
+        # The relay that publishes this process's events, and its wake-up after a commit.
+        self.relay = relay
+        self.on_commit = on_commit
 
     def __call__(self, *, write: bool = True) -> DaprUnitOfWork:
-        return DaprUnitOfWork(self.client, self.store, self.parsed)
+        return DaprUnitOfWork(self.client, self.store, self.parsed, self.relay, self.on_commit)

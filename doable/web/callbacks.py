@@ -2,8 +2,10 @@
 cron bindings. Used by every worker app (`workers.app`) and, in Dapr mode, by the API for its
 own subscriptions (`Runtime.live.subscriptions()`).
 
-- `GET /dapr/subscribe`: each subscription with route `/events/{name}` and the dead-letter topic.
-- `POST /events/{name}`: a CloudEvent; answers `{"status": "SUCCESS" | "RETRY" | "DROP"}`.
+- `GET /dapr/subscribe`: each subscription with route `/events/{name}` and the dead-letter topic
+  (not the dead-letter topic's own consumer: nothing it gets may be dead-lettered again).
+- `POST /events/{name}`: a CloudEvent; answers `{"status": "SUCCESS" | "RETRY" | "DROP"}` (never
+  DROP from the dead-letter topic's consumer, which is handed even a malformed delivery).
 - `POST /job/{name}`: a job trigger whose body is the job's data; 2xx done, 500 = retry.
 - `POST /{binding}` (and `OPTIONS`, which Dapr sends at start-up): a cron tick.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -28,7 +31,16 @@ from fastapi.responses import JSONResponse
 from doable import topology
 from doable.domain.clock import Clock
 from doable.logs import trace_id_from
-from doable.messaging import Cron, Job, JobHandler, Message, Outcome, Subscription, outcome_for
+from doable.messaging import (
+    MALFORMED_ATTRIBUTE,
+    Cron,
+    Job,
+    JobHandler,
+    Message,
+    Outcome,
+    Subscription,
+    outcome_for,
+)
 from doable.metrics import EVENTS_CONSUMED
 
 log = structlog.get_logger("doable.callbacks")
@@ -55,6 +67,27 @@ def message_from_cloudevent(envelope: Any) -> Message:
         data=data,
         trace_id=trace_id_from(trace) if isinstance(trace, str) else None,
         attributes={k: v for k, v in envelope.items() if isinstance(v, str) and k not in ("data", "data_base64")},
+    )
+
+
+def stand_in_message(body: bytes, error: str) -> Message:
+    """What a subscription with `dead_letters=False` gets for a delivery that is not a readable
+    CloudEvent: its id (else a digest of the body, stable across redeliveries), its topic and string
+    attributes when it has them, no data, and `error` in the MALFORMED_ATTRIBUTE attribute."""
+    try:
+        envelope: Any = json.loads(body)
+    except ValueError:
+        envelope = None
+    if not isinstance(envelope, dict):
+        envelope = {}
+    given, topic = envelope.get("id"), envelope.get("topic")
+    attributes = {k: v for k, v in envelope.items() if isinstance(v, str) and k not in ("data", "data_base64")}
+    attributes[MALFORMED_ATTRIBUTE] = error
+    return Message(
+        id=given if isinstance(given, str) and given else "sha256:" + hashlib.sha256(body).hexdigest(),
+        topic=topic if isinstance(topic, str) else "",
+        data={},
+        attributes=attributes,
     )
 
 
@@ -99,15 +132,17 @@ def callback_router(
 
     @router.get("/dapr/subscribe")
     async def subscribe() -> list[dict[str, Any]]:
-        return [
-            {
+        entries: list[dict[str, Any]] = []
+        for s in subscriptions:
+            entry: dict[str, Any] = {
                 "pubsubname": topology.PUBSUB,
                 "topic": s.topic,
                 "routes": {"default": f"/events/{s.name}"},
-                "deadLetterTopic": topology.DEAD_LETTER,
             }
-            for s in subscriptions
-        ]
+            if s.dead_letters:
+                entry["deadLetterTopic"] = topology.DEAD_LETTER
+            entries.append(entry)
+        return entries
 
     @router.post("/events/{name}")
     async def event(name: str, request: Request) -> JSONResponse:
@@ -115,12 +150,16 @@ def callback_router(
         if sub is None:
             # Dapr drops a message whose route answers 404.
             return JSONResponse({"status": Outcome.DROP.value}, status_code=404)
+        body = await request.body()
         try:
-            message = message_from_cloudevent(json.loads(await request.body()))
+            message = message_from_cloudevent(json.loads(body))
         except ValueError as exc:
             log.error("events.malformed", subscription=name, error=str(exc))
-            EVENTS_CONSUMED.labels(topic=sub.topic, outcome="drop").inc()
-            return JSONResponse({"status": Outcome.DROP.value})
+            if not sub.dead_letters:
+                message = stand_in_message(body, str(exc))  # recorded as it is, never dropped
+            else:
+                EVENTS_CONSUMED.labels(topic=sub.topic, outcome="drop").inc()
+                return JSONResponse({"status": Outcome.DROP.value})
         structlog.contextvars.bind_contextvars(
             subscription=name, topic=sub.topic, message_id=message.id, trace_id=message.trace_id
         )
@@ -131,7 +170,12 @@ def callback_router(
             log.warning(
                 "events.handler_failed", outcome=outcome.value, error=f"{type(exc).__name__}: {exc}", exc_info=True
             )
+        if outcome is Outcome.DROP and not sub.dead_letters:
+            # A DROP would discard it without a dead-letter topic anyway; say so, and never loop.
+            log.error("events.dead_letter_discarded", subscription=name)
+            outcome = Outcome.SUCCESS
         EVENTS_CONSUMED.labels(topic=sub.topic, outcome=outcome.value.lower()).inc()
+        # DROP isn't counted as dead-lettered here: the dead-letter consumer counts each once, given-up retries too.
         return JSONResponse({"status": outcome.value})
 
     if on_job is not None:

@@ -163,13 +163,7 @@ async def test_mixed_load_with_a_sigkill_midway_loses_and_duplicates_no_reminder
         try:
             results = await asyncio.gather(killer(), *(user_loop(c) for c in clients))
             downtime = results[0]
-            # Writes that never got an answer are retried (same key) until answered.
-            deadline = time.monotonic() + 30
-            while any(c.unanswered for c in clients) and time.monotonic() < deadline:
-                for c in clients:
-                    for key in list(c.unanswered):
-                        await c.retry(key)
-            assert not any(c.unanswered for c in clients), "writes still unanswered after the restart"
+            await answer_every_write(clients)
             # Wait for every reminder's time, then for the sweeper (1 s) and its grace (1 s).
             last = max((t for c in clients for t in c.reminders.values()), default=datetime.now(UTC))
             lost, duplicated, unexpected = await _account(clients, last)
@@ -200,6 +194,16 @@ async def test_mixed_load_with_a_sigkill_midway_loses_and_duplicates_no_reminder
     assert killed.is_set()
     assert expected >= USERS // 5, figures  # the load really scheduled reminders
     assert (lost, duplicated, unexpected) == (0, 0, 0), figures
+
+
+async def answer_every_write(clients: list[Client], within: float = 30.0) -> None:
+    """Retry each write that never got an answer (same idempotency key) until it is answered."""
+    deadline = time.monotonic() + within
+    while any(c.unanswered for c in clients) and time.monotonic() < deadline:
+        for c in clients:
+            for key in list(c.unanswered):
+                await c.retry(key)
+    assert not any(c.unanswered for c in clients), "writes still unanswered after the restart"
 
 
 async def _account(clients: list[Client], last: datetime) -> tuple[int, int, int]:

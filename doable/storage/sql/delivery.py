@@ -53,20 +53,28 @@ class SqlDeadLetters:
         reason: str,
         attempts: int,
         at: datetime,
-    ) -> None:
+    ) -> bool:
+        subscription, message_id = subscription[:64], message_id[:200]  # the columns' widths
+        already = sa.select(sa.literal(1)).where(
+            dead_t.c.subscription == subscription, dead_t.c.message_id == message_id
+        )
         async with transaction(self._engine) as conn:
+            # A redelivered dead letter is recorded once (the table has no unique key to lean on).
+            if (await conn.execute(already)).first() is not None:
+                return False
             await conn.execute(
                 sa.insert(dead_t).values(
                     subscription=subscription,
-                    topic=topic,
+                    topic=topic[:64],
                     message_id=message_id,
-                    key=key,
+                    key=key[:128],
                     payload=json.dumps(data, default=str),
                     reason=reason[:2000],
                     attempts=attempts,
                     created_us=micros(at),
                 )
             )
+            return True
 
     async def count(self) -> int:
         async with transaction(self._engine, write=False) as conn:
