@@ -20,6 +20,7 @@ ALL_APP_IDS: Final = (API_APP_ID, *WORKER_APP_IDS.values())
 
 # Dapr component names.
 PUBSUB: Final = "pubsub"
+LIVE_PUBSUB: Final = "live-pubsub"
 STATE_STORE: Final = "statestore"
 SECRET_STORE: Final = "secretstore"
 REMINDER_SWEEP_BINDING: Final = "reminder-sweep"
@@ -31,6 +32,17 @@ REMINDERS: Final = "reminders"
 NOTIFICATIONS: Final = "notifications"
 DEAD_LETTER: Final = "dead-letter"
 TOPICS: Final = (TASK_EVENTS, TASK_UPDATES, REMINDERS, NOTIFICATIONS, DEAD_LETTER)
+# Topics only the API's live streams (SSE) consume. Each API replica holds its own users'
+# connections, so every replica needs every message: these topics go through LIVE_PUBSUB, whose
+# consumer group is the pod, not the app-id (one group per app-id would hand each message to one
+# replica only). Nothing durable depends on them, so they have no dead-letter topic.
+LIVE_TOPICS: Final = (TASK_UPDATES, NOTIFICATIONS)
+DURABLE_TOPICS: Final = tuple(t for t in TOPICS if t not in LIVE_TOPICS)
+
+
+def pubsub_for(topic: str) -> str:
+    """The Dapr pub/sub component a topic is published and subscribed through."""
+    return LIVE_PUBSUB if topic in LIVE_TOPICS else PUBSUB
 
 # Which app-id consumes which topic.
 SUBSCRIPTIONS: Final[dict[str, tuple[str, ...]]] = {

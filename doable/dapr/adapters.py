@@ -7,7 +7,7 @@ from typing import Any
 
 from doable.dapr.client import DaprClient
 from doable.messaging import Job
-from doable.topology import PUBSUB
+from doable.topology import pubsub_for
 
 
 def traceparent(trace_id: str | None) -> str | None:
@@ -19,9 +19,10 @@ def traceparent(trace_id: str | None) -> str | None:
 
 class DaprPublisher:
     """Publishes through the sidecar: Dapr wraps the data in a CloudEvent whose id is our
-    event id (stable across redeliveries) and keys Kafka messages by user (per-user order)."""
+    event id (stable across redeliveries) and keys Kafka messages by user (per-user order).
+    Each topic goes through its own component (topology.pubsub_for) unless `pubsub` names one."""
 
-    def __init__(self, client: DaprClient, pubsub: str = PUBSUB) -> None:
+    def __init__(self, client: DaprClient, pubsub: str | None = None) -> None:
         self._client = client
         self._pubsub = pubsub
 
@@ -30,7 +31,7 @@ class DaprPublisher:
     ) -> None:
         event_type = f"doable.{topic}.{data.get('event_type', 'event')}"
         await self._client.publish(
-            self._pubsub,
+            self._pubsub or pubsub_for(topic),
             topic,
             data,
             partition_key=key,

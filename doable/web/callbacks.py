@@ -2,8 +2,9 @@
 cron bindings. Used by every worker app (`workers.app`) and, in Dapr mode, by the API for its
 own subscriptions (`Runtime.live.subscriptions()`).
 
-- `GET /dapr/subscribe`: each subscription with route `/events/{name}` and the dead-letter topic
-  (not the dead-letter topic's own consumer: nothing it gets may be dead-lettered again).
+- `GET /dapr/subscribe`: each subscription with its component (topology.pubsub_for), route
+  `/events/{name}` and the dead-letter topic (not for the dead-letter topic's own consumer, so
+  nothing is dead-lettered twice, nor for live topics: a live update is worth nothing later).
 - `POST /events/{name}`: a CloudEvent; answers `{"status": "SUCCESS" | "RETRY" | "DROP"}` (never
   DROP from the dead-letter topic's consumer, which is handed even a malformed delivery).
 - `POST /job/{name}`: a job trigger whose body is the job's data; 2xx done, 500 = retry.
@@ -135,11 +136,11 @@ def callback_router(
         entries: list[dict[str, Any]] = []
         for s in subscriptions:
             entry: dict[str, Any] = {
-                "pubsubname": topology.PUBSUB,
+                "pubsubname": topology.pubsub_for(s.topic),
                 "topic": s.topic,
                 "routes": {"default": f"/events/{s.name}"},
             }
-            if s.dead_letters:
+            if s.dead_letters and s.topic not in topology.LIVE_TOPICS:
                 entry["deadLetterTopic"] = topology.DEAD_LETTER
             entries.append(entry)
         return entries

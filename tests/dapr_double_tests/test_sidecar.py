@@ -93,7 +93,7 @@ async def test_metadata_lists_app_id_components_and_subscriptions(
     double = await make_double(app=app.app, secrets=SECRETS)
     body = (await double.client().get("/v1.0/metadata")).json()
     assert body["id"] == "api"
-    assert {c["name"] for c in body["components"]} == {"statestore", "pubsub", "kubernetes"}
+    assert {c["name"] for c in body["components"]} == {"statestore", "pubsub", "live-pubsub", "kubernetes"}
     [sub] = body["subscriptions"]
     assert (sub["topic"], sub["deadLetterTopic"], sub["rules"]) == ("t", "t-dlq", [{"match": "", "path": "/events"}])
 

@@ -28,7 +28,7 @@ def client(app: Any, *, host: str = "127.0.0.1") -> httpx2.AsyncClient:
     return httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000")
 
 
-async def test_every_app_subscribes_to_its_topology_topics_with_the_dead_letter_topic(
+async def test_every_app_subscribes_to_its_topology_topics_through_their_components(
     app: FastAPI, start_worker: WorkerFactory
 ) -> None:
     apps = {topology.API_APP_ID: app}
@@ -40,10 +40,15 @@ async def test_every_app_subscribes_to_its_topology_topics_with_the_dead_letter_
             subscriptions = (await http.get("/dapr/subscribe", headers=APP_HEADERS)).json()
             assert sorted(s["topic"] for s in subscriptions) == sorted(topology.SUBSCRIPTIONS[app_id]), app_id
             for sub in subscriptions:
-                assert sub["pubsubname"] == topology.PUBSUB
+                live = sub["topic"] in topology.LIVE_TOPICS
+                # Live topics through the per-pod component (every API replica gets every update).
+                assert sub["pubsubname"] == (topology.LIVE_PUBSUB if live else topology.PUBSUB), sub
                 # The route exists and answers a CloudEvent (a malformed one is dropped, never retried) ...
                 answer = await http.post(sub["routes"]["default"], json={"not": "a cloud event"}, headers=APP_HEADERS)
-                if sub["topic"] != topology.DEAD_LETTER:
+                if live:  # ... a live update nobody could show is not kept anywhere
+                    assert "deadLetterTopic" not in sub
+                    assert answer.json() == {"status": "DROP"}, (app_id, sub)
+                elif sub["topic"] != topology.DEAD_LETTER:
                     assert sub["deadLetterTopic"] == topology.DEAD_LETTER
                     assert answer.json() == {"status": "DROP"}, (app_id, sub)
                 else:  # ... but the dead-letter topic's consumer records it: nothing goes back to its topic

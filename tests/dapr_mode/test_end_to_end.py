@@ -67,7 +67,8 @@ async def test_an_mcp_call_is_stored_published_as_the_spec_event_and_audited(
         assert event is not None
         data = event["data"]
         assert event["id"] == data["event_id"]
-        assert (event["topic"], event["pubsubname"], event["source"]) == (topic, topology.PUBSUB, topology.API_APP_ID)
+        pubsub = topology.pubsub_for(topic)  # task-updates: the live component, task-events: the durable one
+        assert (event["topic"], event["pubsubname"], event["source"]) == (topic, pubsub, topology.API_APP_ID)
         assert SPEC_FIELDS | {"event_id", "trace_id"} <= set(data)
         assert (data["event_type"], data["task_id"], data["user_id"]) == ("created", 1, "alice")
         assert data["task_data"]["title"] == "Buy milk" and data["task_data"]["priority"] == "high"

@@ -562,6 +562,7 @@ DAPR_ANNOTATIONS = {
 
 EXPECTED_COMPONENTS = {
     (topology.PUBSUB, "pubsub.kafka"),
+    (topology.LIVE_PUBSUB, "pubsub.kafka"),
     (topology.STATE_STORE, "state.postgresql"),
     (topology.SECRET_STORE, "secretstores.kubernetes"),
     (topology.REMINDER_SWEEP_BINDING, "bindings.cron"),
@@ -608,11 +609,13 @@ def test_chart_topology_file_mirrors_doable_topology() -> None:
     assert chart_topology["workerAppIds"] == dict(topology.WORKER_APP_IDS)
     assert chart_topology["components"] == {
         "pubsub": topology.PUBSUB,
+        "livePubsub": topology.LIVE_PUBSUB,
         "stateStore": topology.STATE_STORE,
         "secretStore": topology.SECRET_STORE,
         "reminderSweepBinding": topology.REMINDER_SWEEP_BINDING,
     }
     assert tuple(chart_topology["topics"]) == topology.TOPICS
+    assert tuple(chart_topology["liveTopics"]) == topology.LIVE_TOPICS
     assert chart_topology["deadLetterTopic"] == topology.DEAD_LETTER
     assert {k: tuple(v) for k, v in chart_topology["subscriptions"].items()} == dict(topology.SUBSCRIPTIONS)
     assert {k: tuple(v) for k, v in chart_topology["publishers"].items()} == dict(topology.PUBLISHERS)
@@ -664,6 +667,13 @@ def test_kafka_has_no_fixed_consumer_group_and_a_dapr_sasl_mechanism(rendered: d
             continue
         meta = _metadata(component)
         assert "consumerGroup" not in meta, f"{where}: a shared consumer group would split the topics between apps"
+        if component["metadata"]["name"] == topology.LIVE_PUBSUB:
+            # One consumer group per pod, so every API replica gets every live update; a new pod
+            # does not replay history. Dapr resolves {podName} at sidecar start-up:
+            # https://docs.dapr.io/developing-applications/building-blocks/pubsub/howto-subscribe-statefulset/
+            assert (meta["consumerID"], meta["initialOffset"]) == ("{podName}", "newest"), where
+        else:
+            assert "consumerID" not in meta, f"{where}: without it each app-id is one consumer group"
         if meta["authType"] == "password":
             assert meta["saslMechanism"] in {"SHA-256", "SHA-512"}, where
             assert isinstance(meta["saslPassword"], dict), f"{where}: the SASL password must be a secretKeyRef"
@@ -701,20 +711,27 @@ def test_chart_and_dapr_components_kubernetes_name_the_same_components(rendered:
         assert doc.get("scopes") == twin.get("scopes"), doc["metadata"]["name"]
 
 
+def _on(topics: tuple[str, ...], component: str) -> tuple[str, ...]:
+    return tuple(t for t in topics if topology.pubsub_for(t) == component)
+
+
 def test_component_scopes_follow_the_topology(rendered: dict[str, Rendered]) -> None:
-    pubsub_apps = set(topology.SUBSCRIPTIONS) | set(topology.PUBLISHERS)
     for where, component in _all_components(rendered):
         name, scopes = component["metadata"]["name"], component["scopes"]
-        if name == topology.PUBSUB:
-            assert set(scopes) == pubsub_apps, where
+        if name in (topology.PUBSUB, topology.LIVE_PUBSUB):
+            # Each topic in exactly the component the code publishes and subscribes it through.
+            subscribed = {a: _on(t, name) for a, t in topology.SUBSCRIPTIONS.items()}
+            published = {a: _on(t, name) for a, t in topology.PUBLISHERS.items()}
+            apps = {a for a, t in subscribed.items() if t} | {a for a, t in published.items() if t}
+            assert set(scopes) == apps, where
             meta = _metadata(component)
-            assert meta["allowedTopics"].split(",") == list(topology.TOPICS), where
+            assert meta["allowedTopics"].split(",") == list(_on(topology.TOPICS, name)), where
             subscriptions = _scopes(meta["subscriptionScopes"])
-            assert {a: tuple(t) for a, t in subscriptions.items()} == dict(topology.SUBSCRIPTIONS), where
+            assert {a: tuple(t) for a, t in subscriptions.items()} == {a: subscribed.get(a, ()) for a in apps}, where
             publishing = _scopes(meta["publishingScopes"])
-            for app in pubsub_apps:
-                expected = set(topology.PUBLISHERS.get(app, ()))
-                if app in topology.SUBSCRIPTIONS:
+            for app in apps:
+                expected = set(published.get(app, ()))
+                if subscribed.get(app) and name == topology.PUBSUB:
                     expected.add(topology.DEAD_LETTER)  # the sidecar dead-letters failed deliveries itself
                 assert set(publishing[app]) == expected, f"{where}: {app}"
         elif name in (topology.STATE_STORE, topology.SECRET_STORE):
@@ -782,7 +799,7 @@ def test_resiliency_covers_state_and_pubsub_with_backoff_and_breakers(rendered: 
     for result in rendered.values():
         spec = result.one("Resiliency", "doable")["spec"]
         policies, components = spec["policies"], spec["targets"]["components"]
-        for name in (topology.STATE_STORE, topology.PUBSUB):
+        for name in (topology.STATE_STORE, topology.PUBSUB, topology.LIVE_PUBSUB):
             outbound = components[name]["outbound"]
             assert outbound["timeout"] in policies["timeouts"]
             assert policies["retries"][outbound["retry"]]["policy"] == "exponential"
