@@ -7,6 +7,7 @@ work itself, and is pruned after a TTL longer than any redelivery window.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -37,10 +38,14 @@ class Deduplicator:
         self._ttl = ttl
         self._pruned_at: datetime | None = None
 
-    def wrap(self, consumer: str, handler: Handler) -> Handler:
-        """`handler`, skipping messages `consumer` already handled successfully."""
+    def wrap(self, consumer: str, handler: Handler, *, acts_on: Callable[[Message], bool] | None = None) -> Handler:
+        """`handler`, skipping messages `consumer` already handled successfully. Messages that
+        `acts_on` says the handler does nothing with go straight to it, with no record: running a
+        no-op twice is harmless, and two transactions per event were most of a worker's cost."""
 
         async def deduplicated(message: Message) -> Outcome:
+            if acts_on is not None and not acts_on(message):
+                return await handler(message)
             if await self._store.seen(consumer, message.id):
                 log.info("events.duplicate_skipped", consumer=consumer, message_id=message.id)
                 return Outcome.SUCCESS

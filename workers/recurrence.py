@@ -44,6 +44,17 @@ class Recurrence:
     def __init__(self, creator: OccurrenceCreator) -> None:
         self._creator = creator
 
+    @staticmethod
+    def acts_on(message: Message) -> bool:
+        """Only the completion of a repeating task does anything (a malformed event is dropped)."""
+        data = message.data
+        task = data.get("task_data")
+        return (
+            data.get("event_type") == EventType.COMPLETED.value
+            and isinstance(task, dict)
+            and bool(task.get("recurrence"))
+        )
+
     async def on_task_event(self, message: Message) -> Outcome:
         try:
             event = TaskEvent.model_validate(message.data)

@@ -16,7 +16,16 @@ from doable import topology
 from doable.domain.clock import Clock
 from doable.history import AuditStore
 from doable.inbox import InboxStore, WebhookStore
-from doable.messaging import Cron, DeadLetterSink, EventPublisher, Handler, JobHandler, JobScheduler, Subscription
+from doable.messaging import (
+    Cron,
+    DeadLetterSink,
+    EventPublisher,
+    Handler,
+    JobHandler,
+    JobScheduler,
+    Message,
+    Subscription,
+)
 from workers.audit import Audit
 from workers.dead_letters import DeadLetters
 from workers.idempotency import Deduplicator, ProcessedMessages
@@ -73,9 +82,9 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
         raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKER_NAMES)}")
     dedupe = Deduplicator(ports.processed, ports.clock, ttl=ports.options.processed_ttl)
 
-    def subscription(topic: str, handler: Handler) -> Subscription:
+    def subscription(topic: str, handler: Handler, acts_on: Callable[[Message], bool] | None = None) -> Subscription:
         sub_name = f"{name}-{topic}"
-        return Subscription(topic=topic, handler=dedupe.wrap(sub_name, handler), name=sub_name)
+        return Subscription(topic=topic, handler=dedupe.wrap(sub_name, handler, acts_on=acts_on), name=sub_name)
 
     app_id = topology.WORKER_APP_IDS[name]
     if name == "reminders":
@@ -113,7 +122,9 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
     if name == "recurrence":
         recurrence = Recurrence(_need(ports.occurrences, name, "occurrences"))
         return Worker(
-            name=name, app_id=app_id, subscriptions=(subscription(topology.TASK_EVENTS, recurrence.on_task_event),)
+            name=name,
+            app_id=app_id,
+            subscriptions=(subscription(topology.TASK_EVENTS, recurrence.on_task_event, recurrence.acts_on),),
         )
     audit = Audit(_need(ports.audit, name, "audit"))
     dead_letters = DeadLetters(_need(ports.dead_letters, name, "dead_letters"), ports.clock)

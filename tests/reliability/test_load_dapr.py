@@ -53,7 +53,7 @@ from doable.storage.dapr_reminders import PENDING_SHARDS, pending_key
 from tests.conftest import PG_DSN
 from tests.dapr_double import DaprDouble
 from tests.reliability.fuzz import SOAK, record
-from tests.reliability.test_load import Client, Stats, _account, answer_every_write
+from tests.reliability.test_load import Client, Stats, _account, answer_every_write, lateness
 from tests.servers import DOABLE, clean_env, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -286,7 +286,7 @@ async def test_mixed_load_with_a_worker_sigkill_midway_loses_and_duplicates_no_r
                 if datetime.now(UTC) > last and await cluster.quiescent(sidecar):
                     break
                 await asyncio.sleep(0.5)
-        lost, duplicated, unexpected = await _account(clients, last)
+        lost, duplicated, unexpected, late = await _account(clients, last)
     finally:
         for c in clients:
             await c.http.aclose()
@@ -316,6 +316,7 @@ async def test_mixed_load_with_a_worker_sigkill_midway_loses_and_duplicates_no_r
         "reminders_expected": expected,
         "reminders_lost": lost,
         "reminders_duplicated": duplicated,
+        **lateness(late),
         "reminders_unexpected": unexpected,
         "reminders_due_while_worker_down": due_while_down,
         "job_triggers_failed": sum(1 for t in triggers if not t.succeeded),
