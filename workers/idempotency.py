@@ -31,6 +31,11 @@ class ProcessedMessages(Protocol):
         ...
 
 
+def never(_: Message) -> bool:
+    """For handlers that are idempotent by themselves (see Deduplicator.wrap)."""
+    return False
+
+
 class Deduplicator:
     def __init__(self, store: ProcessedMessages, clock: Clock, *, ttl: timedelta) -> None:
         self._store = store
@@ -38,13 +43,18 @@ class Deduplicator:
         self._ttl = ttl
         self._pruned_at: datetime | None = None
 
-    def wrap(self, consumer: str, handler: Handler, *, acts_on: Callable[[Message], bool] | None = None) -> Handler:
-        """`handler`, skipping messages `consumer` already handled successfully. Messages that
-        `acts_on` says the handler does nothing with go straight to it, with no record: running a
-        no-op twice is harmless, and two transactions per event were most of a worker's cost."""
+    def wrap(
+        self, consumer: str, handler: Handler, *, needs_record: Callable[[Message], bool] | None = None
+    ) -> Handler:
+        """`handler`, skipping messages `consumer` already handled successfully.
+
+        `needs_record` says which messages need that record; the others go straight to the
+        handler, because repeating it is harmless: it does nothing with them, its writes are keyed
+        by the message id, or it converges to a state it reads afresh. The record costs two
+        transactions per message, most of a light handler's cost."""
 
         async def deduplicated(message: Message) -> Outcome:
-            if acts_on is not None and not acts_on(message):
+            if needs_record is not None and not needs_record(message):
                 return await handler(message)
             if await self._store.seen(consumer, message.id):
                 log.info("events.duplicate_skipped", consumer=consumer, message_id=message.id)

@@ -28,7 +28,7 @@ from doable.messaging import (
 )
 from workers.audit import Audit
 from workers.dead_letters import DeadLetters
-from workers.idempotency import Deduplicator, ProcessedMessages
+from workers.idempotency import Deduplicator, ProcessedMessages, never
 from workers.notifications import Notifications, WebhookPolicy
 from workers.recurrence import OccurrenceCreator, Recurrence
 from workers.reminders import ReminderLedger, ReminderOptions, Reminders, TaskLookup
@@ -82,9 +82,13 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
         raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKER_NAMES)}")
     dedupe = Deduplicator(ports.processed, ports.clock, ttl=ports.options.processed_ttl)
 
-    def subscription(topic: str, handler: Handler, acts_on: Callable[[Message], bool] | None = None) -> Subscription:
+    def subscription(
+        topic: str, handler: Handler, needs_record: Callable[[Message], bool] | None = None
+    ) -> Subscription:
         sub_name = f"{name}-{topic}"
-        return Subscription(topic=topic, handler=dedupe.wrap(sub_name, handler, acts_on=acts_on), name=sub_name)
+        return Subscription(
+            topic=topic, handler=dedupe.wrap(sub_name, handler, needs_record=needs_record), name=sub_name
+        )
 
     app_id = topology.WORKER_APP_IDS[name]
     if name == "reminders":
@@ -99,7 +103,8 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
         return Worker(
             name=name,
             app_id=app_id,
-            subscriptions=(subscription(topology.TASK_EVENTS, reminders.on_task_event),),
+            # Idempotent by itself: it schedules what the task, read afresh, wants now.
+            subscriptions=(subscription(topology.TASK_EVENTS, reminders.on_task_event, never),),
             on_job=reminders.on_job,
             crons=(Cron(topology.REMINDER_SWEEP_BINDING, reminders.sweep, ports.options.sweep_every_seconds),),
         )
@@ -139,7 +144,8 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
     return Worker(
         name=name,
         app_id=app_id,
-        subscriptions=(subscription(topology.TASK_EVENTS, audit.on_task_event), dead_letter_sub),
+        # Idempotent by itself: an entry is keyed by its event id.
+        subscriptions=(subscription(topology.TASK_EVENTS, audit.on_task_event, never), dead_letter_sub),
     )
 
 
