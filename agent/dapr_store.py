@@ -12,29 +12,17 @@ an optimistic state transaction (doable.storage.dapr_docs) guarded by the ETags 
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
-from chatkit.store import NotFoundError, Store, StoreItemType
+from chatkit.store import NotFoundError
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
-from pydantic import TypeAdapter
 
 from agent.context import ChatContext
+from agent.thread_store import ITEM, PAGE_MAX, ThreadStore
 from doable.dapr.client import DaprClient
 from doable.domain.clock import Clock
 from doable.domain.query import micros
 from doable.storage.dapr_docs import Doc, StateTxn, optimistic, part
-
-_ITEM = TypeAdapter[ThreadItem](ThreadItem)
-_PAGE_MAX = 100
-_PREFIXES: dict[str, str] = {
-    "message": "msg",
-    "tool_call": "tc",
-    "task": "tsk",
-    "workflow": "wf",
-    "attachment": "atc",
-    "sdk_hidden_context": "shcx",
-}
 
 
 def threads_key(uid: str) -> str:
@@ -65,17 +53,11 @@ def _page(ids: list[str], after: str | None, limit: int, missing: str) -> tuple[
     return chosen[:limit], len(chosen) > limit
 
 
-class DaprChatStore(Store[ChatContext]):
+class DaprChatStore(ThreadStore):
     def __init__(self, client: DaprClient, store: str, clock: Clock) -> None:
         self._client = client
         self._store = store
         self._clock = clock
-
-    def generate_thread_id(self, context: ChatContext) -> str:
-        return f"thr_{secrets.token_hex(12)}"
-
-    def generate_item_id(self, item_type: StoreItemType, thread: ThreadMetadata, context: ChatContext) -> str:
-        return f"{_PREFIXES.get(item_type, 'itm')}_{secrets.token_hex(8)}"
 
     async def _mine(self, txn: StateTxn, thread_id: str, context: ChatContext) -> Doc:
         doc = await txn.get(thread_key(thread_id))
@@ -120,7 +102,7 @@ class DaprChatStore(Store[ChatContext]):
     async def load_threads(
         self, limit: int, after: str | None, order: str, context: ChatContext
     ) -> Page[ThreadMetadata]:
-        limit = max(1, min(limit, _PAGE_MAX))
+        limit = max(1, min(limit, PAGE_MAX))
         index = await self._client.get_state(self._store, threads_key(context.user_id))
         ids = list(index.value.get("order", [])) if index is not None else []
         if order == "desc":
@@ -151,7 +133,7 @@ class DaprChatStore(Store[ChatContext]):
     async def load_thread_items(
         self, thread_id: str, after: str | None, limit: int, order: str, context: ChatContext
     ) -> Page[ThreadItem]:
-        limit = max(1, min(limit, _PAGE_MAX))
+        limit = max(1, min(limit, PAGE_MAX))
         txn = StateTxn(self._client, self._store)
         doc = await self._mine(txn, thread_id, context)
         ids = list(doc.value["items"])
@@ -159,7 +141,7 @@ class DaprChatStore(Store[ChatContext]):
             ids.reverse()
         chosen, has_more = _page(ids, after, limit, f"item {after} not found in thread {thread_id}")
         items = await txn.get_many([item_key(thread_id, i) for i in chosen])
-        data = [_ITEM.validate_python(d.value) for d in items if d.exists]
+        data = [ITEM.validate_python(d.value) for d in items if d.exists]
         return Page(data=data, has_more=has_more, after=chosen[-1] if has_more and chosen else None)
 
     async def add_thread_item(self, thread_id: str, item: ThreadItem, context: ChatContext) -> None:
@@ -188,7 +170,7 @@ class DaprChatStore(Store[ChatContext]):
         item = await txn.get(item_key(thread_id, item_id))
         if item_id not in doc.value["items"] or not item.exists:
             raise NotFoundError(f"item {item_id} not found in thread {thread_id}")
-        return _ITEM.validate_python(item.value)
+        return ITEM.validate_python(item.value)
 
     async def delete_thread_item(self, thread_id: str, item_id: str, context: ChatContext) -> None:
         # Idempotent: ChatKit also "removes" items that were streamed but never saved.

@@ -7,40 +7,27 @@ another user's thread is simply *not found* (404), never forbidden, so ids leak 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from chatkit.store import NotFoundError, Store, StoreItemType
+from chatkit.store import NotFoundError, Store
 from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
-from pydantic import TypeAdapter
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agent.context import ChatContext
+from agent.thread_store import ITEM, PAGE_MAX, ThreadStore
 from doable.domain.clock import Clock
 from doable.domain.errors import Unavailable
 from doable.domain.query import micros
 from doable.runtime import Runtime
 from doable.storage.sql.schema import metadata
+from doable.storage.sql.transactions import transaction
 
 threads_t = metadata.tables["chat_threads"]  # doable.storage.sql.schema.ChatThreadRow
 items_t = metadata.tables["chat_items"]  # doable.storage.sql.schema.ChatItemRow
-
-_ITEM = TypeAdapter[ThreadItem](ThreadItem)
-_PAGE_MAX = 100
-# ChatKit's default ids carry 32 random bits; thread ids are global keys here, so use more.
-_PREFIXES: dict[str, str] = {
-    "message": "msg",
-    "tool_call": "tc",
-    "task": "tsk",
-    "workflow": "wf",
-    "attachment": "atc",
-    "sdk_hidden_context": "shcx",
-}
 
 
 def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
@@ -52,7 +39,7 @@ def _thread_json(thread: ThreadMetadata) -> str:
     return ThreadMetadata.model_validate(thread.model_dump(exclude={"items"})).model_dump_json()
 
 
-class SqlChatStore(Store[ChatContext]):
+class SqlChatStore(ThreadStore):
     """Threads and items in the `chat_threads` / `chat_items` tables (SQLite or PostgreSQL)."""
 
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
@@ -61,30 +48,16 @@ class SqlChatStore(Store[ChatContext]):
 
     # ---- ids ------------------------------------------------------------------------------
 
-    def generate_thread_id(self, context: ChatContext) -> str:
-        return f"thr_{secrets.token_hex(12)}"
-
-    def generate_item_id(self, item_type: StoreItemType, thread: ThreadMetadata, context: ChatContext) -> str:
-        return f"{_PREFIXES.get(item_type, 'itm')}_{secrets.token_hex(8)}"
-
     # ---- plumbing -------------------------------------------------------------------------
 
     @asynccontextmanager
     async def _tx(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
-        """One transaction; SQLite writers take the write lock at BEGIN so they queue, not fail."""
+        """One transaction (doable.storage.sql.transactions), its outage named for the chat."""
         try:
-            conn = await self._engine.connect()
-        except (OperationalError, DBAPIError, OSError) as exc:
-            raise Unavailable("the chat history is unavailable; try again shortly") from exc
-        try:
-            if write:
-                conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
-            async with conn.begin():
+            async with transaction(self._engine, write=write) as conn:
                 yield conn
-        except (OperationalError, OSError) as exc:
+        except Unavailable as exc:
             raise Unavailable("the chat history is unavailable; try again shortly") from exc
-        finally:
-            await conn.close()
 
     @staticmethod
     async def _thread_seq(conn: AsyncConnection, thread_id: str, user_id: str) -> int:
@@ -123,7 +96,7 @@ class SqlChatStore(Store[ChatContext]):
         self, limit: int, after: str | None, order: str, context: ChatContext
     ) -> Page[ThreadMetadata]:
         descending = order == "desc"
-        limit = max(1, min(limit, _PAGE_MAX))
+        limit = max(1, min(limit, PAGE_MAX))
         stmt = sa.select(threads_t.c.id, threads_t.c.data).where(threads_t.c.user_id == context.user_id)
         async with self._tx(write=False) as conn:
             if after is not None:
@@ -155,7 +128,7 @@ class SqlChatStore(Store[ChatContext]):
         self, thread_id: str, after: str | None, limit: int, order: str, context: ChatContext
     ) -> Page[ThreadItem]:
         descending = order == "desc"
-        limit = max(1, min(limit, _PAGE_MAX))
+        limit = max(1, min(limit, PAGE_MAX))
         mine = (items_t.c.thread_id == thread_id, items_t.c.user_id == context.user_id)
         stmt = sa.select(items_t.c.id, items_t.c.data).where(*mine)
         async with self._tx(write=False) as conn:
@@ -172,7 +145,7 @@ class SqlChatStore(Store[ChatContext]):
         page = rows[:limit]
         has_more = len(rows) > limit
         return Page(
-            data=[_ITEM.validate_json(r.data) for r in page],
+            data=[ITEM.validate_json(r.data) for r in page],
             has_more=has_more,
             after=page[-1].id if has_more and page else None,
         )
@@ -212,7 +185,7 @@ class SqlChatStore(Store[ChatContext]):
             data = (await conn.execute(stmt)).scalar_one_or_none()
         if data is None:
             raise NotFoundError(f"item {item_id} not found in thread {thread_id}")
-        return _ITEM.validate_json(data)
+        return ITEM.validate_json(data)
 
     async def delete_thread_item(self, thread_id: str, item_id: str, context: ChatContext) -> None:
         # Idempotent: ChatKit also "removes" items that were streamed but never saved.

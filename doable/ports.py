@@ -165,17 +165,22 @@ class OutboxRecord:
     attempts: int
 
 
-class OutboxReader(Protocol):
-    """The relay's side of the outbox: read what is not yet published, then mark it."""
+class OutboxView(Protocol):
+    """What the runtime reads of the outbox: what waits to be published, and recent history."""
 
     async def pending(self, limit: int = 100) -> list[OutboxRecord]: ...
-
-    async def mark_published(self, seqs: list[int]) -> None: ...
-
-    async def mark_failed(self, seqs: list[int]) -> None: ...
 
     async def depth(self) -> int: ...
 
     async def history(self, user_id: str, task_id: int | None = None, limit: int = 50) -> list[TaskEvent]:
         """Recorded events of one user (optionally one task), newest first."""
         ...
+
+
+class OutboxReader(OutboxView, Protocol):
+    """The embedded relay's side of the outbox: read what is not yet published, then mark it.
+    (The Dapr outbox is relayed by its own loop, doable.storage.dapr_outbox.DaprOutbox.)"""
+
+    async def mark_published(self, seqs: list[int]) -> None: ...
+
+    async def mark_failed(self, seqs: list[int]) -> None: ...

@@ -18,7 +18,7 @@ from doable.history import History
 from doable.inbox import Inbox
 from doable.live import LiveHub
 from doable.logs import current_trace_id
-from doable.ports import OutboxReader
+from doable.ports import OutboxView, UnitOfWorkFactory
 from doable.service import Limits, TaskService
 from doable.settings import Settings
 from doable.storage.sql.engine import create_engine, migrate, ping
@@ -35,7 +35,7 @@ class Runtime:
     clock: Clock
     service: TaskService
     verifier: TokenVerifier
-    outbox: OutboxReader
+    outbox: OutboxView
     signing_secret: str | None
     # The SQL engine when this runtime stores in SQL; the chat Store adapter is chosen from it
     # (agent.store.build_chat_store), so building a runtime never imports the chat stack.
@@ -86,6 +86,27 @@ class Runtime:
             await close()
 
 
+def token_verifier(settings: Settings, secret: str | None, jwks: JwksCache | None) -> TokenVerifier:
+    """Verifies user tokens with the JWKS when one is configured, else with the shared secret."""
+    return TokenVerifier(
+        secret=None if jwks else secret,
+        jwks=jwks,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithms=settings.jwt_algorithms,
+        leeway_seconds=settings.jwt_leeway_seconds,
+    )
+
+
+def task_service(uow: UnitOfWorkFactory, clock: Clock, settings: Settings) -> TaskService:
+    return TaskService(
+        uow,
+        clock,
+        limits=Limits(tasks_per_user=settings.tasks_per_user, reminders_per_task=settings.reminders_per_task),
+        trace_id=current_trace_id,
+    )
+
+
 async def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     """Wire the adapter family `settings.runtime` names: embedded (SQL, migrated here) or Dapr."""
     if settings.runtime == "dapr":
@@ -101,27 +122,16 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     jwks = JwksCache(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
     if secret is None and jwks is None:
         secret = ensure_local_secret(settings.data_dir)
-    verifier = TokenVerifier(
-        secret=None if jwks else secret,
-        jwks=jwks,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        algorithms=settings.jwt_algorithms,
-        leeway_seconds=settings.jwt_leeway_seconds,
-    )
+    verifier = token_verifier(settings, secret, jwks)
     commits = CommitSignal(SqlUnitOfWorkFactory(engine))
-    service = TaskService(
-        commits,
-        clock,
-        limits=Limits(tasks_per_user=settings.tasks_per_user, reminders_per_task=settings.reminders_per_task),
-        trace_id=current_trace_id,
-    )
+    service = task_service(commits, clock, settings)
+    outbox = SqlOutboxReader(engine)
     runtime = Runtime(
         settings=settings,
         clock=clock,
         service=service,
         verifier=verifier,
-        outbox=SqlOutboxReader(engine),
+        outbox=outbox,
         signing_secret=secret,
         sql_engine=engine,
     )
@@ -129,7 +139,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     runtime._checks["database"] = lambda: ping(engine)
     runtime.inbox, runtime.history = read_side(engine, clock, settings)
     runtime.delivery = build_embedded(
-        engine=engine, service=service, outbox=runtime.outbox, clock=clock, settings=settings, hub=runtime.live
+        engine=engine, service=service, outbox=outbox, clock=clock, settings=settings, hub=runtime.live
     )
     commits.connect(runtime.delivery.relay.nudge)
     return runtime

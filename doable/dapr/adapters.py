@@ -7,6 +7,7 @@ from typing import Any
 
 from doable.dapr.client import DaprClient
 from doable.messaging import Job
+from doable.metrics import EVENTS_PUBLISHED
 from doable.topology import pubsub_for
 
 
@@ -39,6 +40,7 @@ class DaprPublisher:
             event_type=event_type,
             traceparent=traceparent(trace_id),
         )
+        EVENTS_PUBLISHED.labels(topic=topic).inc()
 
 
 class DaprJobScheduler:

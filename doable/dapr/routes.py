@@ -15,9 +15,6 @@ allow-list per route, on top of the Configuration's access control.
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -27,29 +24,7 @@ from doable.dapr.invocation import INTERNAL_CALLERS, NEXT_OCCURRENCE_PATH, TASK_
 from doable.domain.errors import NotFound
 from doable.domain.task import Task
 from doable.runtime import Runtime
-from doable.web.callbacks import callback_router
-
-
-def _loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def sidecar_only(app_token: str | None) -> Callable[[Request], Awaitable[None]]:
-    """A dependency admitting only the sidecar: the app token when configured, else loopback."""
-
-    async def check(request: Request) -> None:
-        if app_token is not None:
-            given = request.headers.get("dapr-api-token", "")
-            if not hmac.compare_digest(given.encode(), app_token.encode()):
-                raise HTTPException(status_code=401, detail="missing or wrong dapr-api-token")
-        elif not _loopback(request):
-            raise HTTPException(status_code=403, detail="Dapr callback routes answer only the local sidecar")
-
-    return check
+from doable.web.callbacks import callback_router, sidecar_only
 
 
 def caller_allowed(request: Request) -> None:

@@ -115,13 +115,11 @@ async def connect(settings: Settings, *, client: DaprClient | None = None) -> Da
 async def build_runtime(settings: Settings, *, clock: Clock | None = None, client: DaprClient | None = None) -> Runtime:
     """The API process in Dapr mode. `client` replaces the sidecar client (tests)."""
     # Imported here: doable.runtime imports this module lazily, and workers never need it.
-    from doable.auth import JwksCache, TokenVerifier
+    from doable.auth import JwksCache
     from doable.events.relay import CommitSignal
     from doable.history import History
     from doable.inbox import Inbox
-    from doable.logs import current_trace_id
-    from doable.runtime import Runtime
-    from doable.service import Limits, TaskService
+    from doable.runtime import Runtime, task_service, token_verifier
 
     clock = clock or SystemClock()
     parts = await connect(settings, client=client)
@@ -135,21 +133,9 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None, clien
             f"{settings.dapr_secret_name!r} of the secret store, or set DOABLE_JWT_SECRET / DOABLE_JWT_JWKS_URL"
         )
     jwks = JwksCache(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
-    verifier = TokenVerifier(
-        secret=None if jwks else secret,
-        jwks=jwks,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        algorithms=settings.jwt_algorithms,
-        leeway_seconds=settings.jwt_leeway_seconds,
-    )
+    verifier = token_verifier(settings, secret, jwks)
     commits = CommitSignal(parts.uow)
-    service = TaskService(
-        commits,
-        clock,
-        limits=Limits(tasks_per_user=settings.tasks_per_user, reminders_per_task=settings.reminders_per_task),
-        trace_id=current_trace_id,
-    )
+    service = task_service(commits, clock, settings)
     inbox_store = DaprInbox(parts.client, parts.store)
     runtime = Runtime(
         settings=settings,

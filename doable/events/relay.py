@@ -18,6 +18,7 @@ from typing import Any, Self
 import structlog
 
 from doable import topology
+from doable.domain.events import TaskEvent
 from doable.messaging import EventPublisher
 from doable.metrics import EVENTS_PUBLISH_FAILED, OUTBOX_DEPTH
 from doable.ports import (
@@ -138,16 +139,19 @@ class OutboxRelay:
         return sorted(ok), bad
 
     async def _publish_one(self, record: OutboxRecord) -> None:
-        event = record.event
-        data = event.model_dump(mode="json")
-        for topic in TOPICS:
-            try:
-                await self._publisher.publish(
-                    topic, data, key=event.user_id, event_id=event.event_id, trace_id=event.trace_id
-                )
-            except Exception:
-                EVENTS_PUBLISH_FAILED.labels(topic=topic).inc()
-                raise
+        await publish_task_event(self._publisher, record.event)
+
+
+async def publish_task_event(publisher: EventPublisher, event: TaskEvent) -> None:
+    """One recorded task event to each topic the relays feed, keyed by user (per-user order).
+    Shared by this relay and the Dapr outbox's (doable.storage.dapr_outbox)."""
+    data = event.model_dump(mode="json")
+    for topic in TOPICS:
+        try:
+            await publisher.publish(topic, data, key=event.user_id, event_id=event.event_id, trace_id=event.trace_id)
+        except Exception:
+            EVENTS_PUBLISH_FAILED.labels(topic=topic).inc()
+            raise
 
 
 class CommitSignal:

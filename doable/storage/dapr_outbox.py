@@ -35,11 +35,11 @@ import structlog
 from doable.dapr.client import DaprClient, Delete, Upsert
 from doable.domain.errors import Conflict
 from doable.domain.events import TaskEvent
+from doable.events.relay import publish_task_event
 from doable.messaging import EventPublisher
-from doable.metrics import EVENTS_PUBLISH_FAILED, EVENTS_PUBLISHED, OUTBOX_DEPTH
+from doable.metrics import OUTBOX_DEPTH
 from doable.ports import OutboxRecord
 from doable.storage.dapr_state import DIRTY_SHARDS, dirty_key, dirty_shard_key, meta_key, outbox_key
-from doable.topology import TASK_EVENTS, TASK_UPDATES
 
 log = structlog.get_logger("doable.outbox")
 
@@ -172,7 +172,7 @@ class DaprOutbox:
             for seq, key in zip(range(tail, upto), keys, strict=True):
                 if key in found:
                     event = TaskEvent.model_validate(found[key].value)
-                    await self._publish(event)
+                    await publish_task_event(self._publisher, event)
                 done = seq + 1
         finally:
             # Whatever was published stays published, even when a later publish failed.
@@ -190,18 +190,6 @@ class DaprOutbox:
             self._still[user] = (tail, now)
             return False
         return now - seen[1] >= self._handoff
-
-    async def _publish(self, event: TaskEvent) -> None:
-        data = event.model_dump(mode="json")
-        for topic in (TASK_EVENTS, TASK_UPDATES):
-            try:
-                await self._publisher.publish(
-                    topic, data, key=event.user_id, event_id=event.event_id, trace_id=event.trace_id
-                )
-            except Exception:
-                EVENTS_PUBLISH_FAILED.labels(topic=topic).inc()
-                raise
-            EVENTS_PUBLISHED.labels(topic=topic).inc()
 
     async def _advance(self, user: str, new_tail: int) -> None:
         """Move the user's tail to `new_tail` (published up to there), dropping entries that
@@ -282,12 +270,6 @@ class DaprOutboxReader:
                 if len(records) >= limit:
                     return records
         return records
-
-    async def mark_published(self, seqs: list[int]) -> None:
-        raise NotImplementedError("the Dapr outbox is relayed by DaprOutbox.run")
-
-    async def mark_failed(self, seqs: list[int]) -> None:
-        raise NotImplementedError("the Dapr outbox is relayed by DaprOutbox.run")
 
     async def depth(self) -> int:
         return await self._outbox.depth()

@@ -20,9 +20,8 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -43,6 +42,7 @@ from doable.messaging import (
     outcome_for,
 )
 from doable.metrics import EVENTS_CONSUMED
+from doable.web.loopback import is_loopback
 
 log = structlog.get_logger("doable.callbacks")
 
@@ -92,12 +92,20 @@ def stand_in_message(body: bytes, error: str) -> Message:
     )
 
 
-def _loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+def sidecar_only(app_token: str | None) -> Callable[[Request], Awaitable[None]]:
+    """A dependency admitting only the sidecar: the app token (APP_API_TOKEN) when configured,
+    else loopback, which only the sidecar shares with the app in its pod."""
+
+    async def check(request: Request) -> None:
+        if app_token is None:
+            if not is_loopback(request.client.host if request.client else None):
+                raise HTTPException(status_code=403, detail="Dapr callback routes answer only the local sidecar")
+            return
+        given = request.headers.get("dapr-api-token", "")
+        if not hmac.compare_digest(given.encode(), app_token.encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong dapr-api-token")
+
+    return check
 
 
 def job_data(body: bytes) -> dict[str, Any]:
@@ -118,17 +126,7 @@ def callback_router(
     crons: Sequence[Cron] = (),
     app_token: str | None = None,
 ) -> APIRouter:
-    async def check_token(request: Request) -> None:
-        if app_token is None:
-            # No APP_API_TOKEN: only the sidecar, which shares the pod's loopback, may call.
-            if not _loopback(request):
-                raise HTTPException(status_code=403, detail="Dapr callback routes answer only the local sidecar")
-            return
-        given = request.headers.get("dapr-api-token", "")
-        if not hmac.compare_digest(given.encode(), app_token.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong dapr-api-token")
-
-    router = APIRouter(tags=["dapr"], dependencies=[Depends(check_token)], include_in_schema=False)
+    router = APIRouter(tags=["dapr"], dependencies=[Depends(sidecar_only(app_token))], include_in_schema=False)
     by_name = {s.name: s for s in subscriptions}
 
     @router.get("/dapr/subscribe")

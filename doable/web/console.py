@@ -12,7 +12,6 @@ loopback Host (no DNS rebinding), no proxy forwarding headers, and a loopback Or
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from doable.auth import mint
 from doable.runtime import Runtime
 from doable.service import check_user_id
+from doable.web.loopback import is_loopback
 
 router = APIRouter(tags=["console"])
 
@@ -64,20 +64,6 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
-
-
 def local_signin_allowed(request: Request) -> bool:
     """Whether this request may mint a local token (see the module docstring)."""
     runtime = _runtime(request)
@@ -86,14 +72,14 @@ def local_signin_allowed(request: Request) -> bool:
         return False
     if runtime.signing_secret is None:
         return False
-    if request.client is None or not _loopback(request.client.host):
+    if request.client is None or not is_loopback(request.client.host):
         return False
     if any(name in request.headers for name in _FORWARDING):
         return False
-    if not _loopback(urlsplit("//" + request.headers.get("host", "")).hostname):
+    if not is_loopback(urlsplit("//" + request.headers.get("host", "")).hostname):
         return False
     origin = request.headers.get("origin")
-    return origin is None or _loopback(urlsplit(origin).hostname)
+    return origin is None or is_loopback(urlsplit(origin).hostname)
 
 
 def _csp(chatkit: bool) -> str:
