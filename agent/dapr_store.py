@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from chatkit.store import NotFoundError
-from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
+from chatkit.types import Page, ThreadItem, ThreadMetadata
 
 from agent.context import ChatContext
 from agent.thread_store import ITEM, PAGE_MAX, ThreadStore
@@ -185,14 +185,3 @@ class DaprChatStore(ThreadStore):
             (await txn.get(item_key(thread_id, item_id))).delete()
 
         await optimistic(self._client, self._store, work)
-
-    # ---- attachments: not offered (the routes refuse them before they reach the store) ------
-
-    async def save_attachment(self, attachment: Attachment, context: ChatContext) -> None:
-        raise NotImplementedError("attachments are not supported")
-
-    async def load_attachment(self, attachment_id: str, context: ChatContext) -> Attachment:
-        raise NotFoundError(f"attachment {attachment_id} not found")
-
-    async def delete_attachment(self, attachment_id: str, context: ChatContext) -> None:
-        raise NotFoundError(f"attachment {attachment_id} not found")

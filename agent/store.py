@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from chatkit.store import NotFoundError, Store
-from chatkit.types import Attachment, Page, ThreadItem, ThreadMetadata
+from chatkit.types import Page, ThreadItem, ThreadMetadata
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -195,17 +195,6 @@ class SqlChatStore(ThreadStore):
                     items_t.c.thread_id == thread_id, items_t.c.id == item_id, items_t.c.user_id == context.user_id
                 )
             )
-
-    # ---- attachments: not offered (the routes refuse them before they reach the store) ----
-
-    async def save_attachment(self, attachment: Attachment, context: ChatContext) -> None:
-        raise NotImplementedError("attachments are not supported")
-
-    async def load_attachment(self, attachment_id: str, context: ChatContext) -> Attachment:
-        raise NotFoundError(f"attachment {attachment_id} not found")
-
-    async def delete_attachment(self, attachment_id: str, context: ChatContext) -> None:
-        raise NotFoundError(f"attachment {attachment_id} not found")
 
 
 def build_chat_store(runtime: Runtime) -> Store[ChatContext]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import secrets
 
-from chatkit.store import Store, StoreItemType
-from chatkit.types import ThreadItem, ThreadMetadata
+from chatkit.store import NotFoundError, Store, StoreItemType
+from chatkit.types import Attachment, ThreadItem, ThreadMetadata
 from pydantic import TypeAdapter
 
 from agent.context import ChatContext
@@ -30,3 +30,14 @@ class ThreadStore(Store[ChatContext]):
 
     def generate_item_id(self, item_type: StoreItemType, thread: ThreadMetadata, context: ChatContext) -> str:
         return f"{_PREFIXES.get(item_type, 'itm')}_{secrets.token_hex(8)}"
+
+    # Attachments are not offered: the routes refuse them before they reach a store.
+
+    async def save_attachment(self, attachment: Attachment, context: ChatContext) -> None:
+        raise NotImplementedError("attachments are not supported")
+
+    async def load_attachment(self, attachment_id: str, context: ChatContext) -> Attachment:
+        raise NotFoundError(f"attachment {attachment_id} not found")
+
+    async def delete_attachment(self, attachment_id: str, context: ChatContext) -> None:
+        raise NotFoundError(f"attachment {attachment_id} not found")
