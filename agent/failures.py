@@ -11,6 +11,7 @@ from agents import MaxTurnsExceeded, ModelBehaviorError
 
 from agent.context import ChatFailure
 from agent.models import NOT_CONFIGURED
+from agent.wire import ModelReplyError
 
 UNCONFIGURED = ChatFailure(503, "chat_unavailable", NOT_CONFIGURED)
 TASKS_UNREACHABLE = ChatFailure(
@@ -22,10 +23,16 @@ STORAGE_UNAVAILABLE = ChatFailure(
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
-    """The exceptions inside (nested) exception groups, as raised by task groups in the MCP client."""
+    """The exceptions inside (nested) exception groups, as raised by task groups in the MCP client,
+    each followed by the exceptions it was raised from (the SDK wraps some failures)."""
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
 
 
 def model_failure(exc: BaseException, *, model: str) -> ChatFailure | None:
@@ -58,6 +65,16 @@ def model_failure(exc: BaseException, *, model: str) -> ChatFailure | None:
                 )
             case ModelBehaviorError():
                 return ChatFailure(502, "model_error", "The model gave a reply I couldn't use. Please try again.")
+            case ModelReplyError(cut=True):
+                return ChatFailure(
+                    502, "model_error", "The model's answer was cut off before it finished. Please try again."
+                )
+            case ModelReplyError():
+                return ChatFailure(
+                    502, "model_error", "The model server sent an answer I couldn't read. Please try again."
+                )
+            case openai.APIError():  # e.g. an error event inside a stream
+                return ChatFailure(502, "model_error", "The model provider reported an error. Please try again.")
     return None
 
 

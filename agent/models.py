@@ -15,6 +15,7 @@ from agents import Model, ModelSettings, OpenAIChatCompletionsModel, OpenAIRespo
 from agents.models.default_models import get_default_model_settings
 from openai import AsyncOpenAI
 
+from agent.wire import checked_client
 from doable.settings import Settings
 
 log = structlog.get_logger("doable.chat")
@@ -55,7 +56,14 @@ def select_model(settings: Settings) -> ChatModel | None:
     base_url = settings.openai_base_url
     if key is None and base_url is None:
         return None
-    client = AsyncOpenAI(api_key=key or _PLACEHOLDER_KEY, base_url=base_url, timeout=60.0, max_retries=2)
+    client = AsyncOpenAI(
+        api_key=key or _PLACEHOLDER_KEY,
+        base_url=base_url,
+        timeout=60.0,
+        max_retries=2,
+        # Answers the agent cannot use (not JSON, a stream cut short) fail loudly (agent/wire.py).
+        http_client=checked_client(60.0),
+    )
     api = settings.model_api
     if api == "auto":
         api = "chat_completions" if base_url else "responses"

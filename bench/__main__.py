@@ -26,7 +26,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "mcp": ("bench.mcp_latency", "1. MCP tool latency (HTTP+MCP vs direct)"),
     "search": ("bench.search", "2. Search at scale (SQLite, PostgreSQL vs raw driver)"),
-    "dapr": ("bench.dapr_search", "2. Search in Dapr-state mode (10k tasks, sidecar double)"),
+    "dapr": ("bench.dapr_search", "2. Search in Dapr-state mode (10k/100k tasks, sidecar double)"),
     "chat": ("bench.chat", "3. Chat turn overhead (scripted instant model)"),
     "events": ("bench.events", "4. Event pipeline throughput (embedded)"),
     "reminders": ("bench.reminders", "5. Reminder accuracy (embedded, real clock)"),
@@ -137,16 +137,19 @@ def key_figures(report: dict[str, Any]) -> list[tuple[str, str]]:
                     f"service p50 {s['p50']:.1f} / p95 {s['p95']:.1f} ms; raw p50 {r['p50']:.1f} / p95 {r['p95']:.1f} ms",
                 )
             )
-    if d := fig("dapr", "dapr.service"):
-        bulk = fig("dapr", "dapr.bulk_read_only") or {}
-        before = fig("dapr", "dapr.service_without_parse_cache") or {}
-        out.append(
-            (
-                "search dapr",
-                f"p50 {d['p50']:.0f} / p95 {d['p95']:.0f} ms (without the parse cache p50 {before.get('p50', 0):.0f} / "
-                f"p95 {before.get('p95', 0):.0f} ms; bulk read alone p50 {bulk.get('p50', 0):.0f} ms)",
+    for size in ("10k", "100k"):
+        if d := fig("dapr", f"dapr.{size}.service"):
+            cold = fig("dapr", f"dapr.{size}.service_cold_cache") or {}
+            wrote = fig("dapr", f"dapr.{size}.service_after_own_write") or {}
+            old = fig("dapr", f"dapr.{size}.before_every_bucket") or {}
+            out.append(
+                (
+                    f"search dapr {size}",
+                    f"p50 {d['p50']:.0f} / p95 {d['p95']:.0f} ms (cold cache p50 {cold.get('p50', 0):.0f} / "
+                    f"p95 {cold.get('p95', 0):.0f}; after a write p95 {wrote.get('p95', 0):.0f}; before the "
+                    f"projection p50 {old.get('p50', 0):.0f} / p95 {old.get('p95', 0):.0f} ms)",
+                )
             )
-        )
     if c := fig("chat", "turn.total"):
         t = fig("chat", "turn.ttfb") or {}
         out.append(
@@ -160,6 +163,8 @@ def key_figures(report: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("events", f"{e['events_per_s']:.0f} events/s"))
     if r := fig("reminders", "lateness"):
         out.append(("reminders", f"lateness p50 {r['p50'] * 1000:.0f} ms / p99 {r['p99'] * 1000:.0f} ms"))
+    if r := fig("reminders", "burst_lateness"):
+        out.append(("reminders burst", f"lateness p50 {r['p50'] * 1000:.0f} ms / p99 {r['p99'] * 1000:.0f} ms"))
     if lo := fig("load", "overall"):
         out.append(
             ("load", f"{lo['rps']:.0f} req/s, p50 {lo['p50']:.0f} / p95 {lo['p95']:.0f} ms, errors {lo['errors']:.0f}")

@@ -14,9 +14,12 @@ from typing import Any
 
 import httpx2
 import jwt
+import structlog
 
 from doable.domain.errors import Unavailable
 from doable.settings import Settings
+
+log = structlog.get_logger("doable.auth")
 
 ASYMMETRIC = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 SYMMETRIC = {"HS256", "HS384", "HS512"}
@@ -116,18 +119,34 @@ class TokenVerifier:
         self._algorithms = [a for a in (algorithms or ["HS256"]) if a in SYMMETRIC] if secret else ASYMMETRIC
 
     async def verify(self, token: str, *, audience: str | None = None) -> Identity:
-        if not token or len(token) > 8192:
+        """The token's identity, or InvalidToken: whatever the token holds (any header, any key
+        type, any claim), a failure to verify is InvalidToken, and its message never quotes the
+        token (messages end up in the WWW-Authenticate header). Unavailable: the JWKS could not
+        be fetched."""
+        try:
+            return await self._verify(token, audience)
+        except (InvalidToken, Unavailable):
+            raise
+        except Exception as exc:  # a key/algorithm mismatch, a malformed key, ...: not a valid token
+            log.info("auth.token_rejected", error_type=type(exc).__name__)
+            raise InvalidToken("invalid bearer token") from None
+
+    async def _verify(self, token: str, audience: str | None) -> Identity:
+        if not isinstance(token, str) or not token or len(token) > 8192:
             raise InvalidToken("missing or oversized bearer token")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise InvalidToken("malformed bearer token") from None
         alg = header.get("alg")
-        if alg not in self._algorithms:
-            raise InvalidToken(f"token algorithm {alg!r} is not accepted")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise InvalidToken("token algorithm is not accepted")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidToken("token key id is invalid")
         key: Any
         if self._jwks is not None:
-            key = (await self._jwks.key(header.get("kid"))).key
+            key = (await self._jwks.key(kid)).key
         else:
             key = self._secret
         try:
@@ -151,7 +170,8 @@ class TokenVerifier:
         except jwt.InvalidSignatureError:
             raise InvalidToken("token signature is invalid") from None
         except jwt.MissingRequiredClaimError as exc:
-            raise InvalidToken(f"token lacks the {exc.claim!r} claim") from None
+            claim = exc.claim if exc.claim in ("exp", "sub", "iss", "aud") else "a required"
+            raise InvalidToken(f"token lacks the {claim} claim") from None
         except jwt.PyJWTError:
             raise InvalidToken("invalid bearer token") from None
         sub = claims.get("sub")

@@ -27,6 +27,7 @@ async def _serve(settings: Settings) -> None:
 
     from doable.runtime import build
     from doable.web.app import create_app, public_url
+    from doable.web.limits import server_options
 
     runtime = await build(settings)
     try:
@@ -40,6 +41,8 @@ async def _serve(settings: Settings) -> None:
             lifespan="on",
             # Open live streams (SSE) never end by themselves; don't let them hold up a shutdown.
             timeout_graceful_shutdown=5,
+            # Deadlines for heads and keep-alive, the largest head (doable.web.limits).
+            **server_options(settings),
         )
         server = uvicorn.Server(config)
         uvicorn_exit = server.handle_exit
@@ -68,7 +71,7 @@ async def _mcp_stdio(settings: Settings) -> None:
     from doable.auth import InvalidToken
     from doable.runtime import build
     from mcp_server.identity import fixed_user
-    from mcp_server.server import build_mcp
+    from mcp_server.server import mcp_for_runtime
 
     runtime = await build(settings)
     try:
@@ -83,30 +86,62 @@ async def _mcp_stdio(settings: Settings) -> None:
         else:
             raise SystemExit("set DOABLE_TOKEN to a token for the user this MCP server acts for")
         log.info("mcp.stdio.start", user_id=user)
-        await build_mcp(runtime.service, fixed_user(user)).run_stdio_async()
+        # The same tool registry as /mcp over HTTP (mcp_server.server.mcp_for_runtime).
+        await mcp_for_runtime(runtime, fixed_user(user)).run_stdio_async()
     finally:
         await runtime.aclose()
+
+
+async def _dapr_signing_settings(settings: Settings) -> Settings:
+    """Dapr mode: the settings with the token key filled in from the Dapr secret store, read
+    through the sidecar exactly as the API reads it (doable.dapr.wiring.load_secrets)."""
+    from doable.dapr.wiring import load_secrets, sidecar_client, sidecar_endpoint
+    from doable.domain.errors import Unavailable
+
+    client = sidecar_client(settings)
+    try:
+        try:
+            await client.wait_ready(settings.dapr_startup_timeout)
+        except Unavailable as exc:
+            raise SystemExit(
+                f"the Dapr sidecar at {sidecar_endpoint(settings)} is not answering ({exc}); run `doable token` "
+                "in a container next to it, e.g. kubectl exec deploy/doable-api -c api -- doable token --user NAME"
+            ) from None
+        return await load_secrets(settings, client)
+    finally:
+        await client.aclose()
 
 
 def _token(settings: Settings, user: str, ttl: str) -> str:
     from doable.auth import ensure_local_secret, mint, parse_ttl
     from doable.service import check_user_id
 
-    if settings.jwt_jwks_url:
-        raise SystemExit("tokens come from your identity provider when DOABLE_JWT_JWKS_URL is set")
     check_user_id(user)
-    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ensure_local_secret(settings.data_dir)
     try:
         seconds = parse_ttl(ttl)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    if settings.runtime == "dapr" and settings.jwt_secret is None and not settings.jwt_jwks_url:
+        # The API verifies with the key in the secret store: sign with that one, never a local file.
+        settings = asyncio.run(_dapr_signing_settings(settings))
+        if settings.jwt_secret is None and not settings.jwt_jwks_url:
+            raise SystemExit(
+                f"no jwt-secret in the secret {settings.dapr_secret_name!r} of the Dapr secret store "
+                "(the API cannot verify tokens either); create it, e.g. kubectl create secret generic "
+                f"{settings.dapr_secret_name} --from-literal=jwt-secret=..."
+            )
+    if settings.jwt_jwks_url:
+        raise SystemExit("tokens come from your identity provider when DOABLE_JWT_JWKS_URL is set")
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ensure_local_secret(settings.data_dir)
     return mint(secret, user_id=user, issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl_seconds=seconds)
 
 
 async def _migrate(settings: Settings) -> None:
-    from doable.storage.sql.engine import create_engine, migrate
+    from doable.runtime import sql_engine
+    from doable.storage.sql.engine import migrate
 
-    engine = create_engine(settings.effective_database_url)
+    # The engine `serve` uses (URL, DOABLE_DATABASE_SCHEMA, timeouts): both migrate the same schema.
+    engine = sql_engine(settings)
     try:
         await migrate(engine)
     finally:

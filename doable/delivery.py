@@ -158,7 +158,7 @@ def build_embedded(
         for sub in worker.subscriptions:
             bus.subscribe(sub)
         if worker.on_job is not None:
-            jobs.handle(worker.name, worker.on_job)
+            jobs.handle(worker.name, worker.on_job, worker.on_jobs)
         crons.extend(worker.crons)
     relay = OutboxRelay(outbox, bus, poll_seconds=settings.outbox_poll_seconds)
     return Delivery(bus=bus, relay=relay, jobs=jobs, cron=EmbeddedCron(crons), hub=hub, workers=workers, sender=sender)

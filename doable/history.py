@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from doable.domain.errors import InvalidArgument
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.occurrences import OccurrenceRecord
+from doable.domain.query import TASK_ID_MAX, check_int
 from doable.views import local
 
 LIMIT_DEFAULT = 20
@@ -99,6 +100,10 @@ class History:
         size = LIMIT_DEFAULT if limit is None else limit
         if not 1 <= size <= LIMIT_MAX:
             raise InvalidArgument("limit", f"must be between 1 and {LIMIT_MAX}")
+        if task_id is not None:
+            check_int(task_id, "task_id", 1, TASK_ID_MAX)
+        if before_id is not None:
+            check_int(before_id, "before")
         return await self._store.history(user_id, task_id=task_id, limit=size, before_id=before_id)
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from doable.domain.clock import Clock
 from doable.domain.errors import InvalidArgument, NotFound
+from doable.domain.query import check_int
 from doable.views import local
 
 LIST_LIMIT_DEFAULT = 20
@@ -242,12 +243,16 @@ class Inbox:
         return items, await self._store.unread_count(user_id)
 
     async def since(self, user_id: str, after_id: int, limit: int = 100) -> list[Notification]:
+        check_int(after_id, "Last-Event-ID", 0)
         return await self._store.since(user_id, after_id, limit)
 
     async def mark_read(self, user_id: str, ids: list[int] | Literal["all"]) -> tuple[int, int]:
         """(how many became read, how many stay unread). Ids of other users' notifications change nothing."""
         if ids != "all" and (not isinstance(ids, list) or len(ids) > LIST_LIMIT_MAX):
             raise InvalidArgument("ids", f'must be a list of at most {LIST_LIMIT_MAX} ids, or "all"')
+        if isinstance(ids, list):
+            for i, note_id in enumerate(ids):
+                check_int(note_id, f"ids[{i}]")
         marked = await self._store.mark_read(user_id, None if ids == "all" else ids, self._clock.now())
         return marked, await self._store.unread_count(user_id)
 

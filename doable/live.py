@@ -43,6 +43,14 @@ class Closed:
     reason: str
 
 
+class TooManyStreams(Exception):
+    """The user already holds the most live streams allowed (settings.live_streams_per_user)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} live streams per user are allowed; close one first")
+        self.limit = limit
+
+
 class Stream:
     """One connected client of one user."""
 
@@ -75,7 +83,10 @@ class LiveHub:
         self._recent: dict[str, OrderedDict[str, None]] = {}
 
     @asynccontextmanager
-    async def connect(self, user_id: str, kinds: frozenset[Kind]) -> AsyncIterator[Stream]:
+    async def connect(self, user_id: str, kinds: frozenset[Kind], *, limit: int | None = None) -> AsyncIterator[Stream]:
+        """A stream of the user's events; TooManyStreams when the user already holds `limit`."""
+        if limit is not None and self.connections(user_id) >= limit:
+            raise TooManyStreams(limit)
         stream = Stream(user_id, kinds)
         self._streams.setdefault(user_id, set()).add(stream)
         LIVE_CONNECTIONS.inc()

@@ -7,7 +7,7 @@ once against these ports and run unchanged in both.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -36,6 +36,14 @@ class Message:
 
 
 Handler = Callable[[Message], Awaitable[Outcome]]
+# A batch-first handler: settles each message of the batch, in order. It returns one outcome per
+# message it attempted; a shorter list means the rest were not attempted (they are handed again
+# without using up an attempt). Raising means none was settled: Unavailable = wait for the
+# backend, anything else = the transport retries the messages one at a time, so one bad message
+# is retried or dead-lettered alone. Messages of one key come in order; a message that answers
+# RETRY is handed again together with the ones after it in its batch (a redelivery for those that
+# succeeded), so per-key order holds across batches.
+BatchHandler = Callable[[Sequence[Message]], Awaitable[list[Outcome]]]
 
 
 # Set in Message.attributes (with the reason) for a delivery that is not a readable CloudEvent,
@@ -53,6 +61,38 @@ class Subscription:
     # dead-letter topic's own consumer: it must never feed the topic it reads (a loop), so it is
     # also handed malformed deliveries and always answers SUCCESS or RETRY, never DROP.
     dead_letters: bool = True
+    # The batch-first form of `handler` (one transaction per batch); transports that deliver
+    # batches (the in-process bus, Dapr bulk subscribe) call it, others call `handler`.
+    batch_handler: BatchHandler | None = None
+    max_batch: int = 500
+
+    async def handle_batch(self, messages: Sequence[Message]) -> list[Outcome]:
+        """Settle `messages` (see BatchHandler): the batch handler, else `handler` one by one."""
+        if self.batch_handler is not None:
+            return await self.batch_handler(messages)
+        return await one_by_one(self.handler, messages)
+
+
+async def one_by_one(handler: Handler, messages: Sequence[Message]) -> list[Outcome]:
+    """A single-message handler as a BatchHandler: in order, stopping at the first RETRY or
+    error (the later messages are not attempted, so their order holds)."""
+    outcomes: list[Outcome] = []
+    for message in messages:
+        try:
+            outcome = await handler(message)
+        except Unavailable:
+            if not outcomes:
+                raise
+            return outcomes
+        except Exception as exc:
+            if not outcomes:
+                raise
+            outcomes.append(outcome_for(exc))
+            return outcomes
+        outcomes.append(outcome)
+        if outcome is Outcome.RETRY:
+            return outcomes
+    return outcomes
 
 
 class DeadLetterSink(Protocol):
@@ -77,11 +117,49 @@ class DeadLetterSink(Protocol):
 
 
 class EventPublisher(Protocol):
-    async def publish(self, topic: str, data: dict[str, Any], *, key: str, event_id: str, trace_id: str | None = None) -> None:
+    async def publish(
+        self, topic: str, data: dict[str, Any], *, key: str, event_id: str, trace_id: str | None = None
+    ) -> None:
         """Publish `data` on `topic`; `key` orders messages (the user id), `event_id` becomes the CloudEvent id.
 
         Raises Unavailable when the broker cannot take it now (the outbox relay retries)."""
         ...
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message of a batch publish."""
+
+    data: dict[str, Any]
+    key: str
+    event_id: str
+    trace_id: str | None = None
+
+
+class BatchPublisher(Protocol):
+    async def publish_batch(self, topic: str, entries: Sequence[Outgoing]) -> set[str]:
+        """Publish `entries` on `topic` (each key's entries in order); the event ids that were not
+        taken (empty when all were). Raises Unavailable when none could be."""
+        ...
+
+
+async def publish_many(publisher: EventPublisher, topic: str, entries: Sequence[Outgoing]) -> set[str]:
+    """`entries` through the publisher's batch publish when it has one, else one by one in order
+    (stopping at the first failure: those not published are returned)."""
+    if not entries:
+        return set()
+    batch = getattr(publisher, "publish_batch", None)
+    if batch is not None:
+        failed: set[str] = await batch(topic, entries)
+        return failed
+    for i, entry in enumerate(entries):
+        try:
+            await publisher.publish(topic, entry.data, key=entry.key, event_id=entry.event_id, trace_id=entry.trace_id)
+        except Exception:
+            if i == 0:
+                raise
+            return {e.event_id for e in entries[i:]}
+    return set()
 
 
 @dataclass(frozen=True)
@@ -95,6 +173,8 @@ class Job:
 
 
 JobHandler = Callable[[Job], Awaitable[Outcome]]
+# Jobs that fell due together, settled one outcome each (in order); raising retries them all.
+JobBatchHandler = Callable[[Sequence[Job]], Awaitable[list[Outcome]]]
 # A periodic trigger (Dapr cron input binding in Dapr mode, a timer in embedded mode).
 CronHandler = Callable[[], Awaitable[Outcome]]
 

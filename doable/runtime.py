@@ -86,6 +86,14 @@ class Runtime:
             await close()
 
 
+def sql_engine(settings: Settings) -> AsyncEngine:
+    """The SQL engine for `settings` (URL, schema, timeouts): the one builder `serve`, `mcp` and
+    `migrate` share."""
+    return create_engine(
+        settings.effective_database_url, schema=settings.database_schema, timeout=settings.database_timeout_seconds
+    )
+
+
 def token_verifier(settings: Settings, secret: str | None, jwks: JwksCache | None) -> TokenVerifier:
     """Verifies user tokens with the JWKS when one is configured, else with the shared secret."""
     return TokenVerifier(
@@ -114,9 +122,7 @@ async def build(settings: Settings, *, clock: Clock | None = None) -> Runtime:
 
         return await build_runtime(settings, clock=clock)
     clock = clock or SystemClock()
-    engine = create_engine(
-        settings.effective_database_url, schema=settings.database_schema, timeout=settings.database_timeout_seconds
-    )
+    engine = sql_engine(settings)
     await migrate(engine)
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     jwks = JwksCache(settings.jwt_jwks_url) if settings.jwt_jwks_url else None

@@ -16,10 +16,11 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from doable.domain import recurrence as rec
-from doable.domain.clock import localize
+from doable.domain.clock import localize, start_of_day
 from doable.domain.errors import InvalidArgument
 from doable.domain.occurrences import OccurrenceRecord, OccurrenceStatus
 from doable.domain.query import LIMIT_MAX, Position, SortField, TaskFilter, TaskQuery
+from doable.domain.series import occurrence_wall
 from doable.domain.task import Anchor, Recurrence, SeriesValues, Task
 from doable.inputs import RecurrenceIn
 from doable.ports import UnitOfWork
@@ -78,14 +79,17 @@ def apply_scope(before: Task, after: Task, scope: Scope, given: set[str], tz: Zo
     update: dict[str, Any] = {"series_values": _without(after.series_values, fields)}
     if scope == "all" and after.recurrence is not None:
         rule = after.recurrence if "recurrence" in given else before.recurrence
-        start, prior = before.recurrence.start, before.recurrence.prior
-        slot = before.series_base().due_at
-        if "due" in given and after.due_at is not None and slot is not None:
-            # The series moves by as much as this occurrence did, on the wall clock.
+        start, prior, wall = before.recurrence.start, before.recurrence.prior, before.recurrence.wall
+        base = before.series_base()
+        if "due" in given and after.due_at is not None and base.due_at is not None:
+            # The series moves by as much as this occurrence did, on the wall clock (by dates when all-day).
             all_day = after.due_date is not None
-            shift = _wall(after.due_at, tz, all_day) - _wall(slot, tz, all_day)
-            start = localize(_wall(start, tz, all_day) + shift, tz)
-        update["recurrence"] = rule.model_copy(update={"start": start, "prior": prior})
+            was = occurrence_wall(base, tz) or _wall(base.due_at, tz, all_day)
+            now = occurrence_wall(after, tz) or _wall(after.due_at, tz, all_day)
+            first = rec.series_start(start, tz, all_day, wall)
+            wall = first + (now - was)
+            start = start_of_day(wall.date(), tz) if all_day else localize(wall, tz)
+        update["recurrence"] = rule.model_copy(update={"start": start, "prior": prior, "wall": wall})
     return after.model_copy(update=update)
 
 
@@ -135,11 +139,13 @@ def occurrence_record(
     base = task.series_base()
     assert task.series_id is not None and base.due_at is not None
     due = due_at or base.due_at
+    # An all-day occurrence is its date (its own, not its instant re-read in today's timezone).
+    day = (base.due_date if due_at is None else due.astimezone(tz).date()) if base.all_day else None
     return OccurrenceRecord.new(
         user_id=task.user_id,
         series_id=task.series_id,
         due_at=due,
-        due_date=due.astimezone(tz).date() if base.all_day else None,
+        due_date=day,
         status=status,
         task_id=task.task_id,
         at=now,
@@ -192,6 +198,7 @@ def build_recurrence(
     *,
     all_day: bool = False,
     current: Recurrence | None = None,
+    wall: datetime | None = None,
 ) -> Recurrence:
     """A Recurrence from a preset/RRULE string or the typed object, starting at `due_at`; without
     an anchor of its own it keeps `current`'s (the task's recurrence before an update)."""
@@ -214,7 +221,9 @@ def build_recurrence(
         )
     assert text is not None
     rule = rec.compile_rule(text, count=spec.count, until=spec.until)
+    start_wall = None
     if tz is not None:
-        rec.check_start(rule, start=due_at, tz=tz, all_day=all_day)
+        rec.check_start(rule, start=due_at, tz=tz, all_day=all_day, wall=wall)
+        start_wall = rec.series_start(due_at, tz, all_day, wall)
     anchor = Anchor(spec.anchor) if spec.anchor else (current.anchor if current else Anchor.SCHEDULE)
-    return Recurrence(rule=rule, start=due_at, anchor=anchor)
+    return Recurrence(rule=rule, start=due_at, anchor=anchor, wall=start_wall)

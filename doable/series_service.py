@@ -10,6 +10,7 @@ from doable.domain.events import EventType
 from doable.domain.occurrences import OccurrenceRecord, OccurrenceStatus
 from doable.domain.series import moved, plan_skip
 from doable.domain.task import Task
+from doable.offload import off_loop
 from doable.ports import UnitOfWork
 from doable.series_edits import occurrence_record
 from doable.undo import Receipt, UndoLog
@@ -39,7 +40,7 @@ class SeriesActions:
                 raise InvalidArgument("skip", f"task {task_id} is completed; only a pending occurrence can be skipped")
             tz = (await svc._profile(uow, user_id)).tz
             now = svc._clock.now()
-            plan = plan_skip(task, tz, now)
+            plan = await off_loop(plan_skip, task, tz, now)  # expands the rule: off the event loop
             if plan is None:
                 raise InvalidArgument("skip", "this is the series' last occurrence; complete or delete it instead")
             # The next occurrence takes the series' values, not this one's one-off changes.

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from doable.actor import current_actor
 from doable.domain import filter_text
 from doable.domain import recurrence as rec
-from doable.domain.clock import Clock, LocalCalendar, localize, start_of_day, zone
+from doable.domain.clock import Clock, LocalCalendar, check_year, localize, start_of_day, zone
 from doable.domain.errors import Conflict, InvalidArgument, LimitExceeded, NotFound
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.occurrences import OccurrenceStatus
@@ -33,10 +33,11 @@ from doable.domain.query import (
     TaskPage,
     TaskQuery,
     check_limit,
+    day_bounds,
     decode_cursor,
     encode_cursor,
 )
-from doable.domain.series import plan_next, successor
+from doable.domain.series import occurrence_wall, plan_next, successor
 from doable.domain.task import (
     REMINDERS_MAX,
     Recurrence,
@@ -49,6 +50,7 @@ from doable.domain.task import (
     validate_reminders,
 )
 from doable.inputs import ListRequest, NewTask, RecurrenceArg, ReminderIn, TaskChanges
+from doable.offload import off_loop
 from doable.ports import StoredResult, UnitOfWork, UnitOfWorkFactory
 from doable.series_edits import (
     Scope,
@@ -67,7 +69,10 @@ _USER_ID = re.compile(r"^[A-Za-z0-9._:@|+-]{1,128}$")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-CONFLICT_RETRIES = 16
+# Writers of one user that keep colliding retry for this long, however many rounds that takes:
+# a budget in rounds runs out early when every transaction is slow (a loaded store or sidecar),
+# and the user then sees a conflict although nothing went wrong.
+CONFLICT_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,25 @@ def parse_due(value: str, tz: ZoneInfo, field: str = "due") -> tuple[datetime, d
             day = date.fromisoformat(text)
         except ValueError:
             raise InvalidArgument(field, f"is not a real calendar date (got {value!r})") from None
+        check_year(day, field)
         return start_of_day(day, tz), day
     return parse_instant(text, tz, field), None
+
+
+def requested_wall(value: str | None) -> datetime | None:
+    """The local wall-clock time a due value asks for (naive), before it becomes an instant: a
+    time in a spring-forward gap happens shifted, but a series starting there keeps asking for
+    it. 00:00 of the day for an all-day value; None for an exact instant (offset or Z)."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text) if not text.endswith(("z", "Z")) else None
+    except ValueError:
+        return None
+    if parsed is None or parsed.tzinfo is not None:
+        return None
+    return parsed
 
 
 def parse_instant(value: str, tz: ZoneInfo, field: str) -> datetime:
@@ -111,8 +133,7 @@ def parse_instant(value: str, tz: ZoneInfo, field: str) -> datetime:
             field,
             f"must be ISO 8601 like '2026-12-01', '2026-12-01T09:00' or '2026-12-01T09:00:00+01:00' (got {value!r})",
         ) from None
-    if not 1970 <= parsed.year <= 9000:
-        raise InvalidArgument(field, "must be between the years 1970 and 9000")
+    check_year(parsed, field)
     if parsed.tzinfo is None:
         return localize(parsed, tz)
     return parsed.astimezone(UTC)
@@ -134,22 +155,30 @@ class TaskService:
         self._limits = limits or Limits()
         self._trace_id = trace_id
 
+    @property
+    def task_quota(self) -> int:
+        """Most tasks one user may have; every path that creates tasks checks it."""
+        return self._limits.tasks_per_user
+
     # ---- plumbing -----------------------------------------------------------------------
 
     async def _atomic(self, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
         """Run `work` in a unit of work, retrying when a concurrent writer won."""
-        for attempt in range(CONFLICT_RETRIES):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONFLICT_RETRY_SECONDS
+        attempt = 0
+        while True:
             try:
                 async with self._uow() as uow:
                     result = await work(uow)
                     await uow.commit()
                     return result
             except Conflict:
-                if attempt == CONFLICT_RETRIES - 1:
+                if loop.time() >= deadline:
                     raise
                 # Jittered exponential backoff spreads writers that keep colliding on one user.
                 await asyncio.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
-        raise AssertionError("unreachable")
+                attempt += 1
 
     async def _once(
         self,
@@ -283,7 +312,9 @@ class TaskService:
             tz = profile.tz
             due_at, due_date = parse_due(new.due, tz) if new.due is not None else (None, None)
             reminders = self._reminders(new.reminders, tz, due_at)
-            recurrence = self._recurrence(new.recurrence, due_at, tz, all_day=due_date is not None)
+            recurrence = await self._recurrence(
+                new.recurrence, due_at, tz, all_day=due_date is not None, wall=requested_wall(new.due)
+            )
             if await uow.tasks.count(user_id) >= self._limits.tasks_per_user:
                 raise LimitExceeded("tasks", f"limit of {self._limits.tasks_per_user} tasks per user reached")
             now = self._clock.now()
@@ -316,6 +347,22 @@ class TaskService:
     async def get(self, user_id: str, task_id: int) -> Task:
         check_user_id(user_id)
         return await self._read(lambda uow: self._task(uow, user_id, task_id))
+
+    async def get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Task]:
+        """The tasks of several (user, task id) pairs as they are now, read in one unit of work
+        (the workers' batches); pairs that do not exist are left out."""
+        for user_id, _ in keys:
+            check_user_id(user_id)
+
+        async def work(uow: UnitOfWork) -> dict[tuple[str, int], Task]:
+            found: dict[tuple[str, int], Task] = {}
+            for key in dict.fromkeys(keys):
+                task = await uow.tasks.get(*key)
+                if task is not None:
+                    found[key] = task
+            return found
+
+        return await self._read(work)
 
     async def update(
         self,
@@ -394,17 +441,22 @@ class TaskService:
             reminders = validate_reminders(reminders, due_at, self._limits.reminders_per_task)
         update["reminders"] = reminders
         recurrence = task.recurrence
+        # The requested wall-clock time of the (new) due date: where a series starting here starts.
+        wall = requested_wall(changes.due) if "due" in given else occurrence_wall(task, tz)
         if "recurrence" in given:
-            recurrence = self._recurrence(
-                changes.recurrence, due_at, tz, all_day=due_date is not None, current=task.recurrence
+            recurrence = await self._recurrence(
+                changes.recurrence, due_at, tz, all_day=due_date is not None, current=task.recurrence, wall=wall
             )
         elif recurrence is not None:
             if due_at is None:
                 raise InvalidArgument("due", "cannot be cleared while the task repeats; clear recurrence too")
             if "due" in given and scope == "future":
                 # The series re-anchors here: the rule restarts (and COUNT counts) from the new date.
-                rec.check_start(recurrence.rule, start=due_at, tz=tz, all_day=due_date is not None)
-                recurrence = recurrence.model_copy(update={"start": due_at, "prior": 0})
+                await off_loop(
+                    rec.check_start, recurrence.rule, start=due_at, tz=tz, all_day=due_date is not None, wall=wall
+                )
+                start_wall = rec.series_start(due_at, tz, due_date is not None, wall)
+                recurrence = recurrence.model_copy(update={"start": due_at, "prior": 0, "wall": start_wall})
         update["recurrence"] = recurrence
         if recurrence is not None and task.series_id is None:
             update["series_id"] = f"{user_id}:{task.task_id}"
@@ -503,8 +555,24 @@ class TaskService:
                 await uow.series.unlink(user_id, series_id, after)
             tz = (await self._profile(uow, user_id)).tz
             now = self._clock.now()
-            plan = plan_next(completed, tz, now)
+            plan = await off_loop(plan_next, completed, tz, now)
             if plan is None:
+                return None
+            if plan.due_at is None:
+                # The series has ended; the dates it passed while overdue are still missed (once,
+                # however often this event is delivered).
+                seen = {
+                    r.due_at
+                    for r in await uow.occurrences.list(user_id, series_id, limit=200)
+                    if r.status is OccurrenceStatus.MISSED
+                }
+                missed = [
+                    occurrence_record(completed, OccurrenceStatus.MISSED, now, tz, due_at=d)
+                    for d in plan.missed
+                    if d not in seen
+                ]
+                if missed:
+                    await uow.occurrences.add(missed)
                 return None
             if await uow.tasks.count(user_id) >= self._limits.tasks_per_user:
                 raise LimitExceeded("tasks", f"limit of {self._limits.tasks_per_user} tasks per user reached")
@@ -578,6 +646,7 @@ class TaskService:
             tags_all=tags if req.tags_mode == "all" else (),
             due_from=due_from,
             due_to=due_to,
+            **day_bounds(due_from, due_to, tz),
             has_due=has_due,
             overdue=overdue,
             keyword=keyword,
@@ -607,13 +676,14 @@ class TaskService:
         return validate_reminders(tuple(parsed), due_at, self._limits.reminders_per_task)
 
     @staticmethod
-    def _recurrence(
+    async def _recurrence(
         given: RecurrenceArg | None,
         due_at: datetime | None,
         tz: ZoneInfo | None = None,
         *,
         all_day: bool = False,
         current: Recurrence | None = None,
+        wall: datetime | None = None,
     ) -> Recurrence | None:
         """The recurrence `given` (a string, or the typed object) starting at `due_at`; without an
         anchor of its own it keeps `current`'s (the task's recurrence before an update)."""
@@ -621,7 +691,8 @@ class TaskService:
             return None
         if due_at is None:
             raise InvalidArgument("recurrence", "needs a due date (the first occurrence)")
-        return build_recurrence(given, due_at, tz, all_day=all_day, current=current)
+        # Validating a rule can be slow (the search for its occurrences): off the event loop.
+        return await off_loop(build_recurrence, given, due_at, tz, all_day=all_day, current=current, wall=wall)
 
 
 def _narrow(lo: datetime | None, hi: datetime | None, window: tuple[datetime, datetime]) -> tuple[datetime, datetime]:

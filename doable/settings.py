@@ -45,8 +45,27 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, description="Largest accepted request body.")
     allowed_hosts: list[str] = Field(["*"], description="Host headers the MCP endpoint accepts (DNS-rebinding protection).")
 
+    # Abuse limits (doable/web/limits.py, `doable serve`'s HTTP server).
+    live_streams_per_user: int = Field(
+        20, ge=1, description="Most live streams (SSE) one user may hold open at once; more get 429."
+    )
+    auth_failures_per_minute: int = Field(
+        60, ge=0, description="Failed authentications (401) one client IP may cause per minute before it gets 429 "
+        "for the rest of the minute; 0 disables the limit."
+    )
+    request_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest wait for a request's headers or the rest of its body; then 408 / closed."
+    )
+    keep_alive_seconds: float = Field(5.0, gt=0, description="Idle keep-alive connections are closed after this.")
+    max_header_bytes: int = Field(
+        65_536, ge=4096, description="Largest request line plus headers the HTTP server accepts (431 beyond)."
+    )
+
     # Workers (reminders, notifications, recurrence, audit) and event delivery.
     outbox_poll_seconds: float = Field(2.0, gt=0, description="Outbox relay poll interval (commits also wake it).")
+    outbox_idle_max_seconds: float = Field(
+        300.0, gt=0, description="Dapr mode: longest wait between two polls of an idle outbox relay."
+    )
     event_retry_attempts: int = Field(5, ge=1, description="Embedded bus: handler attempts before dead-lettering.")
     reminder_sweep_seconds: float = Field(60.0, gt=0, description="Embedded mode: how often the reminder sweeper runs.")
     reminder_sweep_grace_seconds: float = Field(30.0, ge=0, description="Sweeper sends reminders this late or later.")
@@ -83,6 +102,16 @@ class Settings(BaseSettings):
     )
     dapr_secret_name: str = Field("doable-secrets", description="Secret (in the Dapr secret store) holding jwt-secret, openai-api-key.")
     dapr_startup_timeout: float = Field(60.0, description="Seconds to wait for the sidecar at start-up.")
+    # The app's own timeouts must outlive the sidecar's resiliency budget for the same call
+    # (timeout x attempts + back-off), or a call reported as failed can still succeed behind it.
+    # The chart sets all three from dapr.resiliency; tests/deploy checks they fit.
+    dapr_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for one state, jobs or secrets call through the sidecar."
+    )
+    dapr_publish_timeout: float = Field(30.0, gt=0, description="Seconds to wait for one publish through the sidecar.")
+    dapr_invoke_timeout: float = Field(
+        30.0, gt=0, description="Seconds to wait for one service invocation through the sidecar."
+    )
 
     # Chat (agent/): the model, and how the agent reaches the MCP tools.
     model: str = Field("gpt-5.6-luna", description="Chat model name (OpenAI, or the one your OPENAI_BASE_URL server serves).")
@@ -111,8 +140,11 @@ class Settings(BaseSettings):
     )
 
     # Web console (doable/web/console.py, served at /).
-    console_local_signin: bool = Field(
-        True, description="Embedded mode: the console's 'local user' sign-in, for loopback clients only."
+    console_local_signin: bool | None = Field(
+        None,
+        description="The console's 'local user' sign-in (loopback clients only, and only for DOABLE_LOCAL_USER). "
+        "Unset: on only for the embedded single-user default (no DOABLE_JWT_SECRET, no JWKS); true: also "
+        "with a configured shared secret (embedded mode); false: off.",
     )
     chatkit_domain_key: str | None = Field(
         None, description="ChatKit domain key: the console loads OpenAI's ChatKit web component (from its CDN)."

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
-from doable.domain.errors import InvalidArgument, Stale
+from doable.domain.errors import InvalidArgument, LimitExceeded, Stale
 from doable.domain.events import EventType
 from doable.domain.occurrences import OccurrenceRecord, OccurrenceStatus
 from doable.domain.profile import Profile
@@ -134,6 +134,7 @@ class Undo:
             steps: list[dict[str, Any]] = record.data["steps"]
             result = UndoResult(label=record.data.get("label", "change"))
             current = await self._check(uow, user_id, steps)
+            await self._check_quota(uow, user_id, steps, current)
             for step in reversed(steps):
                 if step["kind"] == "task":
                     await self._task(uow, step, current[step["task_id"]], result, redo, now)
@@ -184,6 +185,21 @@ class Undo:
         if stale:
             raise Stale(f"{', '.join(stale)} changed since; nothing was undone (read the current state first)")
         return current
+
+    async def _check_quota(
+        self, uow: UnitOfWork, user_id: str, steps: list[dict[str, Any]], current: dict[int, Task | None]
+    ) -> None:
+        """An undo that would re-create tasks (undoing a delete) obeys the per-user task quota like
+        any other way of creating one: delete, create another, undo the delete must not go past it."""
+        recreated = sum(1 for s in steps if s["kind"] == "task" and s["before"] and current[s["task_id"]] is None)
+        removed = sum(1 for s in steps if s["kind"] == "task" and not s["before"] and current[s["task_id"]] is not None)
+        if recreated <= removed:
+            return
+        quota = self._service.task_quota
+        if await uow.tasks.count(user_id) + recreated - removed > quota:
+            raise LimitExceeded(
+                "tasks", f"limit of {quota} tasks per user reached; undoing this would re-create {recreated}"
+            )
 
     async def _task(
         self, uow: UnitOfWork, step: dict[str, Any], task: Task | None, result: UndoResult, redo: UndoLog, now: datetime

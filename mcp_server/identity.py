@@ -48,6 +48,9 @@ class McpTokenVerifier:
         self._internal = internal
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        # Every failure to verify is a rejection (401 with the SDK's own fixed header), never an
+        # error escaping into the transport (a 500); TokenVerifier.verify already raises only
+        # InvalidToken for a bad token.
         try:
             identity = await self._verifier.verify(token)
         except InvalidToken:

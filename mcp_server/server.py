@@ -20,6 +20,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp.types import Tool as McpTool
 from pydantic import BaseModel, Field, ValidationError
 
+from doable import __version__
 from doable.actor import acting_as
 from doable.bulk import Bulk, BulkView, bulk_view
 from doable.domain.errors import DoableError
@@ -30,6 +31,8 @@ from doable.inbox import Inbox, MarkReadView, NotificationListView, notification
 from doable.inputs import DueText, ListRequest, NewTask, RecurrenceArg, ReminderIn, TaskChanges
 from doable.logs import current_trace_id
 from doable.metrics import TOOL_LATENCY
+from doable.offload import off_loop
+from doable.runtime import Runtime
 from doable.series_service import SeriesActions
 from doable.service import TaskService
 from doable.undo import Receipt, Undo, UndoView, undo_view
@@ -181,21 +184,38 @@ class _LeanServer(MCPServer[Any]):
         ]
 
 
-def build_mcp(
-    service: TaskService,
+def mcp_for_runtime(
+    runtime: Runtime,
     user: UserResolver,
     *,
     verifier: McpTokenVerifier | None = None,
     auth: AuthSettings | None = None,
-    inbox: Inbox | None = None,
-    history: History | None = None,
 ) -> MCPServer[Any]:
-    """An MCP server whose tools act for the user that `user()` resolves (token subject or a fixed user).
+    """The one tool registry every transport serves (streamable HTTP in doable.web.app, stdio in
+    `doable mcp`): the same tools, whatever the transport; only the user resolver and the HTTP
+    auth differ."""
+    if runtime.inbox is None or runtime.history is None:
+        raise RuntimeError("the runtime has no inbox or history; the MCP server needs both")
+    return build_mcp(
+        runtime.service, user, verifier=verifier, auth=auth, inbox=runtime.inbox, history=runtime.history
+    )
 
-    With `inbox` and `history` it also serves the notification and task-history tools."""
+
+def build_mcp(
+    service: TaskService,
+    user: UserResolver,
+    *,
+    inbox: Inbox,
+    history: History,
+    verifier: McpTokenVerifier | None = None,
+    auth: AuthSettings | None = None,
+) -> MCPServer[Any]:
+    """An MCP server whose tools act for the user that `user()` resolves (token subject or a fixed
+    user), with every tool: tasks, bulk and undo, profile, notifications and task history."""
     raw_arguments = _RawArguments()
     mcp: MCPServer[Any] = _LeanServer(
         "doable",
+        version=__version__,
         instructions=INSTRUCTIONS,
         token_verifier=verifier,
         auth=auth,
@@ -236,7 +256,8 @@ def build_mcp(
         receipt = Receipt()
         task = await service.add(uid, new, idempotency_key=idempotency_key, preview=preview, receipt=receipt)
         if preview:
-            return task_result(task, "preview", await tz_of(uid), preview=PREVIEW_OCCURRENCES)
+            # The next dates come from expanding the rule: off the event loop.
+            return await off_loop(task_result, task, "preview", await tz_of(uid), preview=PREVIEW_OCCURRENCES)
         return task_result(task, "created", await tz_of(uid), undo=receipt.undo)
 
     @mcp.tool(annotations=_READ)
@@ -333,7 +354,8 @@ def build_mcp(
             uid, task_id, changes, idempotency_key=idempotency_key, scope=scope, preview=preview, receipt=receipt
         )
         if preview:
-            return task_result(task, "preview", await tz_of(uid), preview=PREVIEW_OCCURRENCES)
+            # The next dates come from expanding the rule: off the event loop.
+            return await off_loop(task_result, task, "preview", await tz_of(uid), preview=PREVIEW_OCCURRENCES)
         return task_result(task, "updated", await tz_of(uid), undo=receipt.undo)
 
     @mcp.tool(annotations=_WRITE)
@@ -434,54 +456,48 @@ def build_mcp(
         profile = await service.set_timezone(uid, timezone, receipt=receipt)
         return profile_view(uid, service.calendar(profile)).model_copy(update={"undo": receipt.undo})
 
-    if inbox is not None:
-        notes = inbox
+    @mcp.tool(annotations=_READ)
+    @_tool_errors("list_notifications")
+    async def list_notifications(
+        unread_only: bool = False,
+        limit: Annotated[int | None, Field(ge=1, le=200, description="Default 20.")] = None,
+        user_id: UserIdArg = None,
+    ) -> NotificationListView:
+        """The user's reminders (notifications), newest first, and the unread count."""
+        uid = resolve_user(user, user_id)
+        items, unread = await inbox.recent(uid, unread_only=unread_only, limit=limit)
+        tz = await tz_of(uid)
+        return NotificationListView(notifications=[notification_view(n, tz) for n in items], unread=unread)
 
-        @mcp.tool(annotations=_READ)
-        @_tool_errors("list_notifications")
-        async def list_notifications(
-            unread_only: bool = False,
-            limit: Annotated[int | None, Field(ge=1, le=200, description="Default 20.")] = None,
-            user_id: UserIdArg = None,
-        ) -> NotificationListView:
-            """The user's reminders (notifications), newest first, and the unread count."""
-            uid = resolve_user(user, user_id)
-            items, unread = await notes.recent(uid, unread_only=unread_only, limit=limit)
-            tz = await tz_of(uid)
-            return NotificationListView(notifications=[notification_view(n, tz) for n in items], unread=unread)
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True, openWorldHint=False))
+    @_tool_errors("mark_read")
+    async def mark_read(
+        ids: Annotated[
+            list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | Literal["all"],
+            Field(max_length=1000, description='Notification ids, or "all".'),
+        ],
+        user_id: UserIdArg = None,
+    ) -> MarkReadView:
+        """Mark notifications read."""
+        uid = resolve_user(user, user_id)
+        marked, unread = await inbox.mark_read(uid, ids)
+        return MarkReadView(marked=marked, unread=unread)
 
-        @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True, openWorldHint=False))
-        @_tool_errors("mark_read")
-        async def mark_read(
-            ids: Annotated[
-                list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | Literal["all"],
-                Field(max_length=1000, description='Notification ids, or "all".'),
-            ],
-            user_id: UserIdArg = None,
-        ) -> MarkReadView:
-            """Mark notifications read."""
-            uid = resolve_user(user, user_id)
-            marked, unread = await notes.mark_read(uid, ids)
-            return MarkReadView(marked=marked, unread=unread)
-
-    if history is not None:
-        log_of = history
-
-        @mcp.tool(annotations=_READ)
-        @_tool_errors("task_history")
-        async def task_history(
-            task_id: Annotated[int | None, Field(description="One task's history; omit for recent activity.")] = None,
-            limit: Annotated[int | None, Field(ge=1, le=200, description="Default 20.")] = None,
-            user_id: UserIdArg = None,
-        ) -> HistoryView:
-            """What happened to a task (or to all tasks lately), newest first; for a repeating task
-            also each occurrence: completed, skipped, missed or rescheduled."""
-            uid = resolve_user(user, user_id)
-            entries = await log_of.list(uid, task_id=task_id, limit=limit)
-            tz = await tz_of(uid)
-            view = history_view(entries, tz, limit)
-            if task_id is not None and (records := await series.occurrences(uid, task_id, limit or 20)) is not None:
-                view.occurrences = [occurrence_view(r, tz) for r in records]
-            return view
+    @mcp.tool(annotations=_READ)
+    @_tool_errors("task_history")
+    async def task_history(
+        task_id: Annotated[int | None, Field(description="One task's history; omit for recent activity.")] = None,
+        limit: Annotated[int | None, Field(ge=1, le=200, description="Default 20.")] = None,
+        user_id: UserIdArg = None,
+    ) -> HistoryView:
+        """What happened to a task (or to all tasks lately), newest first; for a repeating task
+        also each occurrence: completed, skipped, missed or rescheduled."""
+        uid = resolve_user(user, user_id)
+        entries = await history.list(uid, task_id=task_id, limit=limit)
+        tz = await tz_of(uid)
+        view = history_view(entries, tz, limit)
+        if task_id is not None and (records := await series.occurrences(uid, task_id, limit or 20)) is not None:
+            view.occurrences = [occurrence_view(r, tz) for r in records]
+        return view
 
     return mcp

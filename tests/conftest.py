@@ -4,7 +4,6 @@ tokens, and PostgreSQL schemas isolated per test."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx2
@@ -23,8 +23,14 @@ from doable.domain.clock import ManualClock
 from doable.runtime import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
+from tests import pg_cluster
+from tests.pg_cluster import pytest_collection_modifyitems, pytest_unconfigure  # noqa: F401  (its hooks)
 
-PG_DSN = os.environ.get("DOABLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+# The suite's PostgreSQL (tests/pg_cluster.py): DOABLE_TEST_PG if set, else a throw-away cluster this
+# session starts from the installed server binaries (and exports as DOABLE_TEST_PG to child processes).
+PG_DSN = pg_cluster.suite_dsn()
+_pg_address = urlsplit(PG_DSN)
+PG_HOST, PG_PORT = _pg_address.hostname or "127.0.0.1", _pg_address.port or 5432
 JWT_SECRET = "test-secret-" + "x" * 60
 
 

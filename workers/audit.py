@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import structlog
 from pydantic import ValidationError
 
@@ -27,3 +29,26 @@ class Audit:
         if await self._store.append(entry):
             log.info("audit.recorded", task_id=event.task_id, event_type=event.event_type.value)
         return Outcome.SUCCESS
+
+    async def on_task_events(self, messages: Sequence[Message]) -> list[Outcome]:
+        """A batch: malformed events dropped, the rest recorded in one transaction when the store
+        can (`record_events`), else one by one."""
+        outcomes: list[Outcome] = []
+        events: list[TaskEvent] = []
+        for message in messages:
+            try:
+                events.append(TaskEvent.model_validate(message.data))
+                outcomes.append(Outcome.SUCCESS)
+            except ValidationError as exc:
+                log.error("audit.bad_event", message_id=message.id, error=str(exc))
+                outcomes.append(Outcome.DROP)
+        record = getattr(self._store, "record_events", None)
+        if record is None:
+            for event in events:
+                previous = await self._store.latest(event.user_id, event.task_id)
+                await self._store.append(AuditEntry.of(event, previous.task_data if previous else None))
+            return outcomes
+        recorded = await record(events)
+        if recorded:
+            log.info("audit.recorded", count=len(recorded))
+        return outcomes

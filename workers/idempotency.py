@@ -7,14 +7,14 @@ work itself, and is pruned after a TTL longer than any redelivery window.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
 
 from doable.domain.clock import Clock
-from doable.messaging import Handler, Message, Outcome
+from doable.messaging import BatchHandler, Handler, Message, Outcome
 
 log = structlog.get_logger("doable.workers")
 
@@ -29,6 +29,25 @@ class ProcessedMessages(Protocol):
     async def prune(self, before: datetime) -> int:
         """Forget records older than `before`; how many went."""
         ...
+
+
+async def seen_many(store: ProcessedMessages, consumer: str, message_ids: list[str]) -> set[str]:
+    """Which of `message_ids` `consumer` handled: one read when the store can (`seen_many`)."""
+    many = getattr(store, "seen_many", None)
+    if many is not None:
+        found: set[str] = await many(consumer, message_ids)
+        return found
+    return {m for m in message_ids if await store.seen(consumer, m)}
+
+
+async def remember_many(store: ProcessedMessages, consumer: str, message_ids: list[str], at: datetime) -> None:
+    """Record `message_ids` as handled by `consumer`: one write when the store can."""
+    many = getattr(store, "remember_many", None)
+    if many is not None:
+        await many(consumer, message_ids, at)
+        return
+    for m in message_ids:
+        await store.remember(consumer, m, at)
 
 
 def never(_: Message) -> bool:
@@ -64,6 +83,41 @@ class Deduplicator:
                 await self._store.remember(consumer, message.id, self._clock.now())
                 await self._maybe_prune()
             return outcome
+
+        return deduplicated
+
+    def wrap_batch(
+        self, consumer: str, handler: BatchHandler, *, needs_record: Callable[[Message], bool] | None = None
+    ) -> BatchHandler:
+        """The batch form of `wrap`: one read of the batch's records, the handler on the messages
+        not yet handled, one write of the records of those that succeeded (2 round trips per batch,
+        whatever its size). A batch whose messages need no record goes straight to the handler."""
+
+        async def deduplicated(messages: Sequence[Message]) -> list[Outcome]:
+            recorded = [m.id for m in messages if needs_record is None or needs_record(m)]
+            if not recorded:
+                return await handler(messages)
+            seen = await seen_many(self._store, consumer, recorded)
+            if seen:
+                log.info("events.duplicates_skipped", consumer=consumer, count=len(seen))
+            fresh = [m for m in messages if m.id not in seen]
+            answered = await handler(fresh) if fresh else []
+            by_id = dict(zip((m.id for m in fresh), answered, strict=False))
+            outcomes: list[Outcome] = []
+            for m in messages:
+                if m.id in seen:
+                    outcomes.append(Outcome.SUCCESS)
+                elif m.id in by_id:
+                    outcomes.append(by_id[m.id])
+                else:
+                    break  # not attempted (see BatchHandler): neither are the ones after it
+            done = [m.id for m, o in zip(messages, outcomes, strict=False) if o is Outcome.SUCCESS and m.id not in seen]
+            keep = {m.id for m in messages if needs_record is None or needs_record(m)}
+            done = [m for m in done if m in keep]
+            if done:
+                await remember_many(self._store, consumer, done, self._clock.now())
+                await self._maybe_prune()
+            return outcomes
 
         return deduplicated
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,9 +21,10 @@ from pydantic import ValidationError
 
 from doable import topology
 from doable.domain.clock import Clock
+from doable.domain.errors import Unavailable
 from doable.domain.reminders import ReminderEvent
-from doable.inbox import InboxStore, NewNotification, Notification, WebhookStore
-from doable.messaging import EventPublisher, Job, JobScheduler, Message, Outcome
+from doable.inbox import InboxStore, NewNotification, Notification, Webhook, WebhookStore
+from doable.messaging import EventPublisher, Job, JobScheduler, Message, Outcome, Outgoing, publish_many
 from doable.metrics import NOTIFICATIONS_DELIVERED, NOTIFICATIONS_FAILED
 from workers.webhooks import WebhookSender
 
@@ -65,17 +67,7 @@ class Notifications:
         except ValidationError as exc:
             log.error("notification.bad_event", message_id=message.id, error=str(exc))
             return Outcome.DROP
-        note, created = await self._inbox.add(
-            NewNotification(
-                user_id=event.user_id,
-                source_id=event.event_id,
-                kind="reminder",
-                task_id=event.task_id,
-                title=event.title,
-                data=event.model_dump(mode="json"),
-                created_at=self._clock.now(),
-            )
-        )
+        note, created = await self._inbox.add(self._entry(event))
         if created:
             NOTIFICATIONS_DELIVERED.labels(channel="inbox").inc()
             log.info("notification.stored", notification_id=note.id, task_id=note.task_id)
@@ -84,6 +76,56 @@ class Notifications:
         )
         await self._queue_webhook(note)
         return Outcome.SUCCESS
+
+    def _entry(self, event: ReminderEvent) -> NewNotification:
+        """The inbox entry of one Reminder Event (its event id makes a redelivery a no-op)."""
+        return NewNotification(
+            user_id=event.user_id,
+            source_id=event.event_id,
+            kind="reminder",
+            task_id=event.task_id,
+            title=event.title,
+            data=event.model_dump(mode="json"),
+            created_at=self._clock.now(),
+        )
+
+    async def on_reminders(self, messages: Sequence[Message]) -> list[Outcome]:
+        """A batch of Reminder Events: the inbox entries in one transaction, the live pushes as one
+        batch, the users' webhooks read once."""
+        outcomes: list[Outcome] = []
+        news: list[NewNotification] = []
+        for message in messages:
+            try:
+                event = ReminderEvent.model_validate(message.data)
+            except ValidationError as exc:
+                log.error("notification.bad_event", message_id=message.id, error=str(exc))
+                outcomes.append(Outcome.DROP)
+                continue
+            outcomes.append(Outcome.SUCCESS)
+            news.append(self._entry(event))
+        if not news:
+            return outcomes
+        add_many = getattr(self._inbox, "add_many", None)
+        stored = await add_many(news) if add_many is not None else [await self._inbox.add(n) for n in news]
+        for note, created in stored:
+            if created:
+                NOTIFICATIONS_DELIVERED.labels(channel="inbox").inc()
+                log.info("notification.stored", notification_id=note.id, task_id=note.task_id)
+        notes = list({note.id: note for note, _ in stored}.values())
+        entries = [Outgoing(data=n.to_data(), key=n.user_id, event_id=f"notification-{n.id}") for n in notes]
+        if await publish_many(self._publisher, topology.NOTIFICATIONS, entries):
+            raise Unavailable("the live push could not be published")
+        users = list(dict.fromkeys(n.user_id for n in notes))
+        hooks_for = getattr(self._webhooks, "webhooks_for", None)
+        hooks: dict[str, Webhook] = (
+            await hooks_for(users)
+            if hooks_for is not None
+            else {u: h for u in users if (h := await self._webhooks.get_webhook(u)) is not None}
+        )
+        for note in notes:
+            if note.user_id in hooks:
+                await self._queue_webhook(note, hooks[note.user_id])
+        return outcomes
 
     async def on_job(self, job: Job) -> Outcome:
         """One webhook attempt (Dapr: POST /job/{name} on this worker)."""
@@ -127,8 +169,8 @@ class Notifications:
         log.info("webhook.retry_scheduled", delivery_id=delivery_id, attempts=attempts, retry_at=retry_at.isoformat())
         return Outcome.SUCCESS
 
-    async def _queue_webhook(self, note: Notification) -> None:
-        hook = await self._webhooks.get_webhook(note.user_id)
+    async def _queue_webhook(self, note: Notification, known: Webhook | None = None) -> None:
+        hook = known or await self._webhooks.get_webhook(note.user_id)
         if hook is None:
             return
         body = json.dumps({"type": "notification", "notification": note.to_data()}, separators=(",", ":"))

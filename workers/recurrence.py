@@ -9,6 +9,7 @@ through the `OccurrenceCreator` port: in-process here, by service invocation of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import structlog
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.task import Task
-from doable.messaging import Message, Outcome
+from doable.messaging import Message, Outcome, one_by_one
 from doable.service import TaskService
 
 log = structlog.get_logger("doable.recurrence")
@@ -77,3 +78,8 @@ class Recurrence:
                 due_at=created.due_at.isoformat() if created.due_at else None,
             )
         return Outcome.SUCCESS
+
+    async def on_task_events(self, messages: Sequence[Message]) -> list[Outcome]:
+        """A batch, in order: only completions of repeating tasks do work (one occurrence each,
+        through the creator), so the batch's cost is its dedupe records (see the registry)."""
+        return await one_by_one(self.on_task_event, messages)

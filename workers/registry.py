@@ -17,10 +17,12 @@ from doable.domain.clock import Clock
 from doable.history import AuditStore
 from doable.inbox import InboxStore, WebhookStore
 from doable.messaging import (
+    BatchHandler,
     Cron,
     DeadLetterSink,
     EventPublisher,
     Handler,
+    JobBatchHandler,
     JobHandler,
     JobScheduler,
     Message,
@@ -45,6 +47,8 @@ class Worker:
     subscriptions: tuple[Subscription, ...]
     on_job: JobHandler | None = None
     crons: tuple[Cron, ...] = ()
+    # The batch form of `on_job`, for jobs that fell due together (embedded mode's job loop).
+    on_jobs: JobBatchHandler | None = None
 
 
 @dataclass(frozen=True)
@@ -83,11 +87,17 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
     dedupe = Deduplicator(ports.processed, ports.clock, ttl=ports.options.processed_ttl)
 
     def subscription(
-        topic: str, handler: Handler, needs_record: Callable[[Message], bool] | None = None
+        topic: str,
+        handler: Handler,
+        needs_record: Callable[[Message], bool] | None = None,
+        batch: BatchHandler | None = None,
     ) -> Subscription:
         sub_name = f"{name}-{topic}"
         return Subscription(
-            topic=topic, handler=dedupe.wrap(sub_name, handler, needs_record=needs_record), name=sub_name
+            topic=topic,
+            handler=dedupe.wrap(sub_name, handler, needs_record=needs_record),
+            name=sub_name,
+            batch_handler=dedupe.wrap_batch(sub_name, batch, needs_record=needs_record) if batch else None,
         )
 
     app_id = topology.WORKER_APP_IDS[name]
@@ -104,8 +114,11 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
             name=name,
             app_id=app_id,
             # Idempotent by itself: it schedules what the task, read afresh, wants now.
-            subscriptions=(subscription(topology.TASK_EVENTS, reminders.on_task_event, never),),
+            subscriptions=(
+                subscription(topology.TASK_EVENTS, reminders.on_task_event, never, reminders.on_task_events),
+            ),
             on_job=reminders.on_job,
+            on_jobs=reminders.on_jobs,
             crons=(Cron(topology.REMINDER_SWEEP_BINDING, reminders.sweep, ports.options.sweep_every_seconds),),
         )
     if name == "notifications":
@@ -121,7 +134,9 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
         return Worker(
             name=name,
             app_id=app_id,
-            subscriptions=(subscription(topology.REMINDERS, notifications.on_reminder),),
+            subscriptions=(
+                subscription(topology.REMINDERS, notifications.on_reminder, batch=notifications.on_reminders),
+            ),
             on_job=notifications.on_job,
         )
     if name == "recurrence":
@@ -129,7 +144,11 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
         return Worker(
             name=name,
             app_id=app_id,
-            subscriptions=(subscription(topology.TASK_EVENTS, recurrence.on_task_event, recurrence.acts_on),),
+            subscriptions=(
+                subscription(
+                    topology.TASK_EVENTS, recurrence.on_task_event, recurrence.acts_on, recurrence.on_task_events
+                ),
+            ),
         )
     audit = Audit(_need(ports.audit, name, "audit"))
     dead_letters = DeadLetters(_need(ports.dead_letters, name, "dead_letters"), ports.clock)
@@ -145,7 +164,10 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
         name=name,
         app_id=app_id,
         # Idempotent by itself: an entry is keyed by its event id.
-        subscriptions=(subscription(topology.TASK_EVENTS, audit.on_task_event, never), dead_letter_sub),
+        subscriptions=(
+            subscription(topology.TASK_EVENTS, audit.on_task_event, never, audit.on_task_events),
+            dead_letter_sub,
+        ),
     )
 
 

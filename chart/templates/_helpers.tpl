@@ -142,3 +142,20 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/*
+The app's own Dapr client timeouts, in seconds, as a YAML map of environment variables: the
+sidecar's worst case for the same call (timeout x attempts + retry intervals, from
+dapr.resiliency) plus a margin, so the app never gives up on a call the sidecar may still finish.
+*/}}
+{{- define "doable.daprClientTimeouts" -}}
+{{- $r := .Values.dapr.resiliency -}}
+{{- $margin := int $r.clientMarginSeconds -}}
+{{- $interval := int $r.retryIntervalSeconds -}}
+{{- $state := add (int $r.stateTimeoutSeconds) $margin -}}
+{{- $publish := add (mul (int $r.publishTimeoutSeconds) (add1 (int $r.publishRetries))) (mul $interval (int $r.publishRetries)) $margin -}}
+{{- $invoke := add (mul (int $r.invokeTimeoutSeconds) (add1 (int $r.invokeRetries))) (mul $interval (int $r.invokeRetries)) $margin -}}
+DOABLE_DAPR_TIMEOUT: {{ $state | quote }}
+DOABLE_DAPR_PUBLISH_TIMEOUT: {{ $publish | quote }}
+DOABLE_DAPR_INVOKE_TIMEOUT: {{ $invoke | quote }}
+{{- end -}}

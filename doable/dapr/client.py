@@ -5,6 +5,21 @@ sidecar, even the aio client. This client never blocks the event loop, retries
 transient failures a bounded number of times with backoff, and turns what the
 sidecar says into domain errors: 409 (ETag mismatch) -> Conflict, unreachable or
 5xx after retries -> Unavailable.
+
+Supported Dapr runtimes: 1.16, 1.17 and 1.18. They differ, for Doable, only in where the
+Jobs API lives: 1.18 added the stable `/v1.0/jobs/{name}` and kept `/v1.0-alpha1/jobs/{name}`;
+1.16 and 1.17 serve only the alpha path (dapr/dapr `pkg/api/http/jobs.go` at v1.16.19,
+v1.17.13, v1.18.3). The client picks the path from the sidecar's `runtimeVersion`
+(`GET /v1.0/metadata`) and, should that be missing or wrong, from the answer daprd gives a
+path it does not serve.
+
+Timeouts: daprd's resiliency timeout does not stop the operation it times out
+(`pkg/resiliency/policy.go` runs it in a goroutine and returns `ctx.Err()`), and a state
+transaction keeps the request's own context (`pkg/api/http/http.go`, onPostStateTransaction),
+so a transaction the sidecar reports as timed out may still commit. This client therefore
+never repeats a transaction once the sidecar may have started it, and its own timeouts
+(`timeout`, `publish_timeout`, `invoke_timeout`) are meant to outlive the sidecar's budget for
+the same call (the chart derives both from one set of values; tests/deploy checks it).
 """
 
 from __future__ import annotations
@@ -12,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -48,21 +64,78 @@ class Delete:
     etag: str | None = None
 
 
+JOBS_STABLE = "/v1.0/jobs"
+JOBS_ALPHA = "/v1.0-alpha1/jobs"
+# The first runtime that serves the stable Jobs API path.
+_STABLE_JOBS_SINCE = (1, 18)
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
+
+
+def jobs_path_for(runtime_version: str | None) -> str:
+    """The Jobs API path a daprd of `runtime_version` serves (e.g. "1.17.13" -> the alpha path).
+
+    An unknown version (a development build says "edge") gets the stable path; a wrong guess
+    is corrected on the first call (see `DaprClient._jobs_request`)."""
+    found = _VERSION.match(runtime_version or "")
+    if found and (int(found.group(1)), int(found.group(2))) < _STABLE_JOBS_SINCE:
+        return JOBS_ALPHA
+    return JOBS_STABLE
+
+
+BULK_PUBLISH_STABLE = "/v1.0/publish/bulk"
+BULK_PUBLISH_ALPHA = "/v1.0-alpha1/publish/bulk"
+# The first runtime that also serves bulk publish under /v1.0 (every supported one serves the alpha path).
+_STABLE_BULK_PUBLISH_SINCE = (1, 18, 3)
+_FULL_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
+
+
+def bulk_publish_path_for(runtime_version: str | None) -> str:
+    """The bulk publish path to use with a daprd of `runtime_version`: `/v1.0/publish/bulk` from
+    1.18.3 (`pkg/api/http/http.go` constructPubSubEndpoints), the alpha path before it and for an
+    unknown version (every supported runtime serves that one)."""
+    found = _FULL_VERSION.match(runtime_version or "")
+    if found and tuple(int(g) for g in found.groups()) >= _STABLE_BULK_PUBLISH_SINCE:
+        return BULK_PUBLISH_STABLE
+    return BULK_PUBLISH_ALPHA
+
+
+@dataclass(frozen=True)
+class BulkEntry:
+    """One message of a bulk publish: the CloudEvent id, its type and the partition key."""
+
+    event_id: str
+    data: dict[str, Any]
+    partition_key: str
+    event_type: str
+    # The entry's own trace (a bulk call has one request span; daprd applies `cloudevent.*`
+    # metadata overrides per entry, `traceparent` among them).
+    traceparent: str | None = None
+
+
 class DaprClient:
     def __init__(
         self,
         base_url: str = "http://127.0.0.1:3500",
         *,
         api_token: str | None = None,
-        timeout: float = 5.0,
+        timeout: float = 10.0,
+        publish_timeout: float | None = None,
+        invoke_timeout: float | None = None,
         retries: int = 3,
         backoff: float = 0.05,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
+        """`timeout` bounds state, jobs, secrets and metadata calls; `publish_timeout` and
+        `invoke_timeout` (default: `timeout`) bound publishes and service invocations, whose
+        sidecar-side retries can take longer."""
         headers = {"dapr-api-token": api_token} if api_token else {}
         self._http = httpx2.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
         self._retries = retries
         self._backoff = backoff
+        self._publish_timeout = publish_timeout or timeout
+        self._invoke_timeout = invoke_timeout or timeout
+        self._jobs_path: str | None = None
+        self._bulk_publish_path: str | None = None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -75,7 +148,8 @@ class DaprClient:
         A call that is not `idempotent` (a state transaction) is not repeated once it may have
         reached the sidecar without an answer (a read timeout, a dropped connection): it may have
         committed, and repeating it could not tell. Refused connections and 5xx answers (the
-        sidecar says it did nothing) are retried."""
+        sidecar says it did nothing) are retried, except a 5xx that says the sidecar gave up
+        waiting (its resiliency timeout): the operation may still be running, and may commit."""
         attempts = self._retries + 1 if retry else 1
         last: Exception | None = None
         for attempt in range(attempts):
@@ -94,6 +168,9 @@ class DaprClient:
                 if _is_etag_error(response):
                     return response
                 last = RuntimeError(f"sidecar answered {response.status_code}")
+                if not idempotent and _outcome_unknown(response):
+                    log.warning("dapr.outcome_unknown", method=method, path=path.split("?")[0], error=str(last))
+                    raise Unavailable("the Dapr sidecar did not answer in time; try again shortly") from last
             if attempt + 1 < attempts:
                 # Full jitter keeps a crowd of retries from arriving together.
                 await asyncio.sleep(random.uniform(0, self._backoff * 2**attempt))
@@ -201,19 +278,91 @@ class DaprClient:
         }
         headers = {"traceparent": traceparent} if traceparent else {}
         response = await self._request(
-            "POST", f"/v1.0/publish/{pubsub}/{topic}", params=params, json=data, headers=headers
+            "POST",
+            f"/v1.0/publish/{pubsub}/{topic}",
+            params=params,
+            json=data,
+            headers=headers,
+            timeout=self._publish_timeout,
         )
         _raise_for(response)
 
+    async def publish_bulk(self, pubsub: str, topic: str, entries: list[BulkEntry]) -> set[str]:
+        """Publish `entries` in one call (daprd `onBulkPublish`); the event ids the sidecar reports
+        as failed (`failedEntries` of its 500 answer), empty when all were published. Not retried
+        here: a retry would publish the entries that went through again; the relay retries the
+        failed ones. Unavailable when the sidecar cannot be reached or refuses the whole call."""
+        if not entries:
+            return set()
+        if self._bulk_publish_path is None:
+            self._bulk_publish_path = bulk_publish_path_for(await self.runtime_version())
+            log.info("dapr.bulk_publish_api", path=self._bulk_publish_path)
+        body = [
+            {
+                "entryId": str(i),
+                "event": e.data,
+                "contentType": "application/json",
+                "metadata": {
+                    "partitionKey": e.partition_key,
+                    "cloudevent.id": e.event_id,
+                    "cloudevent.type": e.event_type,
+                    **({"cloudevent.traceparent": e.traceparent} if e.traceparent else {}),
+                },
+            }
+            for i, e in enumerate(entries)
+        ]
+        path = f"{self._bulk_publish_path}/{quote(pubsub, safe='')}/{quote(topic, safe='')}"
+        try:
+            response = await self._http.request("POST", path, json=body, timeout=self._publish_timeout)
+        except (httpx2.TransportError, httpx2.TimeoutException) as exc:
+            log.warning("dapr.unavailable", method="POST", path=path, error=str(exc))
+            raise Unavailable("the Dapr sidecar is unavailable; try again shortly") from exc
+        if response.status_code < 300:
+            return set()
+        if response.status_code == 500:
+            failed = _failed_entries(response)
+            if failed:
+                return {entries[int(i)].event_id for i in failed if i.isdigit() and int(i) < len(entries)}
+        _raise_for(response)
+        return set()
+
     # ---- jobs -----------------------------------------------------------------------------
+
+    async def runtime_version(self) -> str | None:
+        """The sidecar's Dapr version (`runtimeVersion` of `GET /v1.0/metadata`), or None."""
+        response = await self._request("GET", "/v1.0/metadata")
+        if response.status_code != 200:
+            return None
+        try:
+            version = response.json().get("runtimeVersion")
+        except (ValueError, AttributeError):
+            return None
+        return version if isinstance(version, str) else None
+
+    async def jobs_path(self) -> str:
+        """Where this sidecar serves the Jobs API (asked once, then remembered)."""
+        if self._jobs_path is None:
+            self._jobs_path = jobs_path_for(await self.runtime_version())
+            log.info("dapr.jobs_api", path=self._jobs_path)
+        return self._jobs_path
+
+    async def _jobs_request(self, method: str, name: str, **kwargs: Any) -> httpx2.Response:
+        path = await self.jobs_path()
+        response = await self._request(method, f"{path}/{quote(name, safe='')}", **kwargs)
+        if _unserved_route(response):
+            # This daprd does not serve that path after all: use the other one from now on.
+            self._jobs_path = JOBS_ALPHA if path == JOBS_STABLE else JOBS_STABLE
+            log.warning("dapr.jobs_api_switched", path=self._jobs_path)
+            response = await self._request(method, f"{self._jobs_path}/{quote(name, safe='')}", **kwargs)
+        return response
 
     async def schedule_job(self, name: str, *, due_time: str, data: dict[str, Any]) -> None:
         body = {"dueTime": due_time, "repeats": 1, "data": data, "overwrite": True}
-        response = await self._request("POST", f"/v1.0/jobs/{quote(name, safe='')}", json=body)
+        response = await self._jobs_request("POST", name, json=body)
         _raise_for(response)
 
     async def delete_job(self, name: str) -> None:
-        response = await self._request("DELETE", f"/v1.0/jobs/{quote(name, safe='')}")
+        response = await self._jobs_request("DELETE", name)
         if response.status_code in (404, 204, 200):
             return
         if response.status_code == 500 and "not found" in response.text.lower():
@@ -241,7 +390,11 @@ class DaprClient:
         raises Unavailable."""
         headers = {"traceparent": traceparent} if traceparent else {}
         return await self._request(
-            http_method, f"/v1.0/invoke/{app_id}/method/{method.lstrip('/')}", json=body, headers=headers
+            http_method,
+            f"/v1.0/invoke/{app_id}/method/{method.lstrip('/')}",
+            json=body,
+            headers=headers,
+            timeout=self._invoke_timeout,
         )
 
 
@@ -254,6 +407,44 @@ def _is_etag_error(response: httpx2.Response) -> bool:
         text = response.text.lower()
         return "etag" in text or "no item was updated" in text
     return False
+
+
+def _error_code(response: httpx2.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("errorCode") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _failed_entries(response: httpx2.Response) -> list[str]:
+    """The entry ids of a bulk publish's `{"failedEntries": [{"entryId", "error"}], ...}` answer."""
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    failed = body.get("failedEntries") if isinstance(body, dict) else None
+    if not isinstance(failed, list):
+        return []
+    return [str(f["entryId"]) for f in failed if isinstance(f, dict) and isinstance(f.get("entryId"), str)]
+
+
+def _unserved_route(response: httpx2.Response) -> bool:
+    """daprd hands a path it does not serve to its service-invocation fallback, which, with no
+    `dapr-app-id` header, answers 404 ERR_DIRECT_INVOKE "failed getting app id either from the
+    URL path or the header dapr-app-id" (`pkg/api/http/server.go` IsFallback,
+    `pkg/api/http/directmessaging.go`, `pkg/messages/predefined.go` ErrDirectInvokeNoAppID)."""
+    return response.status_code == 404 and _error_code(response) == "ERR_DIRECT_INVOKE"
+
+
+# What daprd says when its resiliency timeout fired before the operation finished: the error
+# wraps Go's `context.DeadlineExceeded` ("context deadline exceeded").
+_DEADLINE = re.compile(r"deadline exceeded|context canceled|timeout", re.IGNORECASE)
+
+
+def _outcome_unknown(response: httpx2.Response) -> bool:
+    return bool(_DEADLINE.search(response.text))
 
 
 def _raise_for(response: httpx2.Response) -> None:

@@ -71,7 +71,13 @@ def sidecar_endpoint(settings: Settings) -> str:
 
 def sidecar_client(settings: Settings) -> DaprClient:
     token = settings.dapr_api_token.get_secret_value() if settings.dapr_api_token else None
-    return DaprClient(sidecar_endpoint(settings), api_token=token)
+    return DaprClient(
+        sidecar_endpoint(settings),
+        api_token=token,
+        timeout=settings.dapr_timeout,
+        publish_timeout=settings.dapr_publish_timeout,
+        invoke_timeout=settings.dapr_invoke_timeout,
+    )
 
 
 async def load_secrets(settings: Settings, client: DaprClient) -> Settings:
@@ -100,7 +106,13 @@ async def connect(settings: Settings, *, client: DaprClient | None = None) -> Da
         await client.aclose()
         raise
     publisher = DaprPublisher(client)
-    outbox = DaprOutbox(client, STATE_STORE, publisher, poll_seconds=settings.outbox_poll_seconds)
+    outbox = DaprOutbox(
+        client,
+        STATE_STORE,
+        publisher,
+        poll_seconds=settings.outbox_poll_seconds,
+        idle_max_seconds=settings.outbox_idle_max_seconds,
+    )
     return DaprParts(
         settings=settings,
         client=client,

@@ -9,6 +9,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from doable.domain.errors import InvalidArgument
 
+# The calendar Doable accepts for dates and instants from users (due dates, filters, reminders).
+# Far enough from datetime's own limits (years 1 and 9999) that a day or week added, a timezone
+# offset applied or a microsecond sort key taken can never overflow.
+YEAR_MIN, YEAR_MAX = 1970, 9000
+
+
+def check_year(value: date, field: str) -> None:
+    """InvalidArgument naming `field` unless `value` (a date or datetime) is within YEAR_MIN-YEAR_MAX."""
+    if not YEAR_MIN <= value.year <= YEAR_MAX:
+        raise InvalidArgument(field, f"must be between the years {YEAR_MIN} and {YEAR_MAX}")
+
 
 class Clock(Protocol):
     """Where "now" comes from; tests inject a manual one instead of sleeping."""

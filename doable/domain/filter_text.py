@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from doable.domain.clock import LocalCalendar
+from doable.domain.clock import LocalCalendar, check_year
 from doable.domain.errors import InvalidArgument
-from doable.domain.query import Overdue, Status, TaskFilter
+from doable.domain.query import Overdue, Status, TaskFilter, day_bounds
 from doable.domain.task import Priority, Task, normalize_tags
 
 FIELD = "filter"
@@ -178,8 +178,8 @@ class _Parser:
             assert m is not None
             which, day = m.group(1).lower(), _day(m.group(2), cal)
             start, _ = cal.day_bounds(day)
-            field = "due_to" if which == "before" else "due_from"
-            return Atom(f"due {which}: {day.isoformat()}", ((field, start),))
+            field, day_field = ("due_to", "day_to") if which == "before" else ("due_from", "day_from")
+            return Atom(f"due {which}: {day.isoformat()}", ((field, start), (day_field, day)))
         word = value.lower()
         if word.startswith("#"):
             (tag,) = normalize_tags([word]) or ("",)
@@ -210,7 +210,8 @@ class _Parser:
         }
         if word in windows:
             lo, hi = windows[word]
-            return Atom(word, (("due_from", lo), ("due_to", hi)))
+            days = day_bounds(lo, hi, cal.tz)
+            return Atom(word, (("due_from", lo), ("due_to", hi), ("day_from", days["day_from"]), ("day_to", days["day_to"])))
         raise InvalidArgument(FIELD, f"does not know {value!r}; {HELP}")
 
 
@@ -224,9 +225,11 @@ def _day(text: str, cal: LocalCalendar) -> date:
         ahead = (_WEEKDAYS.index(word) - cal.today.weekday()) % 7 or 7
         return cal.today + timedelta(days=ahead)
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise InvalidArgument(FIELD, f"date must be today, tomorrow, a weekday or YYYY-MM-DD (got {text!r})") from None
+    check_year(day, FIELD)
+    return day
 
 
 def parse(text: str, cal: LocalCalendar) -> Expr:

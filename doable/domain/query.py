@@ -11,10 +11,12 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
+from doable.domain.clock import start_of_day
 from doable.domain.errors import InvalidArgument
 from doable.domain.task import Priority, Task
 
@@ -25,6 +27,11 @@ LIMIT_DEFAULT = 50
 LIMIT_MAX = 200
 KEYWORD_MAX = 200
 # Sentinel sort values that put tasks without a due date last in either direction.
+# Bounds of a decoded cursor: what a signed 64-bit column holds, the largest task id, and more
+# than a casefolded title can be.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+TASK_ID_MAX = 2**53
+CURSOR_TEXT_MAX = 1000
 _NO_DUE_HIGH = 2**62
 _NO_DUE_LOW = -(2**62)
 
@@ -78,6 +85,10 @@ class TaskFilter:
     tags_all: tuple[str, ...] = ()
     due_from: datetime | None = None  # inclusive, on due_at
     due_to: datetime | None = None  # exclusive, on due_at
+    # The same bounds as local dates (see `day_bounds`): an all-day task is compared by its date,
+    # so it stays "today" after the user changes timezone. Unset: all-day tasks by due_at too.
+    day_from: date | None = None  # inclusive, on due_date
+    day_to: date | None = None  # exclusive, on due_date
     has_due: bool | None = None
     overdue: Overdue | None = None
     keyword: str | None = None  # already casefolded
@@ -100,10 +111,22 @@ class TaskFilter:
             return False
         if self.has_due is not None and (task.due_at is not None) != self.has_due:
             return False
-        if self.due_from is not None and (task.due_at is None or task.due_at < self.due_from):
-            return False
-        if self.due_to is not None and (task.due_at is None or task.due_at >= self.due_to):
-            return False
+        if self.due_from is not None:
+            if task.due_at is None:
+                return False
+            if task.due_date is not None and self.day_from is not None:
+                if task.due_date < self.day_from:
+                    return False
+            elif task.due_at < self.due_from:
+                return False
+        if self.due_to is not None:
+            if task.due_at is None:
+                return False
+            if task.due_date is not None and self.day_to is not None:
+                if task.due_date >= self.day_to:
+                    return False
+            elif task.due_at >= self.due_to:
+                return False
         if self.overdue is not None:
             if task.completed or task.due_at is None:
                 return False
@@ -115,6 +138,20 @@ class TaskFilter:
         if self.keyword and self.keyword not in search_text(task.title, task.description):
             return False
         return not (self.series_id is not None and task.series_id != self.series_id)
+
+
+def first_day_from(instant: datetime, tz: ZoneInfo) -> date:
+    """The first local date (in `tz`) that starts at or after `instant`."""
+    day = instant.astimezone(tz).date()
+    return day if start_of_day(day, tz) >= instant else day + timedelta(days=1)
+
+
+def day_bounds(due_from: datetime | None, due_to: datetime | None, tz: ZoneInfo) -> dict[str, date | None]:
+    """`day_from`/`day_to` for instant bounds: the local dates whose start lies within them."""
+    return {
+        "day_from": first_day_from(due_from, tz) if due_from is not None else None,
+        "day_to": first_day_from(due_to, tz) if due_to is not None else None,
+    }
 
 
 SortValue = int | str
@@ -191,11 +228,37 @@ def decode_cursor(cursor: str, query: TaskQuery) -> Position:
         value, task_id, fp = payload["v"], payload["id"], payload["q"]
     except (ValueError, KeyError, TypeError):
         raise bad from None
-    if fp != query.fingerprint() or not isinstance(task_id, int) or not isinstance(value, int | str):
+    # A cursor comes back from the client: every field is checked against what encode_cursor can
+    # produce (types, ranges that fit a signed 64-bit column), so a forged one is a 422, never a
+    # value the storage cannot bind.
+    if fp != query.fingerprint() or not _is_int(task_id) or not 1 <= task_id <= TASK_ID_MAX:
         raise bad
-    if isinstance(value, bool):
+    if query.sort is SortField.TITLE:
+        if not isinstance(value, str) or len(value) > CURSOR_TEXT_MAX or "\x00" in value or not _utf8(value):
+            raise bad
+    elif not _is_int(value) or not INT64_MIN <= value <= INT64_MAX:
         raise bad
     return Position(value=value, task_id=task_id)
+
+
+def check_int(value: object, field: str, lo: int = 1, hi: int = INT64_MAX) -> int:
+    """`value` as an int within lo..hi (by default a positive signed 64-bit id), else an
+    InvalidArgument naming `field`: a number the storage cannot bind never reaches it."""
+    if not _is_int(value) or not lo <= value <= hi:  # type: ignore[operator]
+        raise InvalidArgument(field, f"must be a whole number between {lo} and {hi}")
+    return value  # type: ignore[return-value]
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry
+        return False
+    return True
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,10 @@ class Recurrence(_Value):
     # Occurrences before `start` that count toward the rule's COUNT (a series re-anchored on
     # completion restarts its rule at each occurrence, and must still end after COUNT of them).
     prior: int = Field(default=0, ge=0)
+    # The series' first occurrence as asked for on the user's wall clock (naive): 02:30 on a day
+    # when 02:30 does not exist, though `start` is then 03:30, so later days keep 02:30. For an
+    # all-day series its date at 00:00. None on series stored before it was kept.
+    wall: datetime | None = None
 
 
 class SeriesValues(_Value):

@@ -1,8 +1,8 @@
 """The outbox relay: publishes recorded task events to `task-events` and `task-updates`.
 
 Every change commits its task event to the outbox in the same transaction, so the user's write
-never depends on the broker. The relay publishes pending events in order per user (the message
-key), marks them published only afterwards, and leaves failed ones pending for the next round:
+never depends on the broker. The relay publishes pending events as one batch per
+topic, in order per user (the message key), marks them published only afterwards, and leaves failed ones pending for the next round:
 an event is delivered at least once and never lost; consumers deduplicate on the event id.
 It wakes right after commits (`CommitSignal`) and also polls, for writes from other processes.
 """
@@ -19,7 +19,7 @@ import structlog
 
 from doable import topology
 from doable.domain.events import TaskEvent
-from doable.messaging import EventPublisher
+from doable.messaging import EventPublisher, Outgoing, publish_many
 from doable.metrics import EVENTS_PUBLISH_FAILED, OUTBOX_DEPTH
 from doable.ports import (
     EventOutbox,
@@ -51,7 +51,7 @@ class OutboxRelay:
         publisher: EventPublisher,
         *,
         poll_seconds: float = 2.0,
-        batch: int = 100,
+        batch: int = 500,
         max_backoff_seconds: float = 30.0,
     ) -> None:
         self._outbox = outbox
@@ -112,6 +112,34 @@ class OutboxRelay:
                 pass
 
     async def _publish(self, records: list[OutboxRecord]) -> tuple[list[int], list[int]]:
+        """(published seqs, failed seqs). A user's records after one that failed stay pending
+        behind it, not counted as failed, so they are never delivered out of order."""
+        if getattr(self._publisher, "publish_batch", None) is None:
+            return await self._publish_chains(records)
+        try:
+            failed_ids = await publish_task_events(self._publisher, [r.event for r in records])
+        except Exception as exc:
+            log.warning("relay.publish_failed", records=len(records), error=f"{type(exc).__name__}: {exc}")
+            failed_ids = {r.event.event_id for r in records}
+        ok: list[int] = []
+        bad: list[int] = []
+        stopped: set[str] = set()
+        for record in records:
+            user = record.event.user_id
+            if user in stopped:
+                continue
+            if record.event.event_id in failed_ids:
+                log.warning(
+                    "relay.publish_failed", seq=record.seq, event_id=record.event.event_id, attempts=record.attempts + 1
+                )
+                stopped.add(user)
+                bad.append(record.seq)
+            else:
+                ok.append(record.seq)
+        return ok, bad
+
+    async def _publish_chains(self, records: list[OutboxRecord]) -> tuple[list[int], list[int]]:
+        """A publisher without batches: each user's records one by one, users concurrently."""
         by_user: dict[str, list[OutboxRecord]] = {}
         for record in records:
             by_user.setdefault(record.event.user_id, []).append(record)
@@ -121,7 +149,7 @@ class OutboxRelay:
         async def in_order(chain: list[OutboxRecord]) -> None:
             for record in chain:
                 try:
-                    await self._publish_one(record)
+                    await publish_task_event(self._publisher, record.event)
                 except Exception as exc:
                     # The rest of this user's events wait, so they are never delivered out of order.
                     log.warning(
@@ -138,8 +166,25 @@ class OutboxRelay:
         await asyncio.gather(*(in_order(chain) for chain in by_user.values()))
         return sorted(ok), bad
 
-    async def _publish_one(self, record: OutboxRecord) -> None:
-        await publish_task_event(self._publisher, record.event)
+
+async def publish_task_events(publisher: EventPublisher, events: list[TaskEvent]) -> set[str]:
+    """Recorded task events to each topic the relays feed, keyed by user (per-user order), one
+    batch per topic; the event ids not published to every topic."""
+    entries = [
+        Outgoing(data=e.model_dump(mode="json"), key=e.user_id, event_id=e.event_id, trace_id=e.trace_id)
+        for e in events
+    ]
+    failed: set[str] = set()
+    for topic in TOPICS:
+        try:
+            missed = await publish_many(publisher, topic, [x for x in entries if x.event_id not in failed])
+        except Exception:
+            EVENTS_PUBLISH_FAILED.labels(topic=topic).inc(len(entries))
+            raise
+        if missed:
+            EVENTS_PUBLISH_FAILED.labels(topic=topic).inc(len(missed))
+        failed |= missed
+    return failed
 
 
 async def publish_task_event(publisher: EventPublisher, event: TaskEvent) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from doable.dapr.client import DaprClient, Upsert
+from doable.dapr.client import DaprClient, Delete, Upsert
 from doable.domain.errors import Conflict
 from doable.storage.dapr_docs import part
 
@@ -47,6 +47,20 @@ class DaprProcessedMessages:
             ttl_seconds=self._ttl_seconds,
         )
         await self._client.transact(self._store, [record])
+
+    async def seen_many(self, consumer: str, message_ids: list[str]) -> set[str]:
+        keys = {processed_key(consumer, m): m for m in message_ids}
+        found = await self._client.get_bulk(self._store, list(keys))
+        return {keys[k] for k in found}
+
+    async def remember_many(self, consumer: str, message_ids: list[str], at: datetime) -> None:
+        if not message_ids:
+            return
+        records: list[Upsert | Delete] = [
+            Upsert(processed_key(consumer, m), {"at": at.isoformat()}, first_write=False, ttl_seconds=self._ttl_seconds)
+            for m in dict.fromkeys(message_ids)
+        ]
+        await self._client.transact(self._store, records)
 
     async def prune(self, before: datetime) -> int:
         return 0  # the store's TTL forgets old records

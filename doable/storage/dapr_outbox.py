@@ -4,9 +4,11 @@ and consumers deduplicate on the event id.
 
 - Which users have unpublished events: the dirty shards (`outbox-dirty:{n}`), which a writer
   joins in the transaction of its first unpublished event (doable.storage.dapr_state).
-- Order: one user's events are published one after the other, each to `task-events` then
-  `task-updates`; a failed publish stops that user's chain (the rest wait, so nothing is
-  delivered out of order) and never the other users'.
+- Order: one user's pending events (up to `batch`) go out as one bulk publish per topic
+  (`task-events`, then `task-updates`; Dapr's bulk publish, one call each), or one after the
+  other through a publisher without batches; a failed entry stops that user's tail there (the
+  rest are published again next round, so a user's events are always delivered in order at
+  least once) and never the other users'.
 - Advancing: only the tail moves, after the publishes, guarded by the meta document's ETag.
   A writer that committed meanwhile makes the advance conflict; it is retried on a fresh read
   (the events already published are not published again). The user leaves its dirty shard
@@ -17,6 +19,13 @@ and consumers deduplicate on the event id.
   time (that replica died or cannot publish), then take over. Without this, every relay
   published every event (nearly 2x the messages with two replicas). An explicit `drain()`
   publishes everyone's (recovery, tests).
+- Polling: a commit in this process wakes the relay at once (`nudge`); polls only look for
+  what no nudge announced (another replica's stranded events, a publish that failed). While
+  a poll finds nothing pending, the next one waits twice as long, from `poll_seconds` up to
+  `idle_max_seconds`, so an idle API reads the state store a few times an hour instead of
+  every two seconds (a Neon compute can then suspend). A nudge, or a poll that finds pending
+  events (published or not), goes back to `poll_seconds`: another replica's events keep being
+  polled at that rate until they are taken over after the hand-off time.
 - History: published entries stay for the latest `retain` events of each user, so
   `history()` can answer "what happened recently" (the audit worker keeps the full story).
 """
@@ -33,9 +42,9 @@ from datetime import datetime
 import structlog
 
 from doable.dapr.client import DaprClient, Delete, Upsert
-from doable.domain.errors import Conflict
+from doable.domain.errors import Conflict, Unavailable
 from doable.domain.events import TaskEvent
-from doable.events.relay import publish_task_event
+from doable.events.relay import publish_task_event, publish_task_events
 from doable.messaging import EventPublisher
 from doable.metrics import OUTBOX_DEPTH
 from doable.ports import OutboxRecord
@@ -65,6 +74,7 @@ class DaprOutbox:
         retain: int = RETAIN,
         poll_seconds: float = 1.0,
         max_backoff_seconds: float = 10.0,
+        idle_max_seconds: float | None = None,
         handoff_seconds: float | None = None,
     ) -> None:
         self._client = client
@@ -74,6 +84,8 @@ class DaprOutbox:
         self._retain = retain
         self._poll = poll_seconds
         self._max_backoff = max_backoff_seconds
+        # Longest wait of an idle relay (default: no idle back-off, one poll every poll_seconds).
+        self._idle_max = max(poll_seconds, idle_max_seconds if idle_max_seconds is not None else poll_seconds)
         self._handoff = (
             handoff_seconds if handoff_seconds is not None else max(HANDOFF_MIN_SECONDS, HANDOFF_POLLS * poll_seconds)
         )
@@ -84,6 +96,8 @@ class DaprOutbox:
         self.relay_id = uuid.uuid4().hex
         # Other replicas' pending users: user -> (the tail last seen, when it was first seen there).
         self._still: dict[str, tuple[int, float]] = {}
+        # Events still pending after the last round (this replica's and other replicas').
+        self.left = 0
 
     def nudge(self) -> None:
         """A commit happened: drain now rather than at the next poll."""
@@ -132,6 +146,7 @@ class DaprOutbox:
         return published
 
     async def _drain(self, batch: int, *, everyone: bool) -> tuple[int, int]:
+        """(events published, users whose publish failed); `self.left` is then the events still pending."""
         async with self._lock:
             users = await self.dirty_users()
             self._still = {u: seen for u, seen in self._still.items() if u in users}
@@ -154,6 +169,7 @@ class DaprOutbox:
 
             await asyncio.gather(*(one(u) for u in users))
             OUTBOX_DEPTH.set(left)
+            self.left = left
             return published, failed
 
     async def _drain_user(self, user: str, batch: int, *, everyone: bool = True) -> tuple[int, int]:
@@ -169,11 +185,25 @@ class DaprOutbox:
         found = await self._client.get_bulk(self._store, keys)
         done = tail
         try:
-            for seq, key in zip(range(tail, upto), keys, strict=True):
-                if key in found:
-                    event = TaskEvent.model_validate(found[key].value)
-                    await publish_task_event(self._publisher, event)
-                done = seq + 1
+            if getattr(self._publisher, "publish_batch", None) is not None:
+                # One bulk publish per topic for the user's chunk. Entries after a failed one may
+                # have gone through (the broker takes each on its own): the tail stops at the
+                # first failed one, and they are published again, in order, next round.
+                chunk = [
+                    (seq, TaskEvent.model_validate(found[key].value))
+                    for seq, key in zip(range(tail, upto), keys, strict=True)
+                    if key in found
+                ]
+                failed = await publish_task_events(self._publisher, [event for _, event in chunk])
+                done = next((seq for seq, event in chunk if event.event_id in failed), upto)
+                if failed:
+                    raise Unavailable(f"{len(failed)} of {len(chunk)} events of the user were not published")
+            else:
+                for seq, key in zip(range(tail, upto), keys, strict=True):
+                    if key in found:
+                        event = TaskEvent.model_validate(found[key].value)
+                        await publish_task_event(self._publisher, event)
+                    done = seq + 1
         finally:
             # Whatever was published stays published, even when a later publish failed.
             if done > tail:
@@ -220,27 +250,41 @@ class DaprOutbox:
 
     # ---- the loop ---------------------------------------------------------------------------
 
+    def idle_wait(self, idle_polls: int) -> float:
+        """Seconds before the next poll after `idle_polls` polls in a row found nothing pending."""
+        return min(self._idle_max, self._poll * 2 ** min(idle_polls, 32))
+
     async def run(self) -> None:
-        """Relay until cancelled: after every nudge, every poll interval, with backoff on failures."""
+        """Relay until cancelled: at once after every nudge; otherwise poll, every poll interval
+        while something is pending, ever less often while nothing is (see the module doc), and
+        with back-off on failures."""
         failures = 0
+        idle_polls = 0
         while True:
             self._wake.clear()
             try:
+                worked = False
                 while True:
                     published, failed = await self._drain(self._batch, everyone=False)
+                    worked = worked or bool(published or failed or self.left)
                     if failed or not published:
                         break
                 failures = failures + 1 if failed else 0
+                idle_polls = 0 if worked else idle_polls + 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the sidecar is down, or worse: keep going, with backoff
                 failures += 1
+                idle_polls = 0
                 log.warning("outbox.drain_failed", failures=failures, error=f"{type(exc).__name__}: {exc}")
             if failures:
                 await asyncio.sleep(min(self._max_backoff, self._poll * 2 ** (failures - 1)))
                 continue
+            wait = self.idle_wait(idle_polls - 1) if idle_polls else self._poll
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+                await asyncio.wait_for(self._wake.wait(), wait)
+            if self._wake.is_set():
+                idle_polls = 0  # a commit: back to the short interval
 
     async def start(self) -> None:
         """Run the relay in the background (idempotent)."""

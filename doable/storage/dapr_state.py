@@ -4,7 +4,8 @@ Key layout (the store keeps keys per app-id unless keyPrefix says otherwise):
 
     user:{uid}:meta          {"next_id", "count", "outbox_head", "outbox_tail"}   every write touches it
     user:{uid}:profile       the Profile
-    tasks:{uid}:{n}          bucket n: {"tasks": {"<id>": Task}}, ids (n*64, (n+1)*64]
+    tasks:{uid}:{n}          bucket n: {"tasks": {"<id>": Task}, "r": {"<id>": rev}}, ids (n*64, (n+1)*64]
+    tasks-index:{uid}:{n}    list projection chunk n: {"v": rev, "e": {"<id>": [keys]}}, ids (n*512, (n+1)*512]
     outbox:{uid}:{seq}       one TaskEvent, seq in [outbox_tail, outbox_head)
     outbox-dirty:{shard}     {"users": [...]} users with unpublished events (16 shards)
     occ:{uid}:{series}       {"records": [...]} a series' per-occurrence history (latest 500)
@@ -12,9 +13,16 @@ Key layout (the store keeps keys per app-id unless keyPrefix says otherwise):
 
 ({uid} is percent-encoded: Dapr reserves "||" in keys.)
 
-Why buckets: a list must see all of a user's tasks (filters and sorts run in memory with
-the domain's reference semantics), and one bulk read of ~N/64 keys is fast for 10,000 tasks,
-while a write rewrites one 64-task bucket instead of one huge per-user document.
+Why buckets: a write rewrites one 64-task bucket instead of one huge per-user document, and a
+read of one task reads one small key.
+Why the list projection (docs/read-paths.md): a list filters and sorts all of a user's tasks in
+memory with the domain's reference semantics, but only needs each task's filter and sort fields.
+Those live in `tasks-index` chunks (512 tasks each, ~3x smaller than the tasks), written in the same
+transaction as the bucket. The meta document carries every chunk's version ("ix": {n: rev}), so a
+process that has a chunk parsed at that version does not read it again: a list reads the meta, the
+chunks changed since this process last saw them, and only the page's tasks (cached by (id, rev)).
+Users stored before the projection existed ("ixv" absent from meta) are listed from their buckets
+until their next write builds their projection.
 Why meta on every write: it is the per-user serialization point. Every unit of work
 commits in one state transaction with the ETags it read, so two writers of one user can
 never both win (no lost update, no duplicate task id), and the outbox entries of a change
@@ -23,12 +31,14 @@ commit with the change itself.
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 from urllib.parse import quote
 
 from doable.dapr.client import DaprClient, Delete, StateItem, Upsert
@@ -36,11 +46,22 @@ from doable.domain.errors import Conflict
 from doable.domain.events import TaskEvent
 from doable.domain.occurrences import OccurrenceRecord
 from doable.domain.profile import Profile
-from doable.domain.query import TaskPage, TaskQuery, micros
-from doable.domain.task import Task
+from doable.domain.query import SortField, SortValue, Status, TaskPage, TaskQuery, micros, no_due_sentinel
+from doable.domain.task import Priority, Task
 from doable.ports import ActionToken, StoredResult
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 BUCKET = 64
+# Tasks per list-projection chunk: a write rewrites one chunk (~512 x 130 bytes), a cold list reads
+# N/512 of them (docs/read-paths.md).
+INDEX_CHUNK = 512
+# The projection's format; a meta without it predates the projection (listed from the buckets).
+INDEX_FORMAT = 1
+# Projection chunks per state transaction or bulk read when many are written or read at once
+# (~65 KB each when full: a batch stays well under a sidecar's 4 MiB request limit).
+BUILD_BATCH = 16
 DIRTY_SHARDS = 16
 # A series' occurrence history keeps its latest records (one document per series).
 OCCURRENCES_KEPT = 500
@@ -61,6 +82,10 @@ def profile_key(uid: str) -> str:
 
 def bucket_key(uid: str, n: int) -> str:
     return f"tasks:{_uid(uid)}:{n}"
+
+
+def index_key(uid: str, n: int) -> str:
+    return f"tasks-index:{_uid(uid)}:{n}"
 
 
 def outbox_key(uid: str, seq: int) -> str:
@@ -93,6 +118,136 @@ def dirty_key(uid: str) -> str:
 
 def bucket_of(task_id: int) -> int:
     return (task_id - 1) // BUCKET
+
+
+def chunk_of(task_id: int) -> int:
+    return (task_id - 1) // INDEX_CHUNK
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PRIORITY_BY_RANK = {p.rank: p for p in Priority}
+
+
+def index_entry(task: Task, rev: int) -> list[Any]:
+    """A task's list-projection entry: what filters and sorts read, and the rev it was written at."""
+    return [
+        task.title,
+        task.description,
+        1 if task.completed else 0,
+        task.priority.rank,
+        list(task.tags),
+        micros(task.due_at) if task.due_at is not None else None,
+        task.due_date.isoformat() if task.due_date is not None else None,
+        micros(task.created_at),
+        micros(task.updated_at),
+        task.series_id,
+        rev,
+    ]
+
+
+class TaskKeys:
+    """A task as its list-projection entry: the attributes `TaskFilter.matches` reads, with the same
+    types as on `Task`, plus the precomputed sort values and search text."""
+
+    __slots__ = (
+        "completed",
+        "created_us",
+        "description",
+        "due_at",
+        "due_date",
+        "due_us",
+        "priority",
+        "rev",
+        "series_id",
+        "tags",
+        "task_id",
+        "text",
+        "title",
+        "title_key",
+        "updated_us",
+    )  # fmt: skip
+
+    def __init__(self, task_id: int, e: list[Any]) -> None:
+        title, description, completed, rank, tags, due_us, due_date, created_us, updated_us, series_id, rev = e
+        self.task_id = task_id
+        self.title: str = title
+        self.description: str = description
+        self.completed = bool(completed)
+        self.priority = _PRIORITY_BY_RANK[rank]
+        self.tags: tuple[str, ...] = tuple(tags)
+        self.due_us: int | None = due_us
+        self.due_at = _EPOCH + timedelta(microseconds=due_us) if due_us is not None else None
+        self.due_date = date.fromisoformat(due_date) if due_date is not None else None
+        self.created_us: int = created_us
+        self.updated_us: int = updated_us
+        self.series_id: str | None = series_id
+        self.title_key = title.casefold()
+        # doable.domain.query.search_text (casefold maps character by character, so this is equal).
+        self.text = f"{self.title_key}\n{description.casefold()}"
+        self.rev: int = rev
+
+
+def _sort_key(query: TaskQuery) -> Callable[[TaskKeys], tuple[SortValue, int]]:
+    """(sort value, task id) of an entry: doable.domain.query.sort_value on the precomputed fields."""
+    sort = query.sort
+    if sort is SortField.DUE:
+        missing = no_due_sentinel(query.descending)
+        return lambda k: (missing if k.due_us is None else k.due_us, k.task_id)
+    if sort is SortField.PRIORITY:
+        return lambda k: (k.priority.rank, k.task_id)
+    if sort is SortField.TITLE:
+        return lambda k: (k.title_key, k.task_id)
+    if sort is SortField.CREATED:
+        return lambda k: (k.created_us, k.task_id)
+    return lambda k: (k.updated_us, k.task_id)
+
+
+def _candidates(query: TaskQuery, entries: Iterable[TaskKeys]) -> Iterable[TaskKeys]:
+    """A cheap necessary condition first (status, priority, keyword), then the domain's own
+    `TaskFilter.matches` on what is left: the result is exactly the domain's."""
+    f = query.filter
+    it = iter(entries)
+    if f.keyword:
+        kw = f.keyword
+        it = (k for k in it if kw in k.text)
+    if f.status is Status.PENDING or f.overdue is not None:
+        it = (k for k in it if not k.completed)
+    elif f.status is Status.COMPLETED:
+        it = (k for k in it if k.completed)
+    if f.priorities:
+        ps = f.priorities
+        it = (k for k in it if k.priority in ps)
+    return (k for k in it if f.matches(k))  # type: ignore[arg-type]
+
+
+class ListCache:
+    """What a process has already parsed for lists: projection chunks by (key, version) and whole
+    tasks by (user, id, rev). A version or rev changes with every write of that chunk or task and
+    is never reused, so an entry can never be stale. Both least recently used first out."""
+
+    def __init__(self, max_chunks: int = 256, max_tasks: int = 8192) -> None:
+        self.chunks: _Lru[tuple[str, int], list[TaskKeys]] = _Lru(max_chunks)
+        self.tasks: _Lru[tuple[str, int, int], Task] = _Lru(max_tasks)
+
+
+class _Lru(Generic[K, V]):
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        if self._size <= 0:
+            return
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
 
 
 class _Doc:
@@ -150,13 +305,21 @@ class DaprUnitOfWork:
         parsed: ParsedBuckets | None = None,
         relay: str | None = None,
         on_commit: Callable[[], None] | None = None,
+        lists: ListCache | None = None,
+        list_index: bool = True,
     ) -> None:
         self._client = client
         self._store = store
         self._relay = relay
         self._on_commit = on_commit
         self.parsed = parsed or ParsedBuckets(0)
+        self.lists = lists or ListCache(0, 0)
+        # False: lists read every bucket, as before the projection (the bench's before, same run).
+        # Writes maintain the projection either way.
+        self.list_index = list_index
         self._docs: dict[str, _Doc] = {}
+        # The rev this unit of work writes tasks at, per user (meta "rev" + 1, taken on first write).
+        self._revs: dict[str, int] = {}
         self._new_events: list[tuple[str, TaskEvent]] = []
         self.tasks = _Tasks(self)
         self.profiles = _Profiles(self)
@@ -174,6 +337,14 @@ class DaprUnitOfWork:
     ) -> None:
         self._docs.clear()
         self._new_events.clear()
+        self._revs.clear()
+
+    def loaded(self, key: str) -> _Doc | None:
+        return self._docs.get(key)
+
+    async def transact(self, ops: list[Upsert | Delete]) -> None:
+        """A state transaction of its own, outside this unit of work's."""
+        await self._client.transact(self._store, ops)
 
     async def doc(self, key: str, default: dict[str, Any]) -> _Doc:
         if key not in self._docs:
@@ -188,7 +359,19 @@ class DaprUnitOfWork:
         return [self._docs[k] for k in keys]
 
     async def meta(self, uid: str) -> _Doc:
-        return await self.doc(meta_key(uid), {"next_id": 0, "count": 0, "outbox_head": 0, "outbox_tail": 0})
+        # A new user starts with an (empty) list projection; an existing meta without "ixv" predates it.
+        return await self.doc(
+            meta_key(uid),
+            {"next_id": 0, "count": 0, "outbox_head": 0, "outbox_tail": 0, "ixv": INDEX_FORMAT, "rev": 0, "ix": {}},
+        )
+
+    async def rev(self, uid: str) -> int:
+        """The rev of this unit of work's task writes for `uid` (bumped in meta once per unit of work)."""
+        if uid not in self._revs:
+            meta = await self.meta(uid)
+            self._revs[uid] = meta.value["rev"] = int(meta.value.get("rev", 0)) + 1
+            meta.dirty = True
+        return self._revs[uid]
 
     async def commit(self) -> None:
         ops: list[Upsert | Delete] = []
@@ -216,6 +399,7 @@ class DaprUnitOfWork:
             await self._client.transact(self._store, ops)
         self._docs.clear()
         self._new_events.clear()
+        self._revs.clear()
         if by_user and self._on_commit is not None:
             self._on_commit()
 
@@ -240,12 +424,64 @@ class _Tasks:
         raw = (await self._bucket(user_id, task_id)).value["tasks"].get(str(task_id))
         return Task.model_validate(raw) if raw is not None else None
 
+    async def _write(self, task: Task, bucket: _Doc, *, remove: bool = False) -> None:
+        """Write (or remove) a task in its bucket and in its list-projection chunk, at this unit of
+        work's rev; both commit with the meta that records the chunk's new version."""
+        uid, tid = task.user_id, str(task.task_id)
+        await self._ensure_index(uid)
+        rev = await self._uow.rev(uid)
+        revs = {k: v for k, v in bucket.value.get("r", {}).items() if k != tid}
+        if remove:
+            bucket.value["tasks"] = {k: v for k, v in bucket.value["tasks"].items() if k != tid}
+        else:
+            bucket.value["tasks"] = {**bucket.value["tasks"], tid: task.model_dump(mode="json")}
+            revs[tid] = rev
+        bucket.value["r"] = revs
+        bucket.dirty = True
+        n = chunk_of(task.task_id)
+        chunk = await self._uow.doc(index_key(uid, n), {"v": 0, "e": {}})
+        entries = {k: v for k, v in chunk.value["e"].items() if k != tid}
+        if not remove:
+            entries[tid] = index_entry(task, rev)
+        chunk.value = {"v": rev, "e": entries}
+        chunk.dirty = True
+        meta = await self._uow.meta(uid)
+        meta.value["ix"] = {**meta.value["ix"], str(n): rev}
+        meta.dirty = True
+
+    async def _ensure_index(self, uid: str) -> None:
+        """Build the list projection of a user stored before it existed, from their buckets, in this
+        unit of work (once: the meta then carries "ixv"). Rev 0: no task of theirs is cached by rev
+        until it is written again (their buckets carry no revs)."""
+        meta = await self._uow.meta(uid)
+        if meta.value.get("ixv") == INDEX_FORMAT:
+            return
+        chunks: dict[int, dict[str, list[Any]]] = {}
+        for task in await self.all(uid):
+            chunks.setdefault(chunk_of(task.task_id), {})[str(task.task_id)] = index_entry(task, 0)
+        rev = await self._uow.rev(uid)
+        if len(chunks) <= BUILD_BATCH:
+            for n, entries in chunks.items():
+                doc = await self._uow.doc(index_key(uid, n), {"v": 0, "e": {}})
+                doc.value = {"v": rev, "e": entries}
+                doc.dirty = True
+        else:
+            # Too big for one state transaction (a sidecar bounds a request's body, 4 MiB by default):
+            # the chunks are written first, in batches, and take effect only when this unit of work's
+            # meta names them. If it fails (a concurrent write changed the meta), nothing names them
+            # and the next write builds them again.
+            ops = [Upsert(index_key(uid, n), {"v": rev, "e": e}, first_write=False) for n, e in chunks.items()]
+            for i in range(0, len(ops), BUILD_BATCH):
+                await self._uow.transact(ops[i : i + BUILD_BATCH])
+        meta.value["ix"] = {str(n): rev for n in chunks}
+        meta.value["ixv"] = INDEX_FORMAT
+        meta.dirty = True
+
     async def add(self, task: Task) -> None:
         bucket = await self._bucket(task.user_id, task.task_id)
         if str(task.task_id) in bucket.value["tasks"]:
             raise Conflict(f"task {task.task_id} already exists")
-        bucket.value["tasks"] = {**bucket.value["tasks"], str(task.task_id): task.model_dump(mode="json")}
-        bucket.dirty = True
+        await self._write(task, bucket)
         meta = await self._uow.meta(task.user_id)
         meta.value["count"] = meta.value.get("count", 0) + 1
         meta.dirty = True
@@ -255,21 +491,20 @@ class _Tasks:
         current = bucket.value["tasks"].get(str(task.task_id))
         if current is None or current.get("version") != task.version - 1:
             raise Conflict(f"task {task.task_id} was changed concurrently")
-        bucket.value["tasks"] = {**bucket.value["tasks"], str(task.task_id): task.model_dump(mode="json")}
-        bucket.dirty = True
+        await self._write(task, bucket)
 
     async def remove(self, task: Task) -> None:
         bucket = await self._bucket(task.user_id, task.task_id)
         current = bucket.value["tasks"].get(str(task.task_id))
         if current is None or current.get("version") != task.version:
             raise Conflict(f"task {task.task_id} was changed concurrently")
-        bucket.value["tasks"] = {k: v for k, v in bucket.value["tasks"].items() if k != str(task.task_id)}
-        bucket.dirty = True
+        await self._write(task, bucket, remove=True)
         meta = await self._uow.meta(task.user_id)
         meta.value["count"] = max(0, meta.value.get("count", 0) - 1)
         meta.dirty = True
 
     async def all(self, user_id: str) -> list[Task]:
+        """Every task of the user, from their buckets."""
         meta = await self._uow.meta(user_id)
         last = int(meta.value["next_id"])
         if last == 0:
@@ -284,8 +519,76 @@ class _Tasks:
         return int((await self._uow.meta(user_id)).value.get("count", 0))
 
     async def list(self, user_id: str, query: TaskQuery) -> TaskPage:
-        page, total = query.apply(await self.all(user_id))
-        return TaskPage(tasks=page, total=total, next_cursor=None)
+        meta = await self._uow.meta(user_id)
+        if not self._uow.list_index or meta.value.get("ixv") != INDEX_FORMAT:
+            page, total = query.apply(await self.all(user_id))
+            return TaskPage(tasks=page, total=total, next_cursor=None)
+        matching = list(_candidates(query, await self._entries(user_id, meta)))
+        key = _sort_key(query)
+        if query.after is not None:
+            ref = (query.after.value, query.after.task_id)
+            after = [k for k in matching if (key(k) < ref if query.descending else key(k) > ref)]  # type: ignore[operator]
+        else:
+            after = matching
+        pick = heapq.nlargest if query.descending else heapq.nsmallest
+        page = pick(query.limit, after, key=key)
+        return TaskPage(tasks=await self._tasks(user_id, page), total=len(matching), next_cursor=None)
+
+    async def _entries(self, uid: str, meta: _Doc) -> list[TaskKeys]:
+        """The user's projection entries: chunks read in this unit of work as they are now, the
+        others from the process cache at the version the meta names, else read (in one bulk read)."""
+        cache = self._uow.lists.chunks
+        out: list[TaskKeys] = []
+        missing: list[str] = []
+        for n, version in meta.value["ix"].items():
+            key = index_key(uid, int(n))
+            doc = self._uow.loaded(key)
+            if doc is not None:
+                out.extend(self._parse_chunk(doc))
+            elif (cached := cache.get((key, int(version)))) is not None:
+                out.extend(cached)
+            else:
+                missing.append(key)
+        batches = [missing[i : i + BUILD_BATCH] for i in range(0, len(missing), BUILD_BATCH)]
+        for docs in await asyncio.gather(*(self._uow.docs(keys, {"v": 0, "e": {}}) for keys in batches)):
+            for doc in docs:
+                out.extend(self._parse_chunk(doc))
+        return out
+
+    def _parse_chunk(self, doc: _Doc) -> list[TaskKeys]:
+        version = int(doc.value.get("v", 0))
+        cacheable = doc.exists and not doc.dirty
+        if cacheable and (cached := self._uow.lists.chunks.get((doc.key, version))) is not None:
+            return cached
+        parsed = [TaskKeys(int(tid), e) for tid, e in doc.value["e"].items()]
+        if cacheable:
+            self._uow.lists.chunks.put((doc.key, version), parsed)
+        return parsed
+
+    async def _tasks(self, uid: str, page: list[TaskKeys]) -> list[Task]:
+        """The page's tasks, in page order: from this unit of work's buckets, else the process cache
+        by (id, rev), else their buckets (one bulk read)."""
+        cache = self._uow.lists.tasks
+        found: dict[int, Task] = {}
+        wanted: list[TaskKeys] = []
+        for k in page:
+            if self._uow.loaded(bucket_key(uid, bucket_of(k.task_id))) is None and k.rev:
+                if (task := cache.get((uid, k.task_id, k.rev))) is not None:
+                    found[k.task_id] = task
+                    continue
+            wanted.append(k)
+        keys = sorted({bucket_key(uid, bucket_of(k.task_id)) for k in wanted})
+        buckets = {doc.key: doc for doc in await self._uow.docs(keys, {"tasks": {}})}
+        for k in wanted:
+            doc = buckets[bucket_key(uid, bucket_of(k.task_id))]
+            raw = doc.value["tasks"].get(str(k.task_id))
+            if raw is None:  # removed since the projection was read (reads are not one snapshot)
+                continue
+            task = found[k.task_id] = Task.model_validate(raw)
+            rev = doc.value.get("r", {}).get(str(k.task_id))
+            if rev and doc.exists and not doc.dirty:
+                cache.put((uid, k.task_id, int(rev)), task)
+        return [found[k.task_id] for k in page if k.task_id in found]
 
 
 class _Profiles:
@@ -438,6 +741,9 @@ class DaprUnitOfWorkFactory:
         store: str,
         *,
         parsed_buckets: int = 256,
+        list_chunks: int = 256,
+        list_tasks: int = 8192,
+        list_index: bool = True,
         relay: str | None = None,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
@@ -445,9 +751,13 @@ class DaprUnitOfWorkFactory:
         self.store = store
         # Shared by this process's units of work (bench/README.md: Dapr-state search).
         self.parsed = ParsedBuckets(parsed_buckets)
+        self.lists = ListCache(list_chunks, list_tasks)
+        self.list_index = list_index
         # The relay that publishes this process's events, and its wake-up after a commit.
         self.relay = relay
         self.on_commit = on_commit
 
     def __call__(self, *, write: bool = True) -> DaprUnitOfWork:
-        return DaprUnitOfWork(self.client, self.store, self.parsed, self.relay, self.on_commit)
+        return DaprUnitOfWork(
+            self.client, self.store, self.parsed, self.relay, self.on_commit, self.lists, self.list_index
+        )

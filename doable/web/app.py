@@ -11,17 +11,19 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from doable import __version__
 from doable.auth import service_tokens
 from doable.runtime import Runtime
 from doable.web import errors
 from doable.web.console import router as console_router
 from doable.web.history import router as history_router
+from doable.web.limits import AuthFailureLimit, BodyTimeout
 from doable.web.live import router as live_router
-from doable.web.middleware import BodyLimit, OnlyPaths, RequestContext
+from doable.web.middleware import BackendUnavailable, BodyLimit, OnlyPaths, RequestContext
 from doable.web.notifications import router as notifications_router
 from doable.web.tasks import router as tasks_router
 from mcp_server.identity import McpTokenVerifier, from_http_token
-from mcp_server.server import build_mcp
+from mcp_server.server import mcp_for_runtime
 
 
 def public_url(runtime: Runtime) -> str:
@@ -42,13 +44,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     base = public_url(runtime)
     # Short-lived tokens the chat agent mints to call the MCP tools as the signed-in user.
     chat_tokens = service_tokens(runtime.settings, runtime.signing_secret)
-    mcp = build_mcp(
-        runtime.service,
+    mcp = mcp_for_runtime(
+        runtime,
         from_http_token,
         verifier=McpTokenVerifier(runtime.verifier, internal=chat_tokens.verifier),
         auth=AuthSettings(issuer_url=base, resource_server_url=f"{base}/mcp", validate_token_resource=False),
-        inbox=runtime.inbox,
-        history=runtime.history,
     )
     mcp_app = mcp.streamable_http_app(
         streamable_http_path="/mcp",
@@ -70,7 +70,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(
         title="Doable",
-        version="0.1.0",
+        version=__version__,
         description="Tasks for people and their AI agents. Bearer JWT required on /api and /mcp.",
         lifespan=lifespan,
     )
@@ -114,7 +114,11 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     # Last, at the root, so the protected-resource metadata lands at
     # /.well-known/oauth-protected-resource/mcp as MCP clients expect.
-    app.mount("/", OnlyPaths(mcp_app, exact=("/mcp",), prefixes=("/mcp/", "/.well-known/")))
+    app.mount(
+        "/", BackendUnavailable(OnlyPaths(mcp_app, exact=("/mcp",), prefixes=("/mcp/", "/.well-known/")))
+    )
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(BodyTimeout, seconds=runtime.settings.request_timeout_seconds)
+    app.add_middleware(AuthFailureLimit, per_minute=runtime.settings.auth_failures_per_minute)
     app.add_middleware(RequestContext)
     return app

@@ -4,10 +4,13 @@ The console is plain HTML, CSS and ES modules from `static/`, with no build step
 the same REST, live-stream and chat endpoints as any other client, with a bearer token it keeps
 in memory or sessionStorage (never in a URL).
 
-Local sign-in (`POST /api/local/token`) mints a short-lived token without a password, so it is
-refused (404, as if it did not exist) unless every one of these holds: embedded runtime, the
-console_local_signin setting on, a shared signing secret (no JWKS), a loopback client, a
-loopback Host (no DNS rebinding), no proxy forwarding headers, and a loopback Origin if any.
+Local sign-in (`POST /api/local/token`) mints a short-lived token without a password, and only
+for the configured local user (DOABLE_LOCAL_USER), so it is refused (404, as if it did not exist)
+unless every one of these holds: embedded runtime; the embedded single-user default (the signing
+secret generated under the data dir: no DOABLE_JWT_SECRET such as Better Auth's, whose users are
+real accounts, and no JWKS) or DOABLE_CONSOLE_LOCAL_SIGNIN=true; not DOABLE_CONSOLE_LOCAL_SIGNIN=false;
+a loopback client, a loopback Host (no DNS rebinding), no proxy forwarding headers, and a loopback
+Origin if any.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ class ConsoleConfig(BaseModel):
 
 class LocalTokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user: Annotated[str | None, Field(max_length=128, description="User id; default DOABLE_LOCAL_USER.")] = None
+    user: Annotated[
+        str | None, Field(max_length=128, description="Must be DOABLE_LOCAL_USER if given (the only user it signs in).")
+    ] = None
 
 
 class LocalToken(BaseModel):
@@ -68,7 +73,11 @@ def local_signin_allowed(request: Request) -> bool:
     """Whether this request may mint a local token (see the module docstring)."""
     runtime = _runtime(request)
     settings = runtime.settings
-    if not settings.console_local_signin or settings.runtime != "embedded" or settings.jwt_jwks_url:
+    if settings.console_local_signin is False or settings.runtime != "embedded" or settings.jwt_jwks_url:
+        return False
+    if settings.console_local_signin is None and settings.jwt_secret is not None:
+        # A configured shared secret means accounts live elsewhere (Better Auth): no password-less
+        # tokens unless explicitly enabled.
         return False
     if runtime.signing_secret is None:
         return False
@@ -154,7 +163,10 @@ async def local_token(request: Request, response: Response, body: LocalTokenIn |
         raise HTTPException(status_code=404, detail="Not Found")
     runtime = _runtime(request)
     settings = runtime.settings
-    user = check_user_id((body.user if body else None) or settings.local_user)
+    user = check_user_id(settings.local_user)
+    if body is not None and body.user is not None and body.user != user:
+        # One local user: the sign-in never mints a token for any other name.
+        raise HTTPException(status_code=403, detail="local sign-in is only for the configured local user")
     assert runtime.signing_secret is not None  # checked by local_signin_allowed
     token = mint(
         runtime.signing_secret,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
@@ -38,11 +39,22 @@ def validation_message(errors: list[Any]) -> tuple[str, list[dict[str, str]]]:
     return message, fields
 
 
+# RFC 6750 3: error_description is printable ASCII without '"' and '\\' (then it needs no escaping).
+_HEADER_UNSAFE = re.compile(r'[^\x20-\x21\x23-\x5b\x5d-\x7e]')
+
+
+def www_authenticate(description: str, error: str = "invalid_token") -> str:
+    """The one builder of the WWW-Authenticate value: whatever `description` holds, the header
+    stays Latin-1 encodable and its quoting intact (anything outside RFC 6750's set becomes '?')."""
+    safe = _HEADER_UNSAFE.sub("?", description)[:200]
+    return f'Bearer error="{_HEADER_UNSAFE.sub("?", error)}", error_description="{safe}"'
+
+
 def unauthorized(message: str) -> JSONResponse:
     return JSONResponse(
         error_body("unauthorized", message),
         status_code=401,
-        headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'},
+        headers={"WWW-Authenticate": www_authenticate(message)},
     )
 
 

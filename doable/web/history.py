@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request
 
+from doable.domain.query import INT64_MAX
 from doable.history import LIMIT_MAX, History, HistoryView, history_view
 from doable.service import TaskService
 from doable.web.security import CurrentUser
@@ -34,7 +35,7 @@ async def recent_history(
     request: Request,
     user: CurrentUser,
     limit: Annotated[int | None, Query(ge=1, le=LIMIT_MAX)] = None,
-    before: Annotated[int | None, Query(ge=1, description="next_before of the previous page.")] = None,
+    before: Annotated[int | None, Query(ge=1, le=INT64_MAX, description="next_before of the previous page.")] = None,
 ) -> HistoryView:
     """Recent activity on all the user's tasks, newest first."""
     entries = await _history(request).list(user.user_id, limit=limit, before_id=before)
@@ -47,7 +48,7 @@ async def task_history(
     user: CurrentUser,
     task_id: Annotated[int, Path(ge=1, le=2**53)],
     limit: Annotated[int | None, Query(ge=1, le=LIMIT_MAX)] = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
 ) -> HistoryView:
     """One task's history (kept after the task is deleted), newest first."""
     entries = await _history(request).list(user.user_id, task_id=task_id, limit=limit, before_id=before)

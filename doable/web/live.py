@@ -14,26 +14,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from doable.auth import Identity, InvalidToken
+from doable.domain.query import INT64_MAX
 from doable.inbox import Inbox
-from doable.live import Closed, Kind, LiveEvent, LiveHub
+from doable.live import Closed, Kind, LiveEvent, LiveHub, TooManyStreams
 from doable.logs import bind
+from doable.web.errors import error_body
 
 router = APIRouter(prefix="/api", tags=["live"])
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "A stream of Server-Sent Events"},
     401: {"description": "Missing or invalid token"},
+    429: {"description": "This user already holds the most live streams allowed"},
 }
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 REPLAY_MAX = 200
+_ASCII_ID = re.compile(r"[0-9]{1,19}")
 
 
 async def stream_user(
@@ -72,20 +77,24 @@ async def notification_stream(
     request: Request,
     user: StreamUser,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
-) -> StreamingResponse:
+) -> Response:
     """Your notifications as they arrive (`event: notification`), for browser notifications."""
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
-    return _response(request, user, frozenset({"notification"}), replay_after=after)
+    return _response(request, user, frozenset({"notification"}), replay_after=event_id(last_event_id))
 
 
 @router.get("/updates/stream", responses=RESPONSES)
-async def update_stream(request: Request, user: StreamUser) -> StreamingResponse:
+async def update_stream(request: Request, user: StreamUser) -> Response:
     """Your task changes as they happen (`event: task`), to keep open clients in sync."""
     return _response(request, user, frozenset({"task"}), replay_after=None)
 
 
-def _response(request: Request, user: Identity, kinds: frozenset[Kind], replay_after: int | None) -> StreamingResponse:
+def _response(request: Request, user: Identity, kinds: frozenset[Kind], replay_after: int | None) -> Response:
     runtime = request.app.state.runtime
+    limit = runtime.settings.live_streams_per_user
+    if runtime.live.connections(user.user_id) >= limit:
+        return JSONResponse(
+            error_body("too_many_streams", str(TooManyStreams(limit))), status_code=429, headers={"Retry-After": "5"}
+        )
     exp = user.claims.get("exp")
     expires_at = float(exp) if isinstance(exp, int | float) else None
     body = _events(
@@ -96,6 +105,7 @@ def _response(request: Request, user: Identity, kinds: frozenset[Kind], replay_a
         replay_after=replay_after,
         keepalive=runtime.settings.sse_keepalive_seconds,
         expires_at=expires_at,
+        limit=limit,
     )
     return StreamingResponse(body, media_type="text/event-stream", headers=HEADERS)
 
@@ -109,35 +119,50 @@ async def _events(
     replay_after: int | None,
     keepalive: float,
     expires_at: float | None,
+    limit: int | None = None,
 ) -> AsyncIterator[str]:
     # Connect before replaying, so nothing published meanwhile falls between the two.
-    async with hub.connect(user_id, kinds) as stream:
-        yield "retry: 3000\n\n"
-        replayed = -1
-        if replay_after is not None and inbox is not None:
-            for note in await inbox.since(user_id, replay_after, REPLAY_MAX):
-                replayed = note.id
-                yield sse("notification", note.to_data(), str(note.id))
-        while True:
-            timeout = keepalive
-            if expires_at is not None:
-                left = expires_at - time.time()
-                if left <= 0:
-                    yield sse("closed", {"reason": "token expired"})
+    try:
+        async with hub.connect(user_id, kinds, limit=limit) as stream:
+            yield "retry: 3000\n\n"
+            replayed = -1
+            if replay_after is not None and inbox is not None:
+                for note in await inbox.since(user_id, replay_after, REPLAY_MAX):
+                    replayed = note.id
+                    yield sse("notification", note.to_data(), str(note.id))
+            while True:
+                timeout = keepalive
+                if expires_at is not None:
+                    left = expires_at - time.time()
+                    if left <= 0:
+                        yield sse("closed", {"reason": "token expired"})
+                        return
+                    timeout = min(timeout, left)
+                try:
+                    event = await asyncio.wait_for(stream.next(), timeout=timeout)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if isinstance(event, Closed):
+                    yield sse("closed", {"reason": event.reason})
                     return
-                timeout = min(timeout, left)
-            try:
-                event = await asyncio.wait_for(stream.next(), timeout=timeout)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
-            if isinstance(event, Closed):
-                yield sse("closed", {"reason": event.reason})
-                return
-            if _already_replayed(event, replayed):
-                continue
-            yield sse(event.kind, event.data, event.id)
+                if _already_replayed(event, replayed):
+                    continue
+                yield sse(event.kind, event.data, event.id)
+    except TooManyStreams as exc:
+        # Streams opened at the same instant can all pass the route's check; the hub's is exact.
+        yield sse("closed", {"reason": str(exc)})
+
+
+def event_id(text: str | None) -> int | None:
+    """A notification id from `Last-Event-ID`: ASCII digits that fit a signed 64-bit id, else
+    None (no replay). str.isdigit() would also take other scripts' digits and superscripts."""
+    if text is None or not _ASCII_ID.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= INT64_MAX else None
 
 
 def _already_replayed(event: LiveEvent, replayed: int) -> bool:
-    return event.kind == "notification" and event.id.isdigit() and int(event.id) <= replayed
+    note_id = event_id(event.id) if event.kind == "notification" else None
+    return note_id is not None and note_id <= replayed

@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from doable.domain.errors import Unavailable
 from doable.logs import trace_id_from
 from doable.metrics import HTTP_LATENCY
 
@@ -145,3 +146,61 @@ class OnlyPaths:
         body = b'{"error":"not_found","message":"no such endpoint; see /docs for the API"}'
         await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
+
+
+class BackendUnavailable:
+    """A backend outage raised below the routes (the MCP SDK's auth middleware asking the
+    identity provider for its keys, say) is a 503 with Retry-After, as REST answers it: never
+    a 500. The mounted app's own ServerErrorMiddleware sends its 500 and then re-raises, so a
+    500 is held back until the call ends: replaced by the 503 when the error is an outage,
+    passed on otherwise. Every other response streams through untouched."""
+
+    def __init__(self, app: ASGIApp, *, retry_after_seconds: int = 5) -> None:
+        self._app = app
+        self._retry_after = str(retry_after_seconds).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        held: list[Message] = []
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if message["status"] == 500:
+                    held.append(message)
+                    return
+            elif held:
+                held.append(message)
+                return
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_wrapper)
+        except Unavailable as exc:
+            if started and not held:
+                raise
+            log.warning("http.backend_unavailable", path=scope.get("path"), error=str(exc))
+            body = b'{"error":"unavailable","detail":"a service Doable depends on is unavailable; try again shortly"}'
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", self._retry_after),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        except BaseException:
+            for message in held:
+                await send(message)
+            raise
+        for message in held:
+            await send(message)

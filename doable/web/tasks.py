@@ -157,7 +157,7 @@ async def skip_occurrence(
 
 @router.post("/tasks/bulk", response_model=BulkView, responses={**ERRORS, 409: {"description": "Changed since"}})
 async def bulk_tasks(
-    request: Request, user: CurrentUser, body: BulkIn, idempotency_key: IdempotencyKey = None
+    request: Request, response: Response, user: CurrentUser, body: BulkIn, idempotency_key: IdempotencyKey = None
 ) -> BulkView:
     """Complete, reopen, delete or reschedule many tasks: a preview with a confirm_token first
     (nothing changes); the call with that token applies the change to exactly those tasks."""
@@ -173,16 +173,21 @@ async def bulk_tasks(
         idempotency_key=idempotency_key,
         receipt=receipt,
     )
+    _undo_header(response, receipt)
     return bulk_view(outcome, (await service.get_profile(user.user_id)).tz, receipt.undo)
 
 
 @router.post("/undo", response_model=UndoView, responses={**ERRORS, 409: {"description": "Changed since"}})
-async def undo(request: Request, user: CurrentUser, body: UndoIn, idempotency_key: IdempotencyKey = None) -> UndoView:
-    """Reverse the change an Undo-Token was issued for (within 24 hours; 409 if it changed since)."""
+async def undo(
+    request: Request, response: Response, user: CurrentUser, body: UndoIn, idempotency_key: IdempotencyKey = None
+) -> UndoView:
+    """Reverse the change an Undo-Token was issued for (within 24 hours; 409 if it changed since).
+    The answer's Undo-Token undoes the undo (a redo)."""
     receipt = Receipt()
     result = await Undo(_service(request)).undo(
         user.user_id, body.token, idempotency_key=idempotency_key, receipt=receipt
     )
+    _undo_header(response, receipt)
     return undo_view(result, receipt.undo)
 
 
@@ -193,6 +198,9 @@ async def get_profile(request: Request, user: CurrentUser) -> ProfileView:
 
 
 @router.put("/profile", response_model=ProfileView, responses=ERRORS)
-async def set_timezone(request: Request, user: CurrentUser, body: TimezoneIn) -> ProfileView:
+async def set_timezone(request: Request, response: Response, user: CurrentUser, body: TimezoneIn) -> ProfileView:
     service = _service(request)
-    return profile_view(user.user_id, service.calendar(await service.set_timezone(user.user_id, body.timezone)))
+    receipt = Receipt()
+    profile = await service.set_timezone(user.user_id, body.timezone, receipt=receipt)
+    _undo_header(response, receipt)
+    return profile_view(user.user_id, service.calendar(profile)).model_copy(update={"undo": receipt.undo})

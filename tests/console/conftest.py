@@ -192,6 +192,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, scripted_model: ScriptedMod
         {
             "DOABLE_DATA_DIR": str(root / "data"),
             "DOABLE_JWT_SECRET": JWT_SECRET,
+            # A configured secret turns the password-less local sign-in off unless asked for.
+            "DOABLE_CONSOLE_LOCAL_SIGNIN": "true",
             "DOABLE_LOG_FORMAT": "json",
             "OPENAI_BASE_URL": scripted_model.url,
             "DOABLE_MODEL": "scripted",

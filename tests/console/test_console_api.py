@@ -12,11 +12,18 @@ import httpx2
 import pytest
 from pydantic import SecretStr
 
+from doable import __version__
 from doable.runtime import build
 from doable.settings import Settings
 from doable.web.app import create_app
 from doable.web.console import LOCAL_TOKEN_TTL_SECONDS, STATIC
 from tests.conftest import auth, lifespan_running
+
+
+@pytest.fixture
+def settings(data_dir: Any) -> Settings:
+    """The embedded single-user default: no configured secret (one is generated under the data dir)."""
+    return Settings(data_dir=data_dir, log_format="console", host="127.0.0.1", port=8000)
 
 
 @asynccontextmanager
@@ -74,7 +81,7 @@ async def test_the_mcp_endpoint_and_its_metadata_still_answer_beside_the_console
 
 async def test_config_says_local_sign_in_is_available_on_loopback(http: httpx2.AsyncClient) -> None:
     config = (await http.get("/api/console/config")).json()
-    assert config == {"local_signin": True, "chatkit_domain_key": None, "version": "0.1.0"}
+    assert config == {"local_signin": True, "chatkit_domain_key": None, "version": __version__}
 
 
 async def test_local_sign_in_mints_a_short_lived_token_for_the_local_user(
@@ -90,10 +97,7 @@ async def test_local_sign_in_mints_a_short_lived_token_for_the_local_user(
     assert identity.user_id == "local" and identity.claims["exp"] - identity.claims["iat"] == 8 * 3600
     assert (await http.get("/api/tasks", headers=auth(body["token"]))).status_code == 200
 
-    alice = await http.post("/api/local/token", json={"user": "alice"})
-    assert alice.json()["user_id"] == "alice"
-    bad = await http.post("/api/local/token", json={"user": "not a user id"})
-    assert bad.status_code == 422
+    assert (await http.post("/api/local/token", json={"user": "local"})).json()["user_id"] == "local"
     assert (await http.post("/api/local/token", json={"user": "x", "admin": True})).status_code == 422
 
 
@@ -131,8 +135,10 @@ async def test_local_sign_in_refuses_a_remote_client(settings: Settings) -> None
         ({}, {"runtime": "dapr"}),  # a Dapr runtime needs a sidecar: the embedded one, labelled dapr
         ({"console_local_signin": False}, None),
         ({"jwt_secret": None, "jwt_jwks_url": "https://idp.example.com/.well-known/jwks.json"}, None),
+        # A configured shared secret (Better Auth's): its users are real accounts, not "local".
+        ({"jwt_secret": SecretStr("b" * 40)}, None),
     ],
-    ids=["dapr", "disabled", "jwks"],
+    ids=["dapr", "disabled", "jwks", "shared secret configured"],
 )
 async def test_local_sign_in_exists_only_in_embedded_mode_with_a_shared_secret(
     settings: Settings, update: dict[str, Any], label: dict[str, Any] | None
@@ -155,3 +161,25 @@ def test_the_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("DOABLE_CONSOLE_LOCAL_SIGNIN", "false")
     settings = Settings(jwt_secret=SecretStr("s" * 40))
     assert settings.chatkit_domain_key == "domain_pk_env" and settings.console_local_signin is False
+
+
+# Every name but the local user's, including valid user ids and the names other users have.
+@pytest.mark.parametrize("name", ["alice", "admin", "local ", "LOCAL", "not a user id", "", "local\x00"])
+async def test_local_sign_in_mints_only_for_the_configured_local_user(http: httpx2.AsyncClient, name: str) -> None:
+    refused = await http.post("/api/local/token", json={"user": name})
+    assert refused.status_code in (403, 422) and "token" not in refused.json(), refused.text
+
+
+async def test_local_sign_in_with_a_configured_secret_needs_the_explicit_setting(settings: Settings) -> None:
+    shared = settings.model_copy(update={"jwt_secret": SecretStr("b" * 40), "console_local_signin": True})
+    async with console(shared) as http:
+        minted = await http.post("/api/local/token")
+        assert minted.status_code == 200 and minted.json()["user_id"] == "local"
+        assert (await http.post("/api/local/token", json={"user": "alice"})).status_code == 403
+
+
+def test_local_sign_in_defaults_to_the_single_user_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOABLE_CONSOLE_LOCAL_SIGNIN", raising=False)
+    assert Settings().console_local_signin is None
+    monkeypatch.setenv("DOABLE_CONSOLE_LOCAL_SIGNIN", "true")
+    assert Settings().console_local_signin is True

@@ -22,6 +22,7 @@ from doable.storage.sql.repository import SqlOutboxReader, SqlUnitOfWorkFactory
 from doable.topology import API_APP_ID, STATE_STORE
 from tests.conftest import PG_DSN
 from tests.dapr_double import DaprDouble
+from tests.dapr_double.manifests import render_chart
 
 ADAPTERS = [
     "sqlite",
@@ -53,7 +54,8 @@ class _DaprOutboxView:
 
 @asynccontextmanager
 async def dapr_store(schema: str) -> AsyncIterator[Store]:
-    async with DaprDouble(app_id=API_APP_ID, dsn=PG_DSN, schema=schema) as double:
+    # The shipped manifests: a lost optimistic race must fail fast under the chart's Resiliency.
+    async with DaprDouble(app_id=API_APP_ID, dsn=PG_DSN, schema=schema, manifests=render_chart()) as double:
         client = DaprClient(transport=httpx2.ASGITransport(app=double.sidecar_app(API_APP_ID)))
         outbox = DaprOutbox(client, STATE_STORE, _NullPublisher())
         try:

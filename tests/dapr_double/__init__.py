@@ -11,8 +11,13 @@ Test tool only, never a runtime. Typical use::
         await double.wait_idle()                         # every event delivered
         double.clock.advance(60); await double.tick()    # fire due jobs
 
+With the manifests that ship (`manifests.render_chart()`), a version (`dapr_version="1.17"`)
+and fast resiliency time::
+
+    DaprDouble(..., manifests=render_chart(), dapr_version="1.17", resiliency_timer=SystemTimer(0.01))
+
 See `DaprDouble` for the full surface and each module's docstring for the Dapr
-documentation it follows.
+documentation and daprd source it follows (versions.py, manifests.py, resiliency.py, acl.py).
 """
 
 from .broker import BrokerMessage
@@ -21,15 +26,28 @@ from .delivery import DeliveryAttempt
 from .double import DaprDouble
 from .errors import DaprError
 from .jobs import Job, JobTrigger
+from .manifests import Component, Configuration, Manifests, render_chart
+from .resiliency import Policy, Resiliency, SystemTimer, VirtualTimer
+from .versions import SUPPORTED_TAGS, DaprVersion
 
 __all__ = [
+    "SUPPORTED_TAGS",
     "BrokerMessage",
     "Clock",
+    "Component",
+    "Configuration",
     "DaprDouble",
     "DaprError",
+    "DaprVersion",
     "DeliveryAttempt",
     "Job",
     "JobTrigger",
+    "Manifests",
     "ManualClock",
+    "Policy",
+    "Resiliency",
     "SystemClock",
+    "SystemTimer",
+    "VirtualTimer",
+    "render_chart",
 ]

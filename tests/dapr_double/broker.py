@@ -1,26 +1,263 @@
-"""The message broker behind the double's pub/sub components, persisted in PostgreSQL.
+"""The message broker behind the double's pub/sub components: a Kafka model persisted in PostgreSQL.
 
-Each published message is one `messages` row; each subscribed app id gets its own
-`deliveries` row per message, because every app id is its own consumer group
-(docs: https://docs.dapr.io/developing-applications/building-blocks/pubsub/pubsub-overview/
-"competing consumers" across replicas of one app id, fan-out across app ids).
+What is modelled, and where it comes from (dapr/components-contrib at v1.16.13, v1.17.8 and
+v1.18.4, the releases daprd v1.16.19, v1.17.13 and v1.18.3 build with):
 
-Messages that carry `metadata.partitionKey` are ordered per key, as a partitioned
-broker such as Kafka orders them: for one app, message n+1 of a key is not offered
-until message n is settled (acknowledged, dropped or dead-lettered).
+- **Partitions.** Every topic has N partitions (the chart's topics Job creates them all with
+  `redpanda.topics.partitions`, default 3). `Publish` in `common/component/kafka/producer.go`
+  turns the `partitionKey` (or `__key`) metadata into the Kafka message key; the producer's
+  partitioner is sarama's hash partitioner (`sarama.NewHashPartitioner`: FNV-1a 32 of the key,
+  `int32(hash) % N`, negated when negative; a message without a key goes to a random
+  partition). v1.18 wraps it in `common/component/kafka/partitioner.go` so that a
+  `partitionNumber` metadata picks the partition explicitly.
+- **Consumer groups.** Offsets are per consumer group, so each message gets one delivery row
+  per group. The group is the component's `consumerGroup` metadata, else its `consumerID`,
+  which daprd defaults to the app id (`pkg/runtime/processor/pubsub/pubsub.go` Init;
+  `common/component/kafka/metadata.go` "If ConsumerGroup is not set, use the 'consumerID'").
+  Tags `{uuid}`, `{podName}`, `{namespace}` and `{appID}` are resolved per sidecar
+  (`pkg/runtime/meta/meta.go` ToBaseMetadata). The members of a group split the partitions
+  of a topic (sarama's default `range` strategy, `kafka.go` initConsumerGroupRebalanceStrategy).
+- **Serial delivery per partition.** `ConsumeClaim` in `common/component/kafka/consumer.go`
+  hands one message of a partition at a time to daprd and only then reads the next, so a
+  delivery is offered only when no earlier delivery of the same group, topic and partition is
+  still pending: a message waiting for a retry holds its whole partition.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+import random
+import uuid
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .goformats import parse_bool, parse_duration
 from .store_pg import PgStore
 
 PENDING = "pending"
+DEFAULT_PARTITIONS = 3  # chart/values.yaml redpanda.topics.partitions
+
+# Metadata keys read by `Publish` (common/component/kafka/metadata.go: key, keyMetadataKey, partitionNumberKey).
+KEY_METADATA = ("partitionKey", "__key")
+PARTITION_NUMBER_METADATA = "partitionNumber"
+
+
+class PartitionError(ValueError):
+    """The producer refused the message (bad or out-of-range `partitionNumber`)."""
+
+
+def fnv1a_32(data: bytes) -> int:
+    """FNV-1a, 32 bits (Go's hash/fnv New32a, the hasher of sarama's hash partitioner)."""
+    value = 0x811C9DC5
+    for byte in data:
+        value ^= byte
+        value = (value * 0x01000193) & 0xFFFFFFFF
+    return value
+
+
+def partition_for_key(key: str, partitions: int) -> int:
+    """sarama hashPartitioner.Partition without referenceAbs: `int32(h) % n`, negated if negative."""
+    signed = fnv1a_32(key.encode("utf-8"))
+    if signed >= 1 << 31:
+        signed -= 1 << 32
+    return abs(signed) % partitions  # Go's % truncates toward zero, so |int32(h) % n| == |h| % n
+
+
+def message_key(metadata: Mapping[str, str]) -> str | None:
+    """The Kafka message key: `partitionKey` or `__key` metadata (an empty value still is a key)."""
+    for name in KEY_METADATA:
+        if name in metadata:
+            return metadata[name]
+    return None
+
+
+def choose_partition(metadata: Mapping[str, str], partitions: int, rng: random.Random) -> int:
+    """The partition `Publish` + the producer's partitioner pick for a message."""
+    explicit = metadata.get(PARTITION_NUMBER_METADATA)
+    if explicit is not None:
+        # producer.go parsePartitionNumber + partitioner.go daprPartitioner.Partition (v1.18).
+        try:
+            number = int(explicit, 10)
+        except ValueError:
+            raise PartitionError(f'invalid partitionNumber metadata value "{explicit}"') from None
+        if number < 0:
+            raise PartitionError(f"partitionNumber must be non-negative, got {number}")
+        if number >= partitions:
+            raise PartitionError(f"partition number {number} is out of range, topic has {partitions} partitions")
+        return number
+    key = message_key(metadata)
+    if key is None:
+        return rng.randrange(partitions)  # sarama's random partitioner for a nil key
+    return partition_for_key(key, partitions)
+
+
+def _lookup(metadata: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive metadata lookup (mapstructure and kit's GetMetadataProperty ignore case)."""
+    lowered = name.lower()
+    for key, value in metadata.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class ComponentBackOff:
+    """The Kafka component's own retry of a failed handler (`backOff*` metadata, dapr/kit `retry.Config`).
+
+    Defaults from dapr/kit `retry/retry.go` DefaultConfig: constant 5s, `maxRetries` -1 (for
+    ever); exponential: initialInterval 500ms, multiplier 1.5, randomizationFactor 0.5,
+    maxInterval 60s, maxElapsedTime 15m (cenkalti/backoff v4 defaults). Integer durations are
+    milliseconds (dapr/kit `config/decode.go`).
+    """
+
+    policy: str = "constant"
+    duration: float = 5.0
+    initial_interval: float = 0.5
+    multiplier: float = 1.5
+    randomization_factor: float = 0.5
+    max_interval: float = 60.0
+    max_elapsed_time: float = 900.0
+    max_retries: int = -1
+
+    @staticmethod
+    def _seconds(text: str) -> float:
+        text = text.strip()
+        if text.lstrip("-").isdigit():
+            return int(text) / 1000.0
+        return parse_duration(text).total_seconds()
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str]) -> ComponentBackOff:
+        values: dict[str, Any] = {}
+        durations = {
+            "duration": "backOffDuration",
+            "initial_interval": "backOffInitialInterval",
+            "max_interval": "backOffMaxInterval",
+            "max_elapsed_time": "backOffMaxElapsedTime",
+        }
+        for attr, name in durations.items():
+            text = _lookup(metadata, name)
+            if text:
+                values[attr] = cls._seconds(text)
+        for attr, name in (("multiplier", "backOffMultiplier"), ("randomization_factor", "backOffRandomizationFactor")):
+            text = _lookup(metadata, name)
+            if text:
+                values[attr] = float(text)
+        text = _lookup(metadata, "backOffMaxRetries")
+        if text:
+            values["max_retries"] = int(text)
+        text = _lookup(metadata, "backOffPolicy")
+        if text:
+            if text.lower() not in ("constant", "exponential"):
+                raise ValueError(f"unexpected back off policy type: {text}")
+            values["policy"] = text.lower()
+        return cls(**values)
+
+    def delay(self, retry: int, elapsed: float, rng: random.Random) -> float | None:
+        """Seconds before retry number `retry` (1 = first), or None when the back-off gives up."""
+        if 0 <= self.max_retries < retry:
+            return None
+        if self.policy == "constant":
+            return self.duration
+        if self.max_elapsed_time > 0 and elapsed > self.max_elapsed_time:
+            return None
+        interval = min(self.initial_interval * self.multiplier ** (retry - 1), self.max_interval)
+        spread = self.randomization_factor * interval
+        return rng.uniform(interval - spread, interval + spread)
+
+
+@dataclass(frozen=True)
+class KafkaComponent:
+    """What the double takes from one `pubsub.kafka` Component's metadata."""
+
+    name: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def consume_retry_enabled(self) -> bool:
+        # pubsub/kafka/kafka.go sets DefaultConsumeRetryEnabled = true (bindings use false).
+        text = _lookup(self.metadata, "consumeRetryEnabled")
+        return parse_bool(text) if text else True
+
+    def back_off(self) -> ComponentBackOff:
+        return ComponentBackOff.from_metadata(self.metadata)
+
+    def resolve(self, value: str, *, app_id: str, pod: str, namespace: str, uuids: dict[str, str]) -> str:
+        """Resolve `{uuid}`, `{podName}`, `{namespace}`, `{appID}` as pkg/runtime/meta/meta.go does.
+
+        `{uuid}` is drawn once per sidecar start; `uuids` keeps it per (pod, property).
+        """
+        while "{uuid}" in value:
+            value = value.replace("{uuid}", uuids.setdefault(f"{pod}/{value}", str(uuid.uuid4())), 1)
+        value = value.replace("{podName}", pod)
+        value = value.replace("{namespace}", f"{namespace}.{app_id}")
+        return value.replace("{appID}", app_id)
+
+    def consumer_group(self, *, app_id: str, pod: str, namespace: str, uuids: dict[str, str]) -> str:
+        """consumerGroup, else consumerID (daprd defaults consumerID to the app id)."""
+        for name in ("consumerGroup", "consumerID"):
+            raw = _lookup(self.metadata, name)
+            if raw is not None:
+                resolved = self.resolve(raw, app_id=app_id, pod=pod, namespace=namespace, uuids=uuids).strip()
+                if resolved:
+                    return resolved
+        return app_id
+
+    def scoped_topics(self, scope: str, app_id: str) -> list[str]:
+        """pkg/scopes GetScopedTopics: `app1=t1,t2;app2=t3` -> this app's topics (spaces removed)."""
+        text = _lookup(self.metadata, scope)
+        topics: list[str] = []
+        if not text:
+            return topics
+        for entry in text.replace(" ", "").split(";"):
+            parts = entry.split("=")
+            if len(parts) < 2 or parts[0] != app_id:
+                continue
+            for topic in parts[1].split(","):
+                if topic not in topics:
+                    topics.append(topic)
+        return topics
+
+    def param_topics(self, name: str) -> list[str]:
+        """pkg/scopes getParamTopics (allowedTopics, protectedTopics)."""
+        text = _lookup(self.metadata, name)
+        topics: list[str] = []
+        for topic in (text or "").replace(" ", "").split(","):
+            if text and topic not in topics:
+                topics.append(topic)
+        return topics
+
+    def operation_allowed(self, topic: str, scoped_topics: list[str]) -> bool:
+        """pkg/runtime/pubsub/adapter.go IsOperationAllowed."""
+        allowed = self.param_topics("allowedTopics")
+        if allowed and topic not in allowed:
+            return False
+        protected = topic in self.param_topics("protectedTopics")
+        if not protected and not scoped_topics:
+            return True
+        return topic in scoped_topics
+
+    def may_publish(self, app_id: str, topic: str) -> bool:
+        return self.operation_allowed(topic, self.scoped_topics("publishingScopes", app_id))
+
+    def may_subscribe(self, app_id: str, topic: str) -> bool:
+        return self.operation_allowed(topic, self.scoped_topics("subscriptionScopes", app_id))
+
+
+def range_assignment(partitions: int, members: list[str]) -> dict[int, str]:
+    """sarama's range balance strategy for one topic: contiguous partition ranges, in member order."""
+    owners: dict[int, str] = {}
+    if not members:
+        return owners
+    step, extra = divmod(partitions, len(members))
+    start = 0
+    for index, member in enumerate(members):
+        count = step + (1 if index < extra else 0)
+        for partition in range(start, start + count):
+            owners[partition] = member
+        start += count
+    return owners
 
 
 @dataclass(frozen=True)
@@ -33,6 +270,7 @@ class BrokerMessage:
     data: bytes
     metadata: Mapping[str, str]
     published_at: datetime
+    partition: int = 0
 
     @property
     def cloud_event(self) -> dict[str, Any] | None:
@@ -43,14 +281,29 @@ class BrokerMessage:
 @dataclass(frozen=True)
 class PendingDelivery:
     id: int
+    group: str
     app_id: str
     attempts: int
     message: BrokerMessage
+    redeliveries: int = 0
+    first_failed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One consumer group that receives a message, and the app id it is recorded under."""
+
+    group: str
+    app_id: str
 
 
 class Broker:
-    def __init__(self, pg: PgStore) -> None:
+    def __init__(self, pg: PgStore, *, partitions: int = DEFAULT_PARTITIONS, rng: random.Random | None = None) -> None:
+        if partitions < 1:
+            raise ValueError("a topic needs at least one partition")
         self._pg = pg
+        self.partitions = partitions
+        self.rng = rng or random.Random()
 
     async def append(
         self,
@@ -60,20 +313,27 @@ class Broker:
         data: bytes,
         metadata: Mapping[str, str],
         raw: bool,
-        subscribers: Sequence[str],
+        subscribers: Iterable[Subscriber | str],
         now: datetime,
         not_before: datetime,
     ) -> BrokerMessage:
-        """Store a message and one delivery per subscribed app, atomically."""
-        partition_key = metadata.get("partitionKey") or None
+        """Store a message and one delivery per consumer group, atomically.
+
+        A plain string subscriber is an app id in its default consumer group (its app id).
+        Raises PartitionError when the producer would refuse the message.
+        """
+        groups = [Subscriber(s, s) if isinstance(s, str) else s for s in subscribers]
+        partition_key = message_key(metadata)
+        partition = choose_partition(metadata, self.partitions, self.rng)
         async with self._pg.pool.acquire() as conn, conn.transaction():
             seq = await conn.fetchval(
                 f"INSERT INTO {self._pg.table('messages')} "
-                "(pubsub, topic, partition_key, raw, data, metadata, published_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) RETURNING seq",
+                "(pubsub, topic, partition_key, partition, raw, data, metadata, published_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING seq",
                 pubsub,
                 topic,
                 partition_key,
+                partition,
                 raw,
                 data,
                 json.dumps(dict(metadata)),
@@ -81,26 +341,28 @@ class Broker:
             )
             await conn.executemany(
                 f"INSERT INTO {self._pg.table('deliveries')} "
-                "(seq, app_id, pubsub, topic, partition_key, not_before) VALUES ($1, $2, $3, $4, $5, $6)",
-                [(seq, app_id, pubsub, topic, partition_key, not_before) for app_id in subscribers],
+                "(seq, group_id, app_id, pubsub, topic, partition, partition_key, not_before) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                [(seq, s.group, s.app_id, pubsub, topic, partition, partition_key, not_before) for s in groups],
             )
-        return BrokerMessage(seq, pubsub, topic, partition_key, raw, data, dict(metadata), now)
+        return BrokerMessage(seq, pubsub, topic, partition_key, raw, data, dict(metadata), now, partition)
 
     def _deliverable(self) -> str:
-        # A pending delivery is blocked while an earlier delivery of the same
-        # partition key to the same app is still pending (in flight or awaiting retry).
+        # A pending delivery is blocked while an earlier delivery of the same consumer group,
+        # topic and partition is still pending (in flight or awaiting a retry): ConsumeClaim
+        # reads the next message of a partition only once the handler returned.
         d = self._pg.table("deliveries")
         return (
             f"d.status = '{PENDING}' AND NOT (d.id = ANY($1::bigint[])) AND NOT EXISTS ("
-            f"SELECT 1 FROM {d} e WHERE e.status = '{PENDING}' AND e.app_id = d.app_id "
-            "AND e.pubsub = d.pubsub AND e.topic = d.topic AND e.partition_key = d.partition_key AND e.seq < d.seq)"
+            f"SELECT 1 FROM {d} e WHERE e.status = '{PENDING}' AND e.group_id = d.group_id "
+            "AND e.pubsub = d.pubsub AND e.topic = d.topic AND e.partition = d.partition AND e.seq < d.seq)"
         )
 
     async def due(self, now: datetime, exclude: Collection[int], limit: int = 200) -> list[PendingDelivery]:
         rows = await self._pg.pool.fetch(
-            f"SELECT d.id, d.app_id, d.attempts, m.seq, m.pubsub, m.topic, m.partition_key, m.raw, m.data, "
-            f"m.metadata::text AS metadata, m.published_at FROM {self._pg.table('deliveries')} d "
-            f"JOIN {self._pg.table('messages')} m ON m.seq = d.seq "
+            f"SELECT d.id, d.group_id, d.app_id, d.attempts, d.redeliveries, d.first_failed_at, m.seq, m.pubsub, "
+            "m.topic, m.partition_key, m.partition, m.raw, m.data, m.metadata::text AS metadata, m.published_at "
+            f"FROM {self._pg.table('deliveries')} d JOIN {self._pg.table('messages')} m ON m.seq = d.seq "
             f"WHERE {self._deliverable()} AND d.not_before <= $2 ORDER BY d.seq LIMIT $3",
             list(exclude),
             now,
@@ -109,6 +371,7 @@ class Broker:
         return [
             PendingDelivery(
                 r["id"],
+                r["group_id"],
                 r["app_id"],
                 r["attempts"],
                 BrokerMessage(
@@ -120,7 +383,63 @@ class Broker:
                     bytes(r["data"]),
                     json.loads(r["metadata"]),
                     r["published_at"],
+                    r["partition"],
                 ),
+                r["redeliveries"],
+                r["first_failed_at"],
+            )
+            for r in rows
+        ]
+
+    async def claim_backlog(
+        self, head: PendingDelivery, exclude: Collection[int], limit: int
+    ) -> list[tuple[PendingDelivery, int]]:
+        """The pending deliveries of `head`'s claim (consumer group, topic, partition), in offset
+        order from `head` on, at most `limit`, each with its partition offset.
+
+        This is what the Kafka component's bulk ConsumeClaim has read from the claim's channel
+        while no flush runs (see bulk_subscribe.py). The offset is the message's position in its
+        partition (what `GetEventMetadata` reports as `__offset`).
+        """
+        d, m = self._pg.table("deliveries"), self._pg.table("messages")
+        rows = await self._pg.pool.fetch(
+            f"SELECT d.id, d.group_id, d.app_id, d.attempts, d.redeliveries, d.first_failed_at, m.seq, m.pubsub, "
+            "m.topic, m.partition_key, m.partition, m.raw, m.data, m.metadata::text AS metadata, m.published_at, "
+            f"(SELECT count(*) FROM {m} o WHERE o.pubsub = m.pubsub AND o.topic = m.topic "
+            "AND o.partition = m.partition AND o.seq < m.seq) AS partition_offset "
+            f"FROM {d} d JOIN {m} m ON m.seq = d.seq "
+            f"WHERE d.status = '{PENDING}' AND NOT (d.id = ANY($1::bigint[])) AND d.group_id = $2 "
+            "AND d.pubsub = $3 AND d.topic = $4 AND d.partition = $5 AND d.seq >= $6 ORDER BY d.seq LIMIT $7",
+            list(exclude),
+            head.group,
+            head.message.pubsub,
+            head.message.topic,
+            head.message.partition,
+            head.message.seq,
+            limit,
+        )
+        return [
+            (
+                PendingDelivery(
+                    r["id"],
+                    r["group_id"],
+                    r["app_id"],
+                    r["attempts"],
+                    BrokerMessage(
+                        r["seq"],
+                        r["pubsub"],
+                        r["topic"],
+                        r["partition_key"],
+                        r["raw"],
+                        bytes(r["data"]),
+                        json.loads(r["metadata"]),
+                        r["published_at"],
+                        r["partition"],
+                    ),
+                    r["redeliveries"],
+                    r["first_failed_at"],
+                ),
+                int(r["partition_offset"]),
             )
             for r in rows
         ]
@@ -132,21 +451,42 @@ class Broker:
             list(exclude),
         )
 
-    async def settle(self, delivery_id: int, status: str, attempts: int) -> None:
-        """Mark a delivery as finished (acked, dropped, dead-lettered or failed)."""
+    async def settle(
+        self, delivery_id: int, status: str, attempts: int, *, app_id: str | None = None, pod: str | None = None
+    ) -> None:
+        """Mark a delivery as finished (acked, dropped, dead-lettered, failed or unsubscribed)."""
         await self._pg.pool.execute(
-            f"UPDATE {self._pg.table('deliveries')} SET status = $2, attempts = $3 WHERE id = $1",
+            f"UPDATE {self._pg.table('deliveries')} SET status = $2, attempts = $3, "
+            "app_id = coalesce($4, app_id), pod = coalesce($5, pod) WHERE id = $1",
             delivery_id,
             status,
             attempts,
+            app_id,
+            pod,
         )
 
-    async def reschedule(self, delivery_id: int, attempts: int, not_before: datetime) -> None:
+    async def reschedule(
+        self,
+        delivery_id: int,
+        attempts: int,
+        not_before: datetime,
+        *,
+        redeliveries: int | None = None,
+        first_failed_at: datetime | None = None,
+        app_id: str | None = None,
+        pod: str | None = None,
+    ) -> None:
         await self._pg.pool.execute(
-            f"UPDATE {self._pg.table('deliveries')} SET attempts = $2, not_before = $3 WHERE id = $1",
+            f"UPDATE {self._pg.table('deliveries')} SET attempts = $2, not_before = $3, "
+            "redeliveries = coalesce($4, redeliveries), first_failed_at = coalesce(first_failed_at, $5), "
+            "app_id = coalesce($6, app_id), pod = coalesce($7, pod) WHERE id = $1",
             delivery_id,
             attempts,
             not_before,
+            redeliveries,
+            first_failed_at,
+            app_id,
+            pod,
         )
 
     async def pending_count(self) -> int:

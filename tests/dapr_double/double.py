@@ -17,11 +17,14 @@ from .clock import Clock, ManualClock, SystemClock
 from .core import DoubleCore, SecretStores, SidecarFaults
 from .delivery import DeliveryAttempt, DeliverySettings, FaultBudget
 from .jobs import Job, JobService, JobTrigger
+from .manifests import Manifests
 from .pubsub import PubSubService
+from .resiliency import Resiliency, Timer
 from .server import SidecarServer
 from .sidecar import API_TOKEN_HEADER, build_sidecar
 from .state import KEY_PREFIX_STRATEGIES, StateRepository
 from .store_pg import PgStore
+from .versions import DEFAULT_VERSION, DaprVersion
 
 
 class DaprDouble:
@@ -51,12 +54,17 @@ class DaprDouble:
         namespace: str = "",
         max_delivery_attempts: int = 5,
         redelivery_backoff: float = 0.05,
+        topic_partitions: int = 3,
         job_retry_interval: float = 1.0,
         auto_tick: bool | None = None,
         scheduler_poll_interval: float = 0.05,
         app_timeout: float = 10.0,
         subscribe_on_start: bool = True,
         drop_schema_on_close: bool = True,
+        dapr_version: str = DEFAULT_VERSION,
+        manifests: Manifests | None = None,
+        config_name: str | None = None,
+        resiliency_timer: Timer | None = None,
     ) -> None:
         """Configure the double; nothing connects until `start()`.
 
@@ -66,10 +74,23 @@ class DaprDouble:
         schema: PostgreSQL schema holding this double's tables (unique per test).
         key_prefix: the state stores' keyPrefix strategy: "appid" (Dapr's default),
             "none" (keys shared by all app ids) or "name" (prefixed with the store name).
-        max_delivery_attempts / redelivery_backoff: pub/sub retry policy (constant backoff, seconds).
+        max_delivery_attempts / redelivery_backoff: pub/sub retry policy (constant backoff, seconds)
+            when the double has no manifests and no inbound Resiliency policy (see delivery.py).
+        topic_partitions: partitions of every topic (the chart's redpanda.topics.partitions).
         job_retry_interval: interval of the default job failure policy (Dapr: 1 s).
         auto_tick: run the job scheduler in the background; defaults to True unless
             `clock` is a ManualClock, in which case tests call `await double.tick()`.
+        dapr_version: the daprd release line to impersonate, "1.16", "1.17" or "1.18" (see
+            versions.py: the Jobs API path, `/v1.0/metadata`).
+        manifests: the Dapr resources of the deployment (`manifests.render_chart()`, or
+            `Manifests.from_yaml`). Each sidecar then loads only the Components scoped to its app
+            id (state keyPrefix from the component's metadata, secret stores, pub/sub), uses the
+            Configuration (`config_name`, default: the only one) for secret scopes and access
+            control, and the Resiliency CRs in its scope; `state_stores`, `key_prefix` and
+            `pubsubs` are then ignored, and `secrets` only supplies the data of loaded stores.
+            Without manifests: no Configuration, no Resiliency CRs (daprd's built-in policies only).
+        resiliency_timer: time for retry waits and circuit-breaker periods (resiliency.py):
+            `SystemTimer(scale)` shrinks them, `VirtualTimer()` makes them instantaneous.
         subscribe_on_start: read the primary app's `/dapr/subscribe` in `start()`; set it
             False when the app behind `app_base_url` starts after the double, then call
             `await double.refresh_subscriptions()` once it is up.
@@ -88,7 +109,7 @@ class DaprDouble:
         self._servers: list[SidecarServer] = []
         self._clients: list[httpx2.AsyncClient] = []
         self._sidecars: dict[str, ASGIApp] = {}
-        self._broker = Broker(self._pg)
+        self._broker = Broker(self._pg, partitions=topic_partitions)
         self._pubsub = PubSubService(
             self._broker,
             self._apps,
@@ -103,6 +124,16 @@ class DaprDouble:
             poll_interval=scheduler_poll_interval,
             auto_tick=not isinstance(self.clock, ManualClock) if auto_tick is None else auto_tick,
         )
+        self.version = DaprVersion(dapr_version)
+        self.manifests = manifests
+        resiliency = (
+            Resiliency.from_manifests(manifests, resiliency_timer)
+            if manifests is not None
+            else Resiliency.none(resiliency_timer)
+        )
+        if manifests is not None and (config_name is not None or manifests.configurations):
+            # Fail now, as daprd fails to start, on a missing or invalid Configuration.
+            _ = manifests.configuration_named(config_name) if config_name else manifests.configuration
         self._core = DoubleCore(
             clock=self.clock,
             pg=self._pg,
@@ -116,7 +147,12 @@ class DaprDouble:
             pubsub=self._pubsub,
             jobs=self._jobs,
             faults=SidecarFaults(),
+            version=self.version,
+            manifests=manifests,
+            resiliency=resiliency,
+            config_name=config_name,
         )
+        self._pubsub.attach(self._core)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -145,6 +181,7 @@ class DaprDouble:
         for client in self._clients:
             await client.aclose()
         self._clients.clear()
+        await self._core.resiliency.drain()
         await self._apps.aclose()
         await self._pg.close(drop=self._drop_schema)
 
@@ -167,8 +204,13 @@ class DaprDouble:
         base_url: str | None = None,
         load_subscriptions: bool = True,
         app_token: str | None = None,
+        pod: str | None = None,
     ) -> None:
         """Make `app_id` reachable (in-process ASGI app or real URL) and read its `/dapr/subscribe`.
+
+        `pod` names one replica of the app id (default "<app_id>-0"): register several pods
+        of one app id to have them share its consumer groups, or get a group each with a
+        `{podName}` consumerGroup/consumerID (see pubsub.py).
 
         Pass load_subscriptions=False for an app that is not up yet, then call
         `refresh_subscriptions(app_id)` once it is. `app_token` overrides the double's
@@ -180,6 +222,7 @@ class DaprDouble:
             base_url=base_url,
             app_token=app_token or self._app_token,
             timeout=self._app_timeout,
+            pod=pod,
         )
         self._apps.add(channel)
         if load_subscriptions:
@@ -188,10 +231,11 @@ class DaprDouble:
     async def refresh_subscriptions(self, app_id: str | None = None) -> None:
         """Re-read an app's `GET /dapr/subscribe` (daprd reads it when the app comes up)."""
         app_id = app_id or self.app_id
-        channel = self._apps.get(app_id)
-        if channel is None:
+        channels = self._apps.pods(app_id)
+        if not channels:
             raise KeyError(f"app {app_id!r} is not registered")
-        await channel.load_subscriptions()
+        for channel in channels:
+            await channel.load_subscriptions()
 
     def sidecar_app(self, app_id: str | None = None) -> ASGIApp:
         """The sidecar ASGI app answering the Dapr API for `app_id` (default: the primary app)."""
@@ -244,6 +288,16 @@ class DaprDouble:
         """Delay every sidecar API call by `seconds`."""
         self._core.faults.latency = seconds
 
+    def set_state_latency(self, seconds: float) -> None:
+        """Make every state store operation take `seconds` (inside the component call: a Resiliency
+        timeout fires while it runs, and a transaction still commits afterwards)."""
+        self._core.faults.state_latency = seconds
+
+    @property
+    def resiliency(self) -> Resiliency:
+        """The sidecars' resiliency engines (breaker states, loaded CRs)."""
+        return self._core.resiliency
+
     async def set_unreachable(self, unreachable: bool = True) -> None:
         """Stop (connection refused) or restart, on the same ports, every served sidecar."""
         for server in self._servers:
@@ -255,9 +309,20 @@ class DaprDouble:
     # -- pub/sub -----------------------------------------------------------------------
 
     def fail_next_publishes(self, count: int = 1, *, status: int = 500) -> None:
-        """The next `count` publish calls fail with `status` and store nothing."""
+        """The next `count` publish calls fail with `status` and store nothing.
+
+        A bulk publish call counts as one: all its entries fail (bulk_publish.py)."""
         self._core.faults.failing_publishes = count
         self._core.faults.failing_publish_status = status
+
+    def fail_bulk_publish_entries(self, *entry_ids: str, times: int = 1, error: str | None = None) -> None:
+        """The Kafka producer rejects these entries of the next `times` bulk publish attempts (the
+        other entries are stored): a partial failure (bulk_publish.py). Each attempt under the
+        outbound policy counts, so `times` above its retries makes the entries fail for good."""
+        for entry_id in entry_ids:
+            self._core.faults.bulk.entries[entry_id] = times
+        if error is not None:
+            self._core.faults.bulk.error = error
 
     def drop_deliveries(self, count: int = 1, *, app_id: str | None = None, topic: str | None = None) -> None:
         """Lose the next `count` matching deliveries before they reach the app (they are retried)."""

@@ -12,6 +12,14 @@ https://docs.dapr.io/developing-applications/building-blocks/jobs/jobs-features-
   unreachable app follows the failure policy: `constant` (max_retries, interval)
   or `drop`; with no policy, 3 retries 1 s apart (the interval is configurable
   here so tests need not wait).
+
+Checked at dapr/dapr v1.16.19-v1.18.3: the app channel POSTs `/job/<name>`
+(`pkg/channel/http/http_channel.go` constructJobRequest) and maps the HTTP status with
+`pkg/messaging/v1/util.go` CodeFromHTTPStatus (any 2xx -> OK, 404 -> NotFound);
+`pkg/runtime/scheduler/internal/cluster/streamer.go` invokeApp treats OK and NotFound as
+SUCCESS, anything else (or an unreachable app) as FAILED, and the Scheduler's go-etcd-cron
+retries FAILED triggers under the job's failure policy, defaulting to constant 1 s x 3
+(`internal/scheduler/builder.go` Parse).
 """
 
 from __future__ import annotations

@@ -2,11 +2,20 @@
 
 Reference: https://docs.dapr.io/reference/api/secrets_api/ . The reference lists 204
 for "secret not found" and 400 for a missing store, but daprd answers differently
-and the double follows daprd: an unknown store is 401 ERR_SECRET_STORE_NOT_FOUND
-(dapr/dapr `pkg/messages/predefined.go`), no secret stores at all is 500
-ERR_SECRET_STORES_NOT_CONFIGURED, and an unknown secret is the store's error
-(local file and Kubernetes stores fail with "secret ... not found"), i.e. 500
-ERR_SECRET_GET.
+and the double follows daprd (dapr/dapr `pkg/messages/predefined.go`,
+`pkg/api/universal/secrets.go`, the same at v1.16.19, v1.17.13 and v1.18.3):
+* no secret store loaded at all: 500 ERR_SECRET_STORES_NOT_CONFIGURED;
+* a store the sidecar did not load (unknown, or scoped to other app ids): 401
+  ERR_SECRET_STORE_NOT_FOUND;
+* a secret the Configuration's `secrets.scopes` deny (`pkg/config/configuration.go`
+  IsSecretAllowed): 403 ERR_PERMISSION_DENIED `access denied by policy to get "<key>" from
+  "<store>"`; the bulk call silently leaves denied secrets out;
+* an unknown secret: the store's error (local file and Kubernetes stores fail with
+  "secret ... not found"), i.e. 500 ERR_SECRET_GET.
+With manifests, the stores are the `secretstores.*` Components scoped to the app id, plus the
+built-in "kubernetes" store daprd registers in Kubernetes mode (`pkg/runtime/runtime.go`,
+`pkg/components/secretstores/registry.go` BuiltinKubernetesSecretStore); the data comes from
+the double's `secrets` argument.
 """
 
 from __future__ import annotations
@@ -17,23 +26,41 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .core import sidecar_of
+from .core import DoubleCore, sidecar_of
 from .errors import DaprError
 
+BUILTIN_KUBERNETES_STORE = "kubernetes"
 
-def _store(request: Request) -> tuple[str, Mapping[str, Mapping[str, str]]]:
-    core, _ = sidecar_of(request)
+
+def loaded_stores(core: DoubleCore, app_id: str) -> list[str]:
+    """The secret stores `app_id`'s sidecar loaded."""
+    names = core.component_names(app_id, "secretstores")
+    if core.manifests is not None and core.effective_namespace and BUILTIN_KUBERNETES_STORE not in names:
+        names.append(BUILTIN_KUBERNETES_STORE)
+    return names
+
+
+def _store(request: Request) -> tuple[DoubleCore, str, Mapping[str, Mapping[str, str]]]:
+    core, app_id = sidecar_of(request)
     name = request.path_params["store"]
-    if not core.secret_stores:
+    stores = loaded_stores(core, app_id)
+    if not stores:
         raise DaprError(500, "ERR_SECRET_STORES_NOT_CONFIGURED", "secret store is not configured")
-    if name not in core.secret_stores:
+    if name not in stores:
         raise DaprError(401, "ERR_SECRET_STORE_NOT_FOUND", f"failed finding secret store with key {name}")
-    return name, core.secret_stores[name]
+    return core, name, core.secret_stores.get(name, {})
+
+
+def _allowed(core: DoubleCore, store: str, key: str) -> bool:
+    config = core.configuration
+    return config is None or config.secret_allowed(store, key)
 
 
 async def get_secret(request: Request) -> Response:
-    store_name, store = _store(request)
+    core, store_name, store = _store(request)
     name = request.path_params["name"]
+    if not _allowed(core, store_name, name):
+        raise DaprError(403, "ERR_PERMISSION_DENIED", f'access denied by policy to get "{name}" from "{store_name}"')
     if name not in store:
         raise DaprError(
             500,
@@ -44,8 +71,8 @@ async def get_secret(request: Request) -> Response:
 
 
 async def get_bulk_secrets(request: Request) -> Response:
-    _, store = _store(request)
-    return JSONResponse({name: dict(values) for name, values in store.items()})
+    core, store_name, store = _store(request)
+    return JSONResponse({name: dict(values) for name, values in store.items() if _allowed(core, store_name, name)})
 
 
 ROUTES = [

@@ -57,29 +57,47 @@ async def healthz(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def metadata(request: Request) -> Response:
-    """https://docs.dapr.io/reference/api/metadata_api/"""
-    core, app_id = sidecar_of(request)
-    components: list[dict[str, Any]] = [
-        {"name": name, "type": "state.postgresql", "version": "v1", "capabilities": ["ETAG", "TRANSACTIONAL", "TTL"]}
-        for name in core.state_stores
+# Capabilities daprd reports for the components the double implements (state.postgresql v1
+# Features(): ETAG, TRANSACTIONAL, TTL, QUERY_API; pubsub.kafka: none reported over HTTP).
+_CAPABILITIES = {"state": ["ETAG", "TRANSACTIONAL", "TTL"]}
+
+
+def _components(core: DoubleCore, app_id: str) -> list[dict[str, Any]]:
+    if core.manifests is not None:
+        loaded = [(c.name, c.type, c.version, c.kind) for c in core.manifests.components_for(app_id)]
+    else:
+        loaded = [(n, "state.postgresql", "v1", "state") for n in core.state_stores]
+        loaded += [(n, "pubsub.kafka", "v1", "pubsub") for n in sorted(core.pubsubs)]
+        loaded += [(n, "secretstores.local.file", "v1", "secretstores") for n in core.secret_stores]
+    return [
+        {"name": name, "type": type_, "version": version}
+        | ({"capabilities": _CAPABILITIES[kind]} if kind in _CAPABILITIES else {})
+        for name, type_, version, kind in loaded
     ]
-    components += [{"name": name, "type": "pubsub.double", "version": "v1"} for name in sorted(core.pubsubs)]
-    components += [{"name": name, "type": "secretstores.double", "version": "v1"} for name in core.secret_stores]
+
+
+async def metadata(request: Request) -> Response:
+    """GET /v1.0/metadata (pkg/api/http/metadata.go, pkg/api/universal/metadata.go at the tag):
+    `runtimeVersion` and `extended.daprRuntimeVersion` are the release ("1.17.13"); empty
+    lists are left out (omitempty); 1.18 adds `resiliencies`."""
+    core, app_id = sidecar_of(request)
     channel = core.apps.get(app_id)
-    return JSONResponse(
-        {
-            "id": app_id,
-            "runtimeVersion": "dapr-double",
-            "enabledFeatures": [],
-            "actors": [],
-            "components": components,
-            "httpEndpoints": [],
-            "subscriptions": [s.describe() for s in channel.subscriptions] if channel else [],
-            "extended": {},
-            "appConnectionProperties": {"protocol": "http"} if channel else {},
-        }
-    )
+    body: dict[str, Any] = {
+        "id": app_id,
+        "runtimeVersion": core.version.tag,
+        "components": _components(core, app_id),
+        "extended": {"daprRuntimeVersion": core.version.tag},
+    }
+    if channel is not None:
+        subscriptions = [s.describe() for s in channel.subscriptions]
+        if subscriptions:
+            body["subscriptions"] = subscriptions
+        body["appConnectionProperties"] = {"protocol": "http"}
+    if core.version.metadata_lists_resiliencies:
+        names = core.resiliency.loaded(app_id)
+        if names:
+            body["resiliencies"] = [{"name": n} for n in names]
+    return JSONResponse(body)
 
 
 async def _dapr_error(request: Request, exc: Exception) -> Response:
@@ -94,8 +112,8 @@ def build_sidecar(core: DoubleCore, app_id: str) -> ASGIApp:
         Route("/v1.0/healthz/outbound", healthz, methods=["GET"]),
         Route("/v1.0/metadata", metadata, methods=["GET"]),
         *state_api.ROUTES,
-        *pubsub.ROUTES,
-        *jobs_api.ROUTES,
+        *pubsub.routes(core.version),
+        *jobs_api.routes(core.version),
         *secrets.ROUTES,
         *invoke.ROUTES,
         invoke.FALLBACK,

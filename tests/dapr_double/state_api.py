@@ -4,10 +4,22 @@ Reference: https://docs.dapr.io/reference/api/state_api/ . Status codes for ETag
 problems (409 mismatch, 400 invalid) and for transactions (every store error is a
 500 ERR_STATE_TRANSACTION, including an ETag mismatch) come from daprd's handlers
 in dapr/dapr `pkg/api/http/http.go` (onPostState, etagError, onPostStateTransaction).
+
+Every store call runs under the sidecar's outbound Resiliency policy for the store
+(`ComponentOutboundPolicy(store, Statestore)` in each handler at v1.16.19-v1.18.3):
+* save: `pkg/components/state/bulk.go` PerformBulkStoreOperation: an ETag error is permanent
+  (never retried, but still a circuit-breaker failure); with several items only the items that
+  failed with another error are retried;
+* get, bulk get, delete: the component call is retried as a whole (a delete's ETag mismatch too);
+* transaction: `transactionalStore.Multi(r.Context(), ...)`: an ETag mismatch or first-write
+  conflict is an ordinary error, retried and counted by the breaker, and the call ignores the
+  policy's deadline, so a transaction reported as "context deadline exceeded" may still commit.
+Policy errors read as Go prints them: "context deadline exceeded", "circuit breaker is open".
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -19,12 +31,14 @@ from starlette.routing import Route
 from .cloudevents import format_time
 from .core import DoubleCore, query_metadata, sidecar_of
 from .errors import DaprError, malformed_request
+from .resiliency import Permanent
 from .state import (
     DeleteOperation,
     EtagInvalid,
     EtagMismatch,
     IllegalKey,
     SetOperation,
+    StateItem,
     StateStoreFailure,
     check_options,
     modified_key,
@@ -42,7 +56,7 @@ def _json_body(raw: bytes) -> Any:
 
 def _store_key(core: DoubleCore, store: str, app_id: str, key: str) -> str:
     try:
-        return modified_key(key, store=store, app_id=app_id, strategy=core.key_prefix_strategy(store))
+        return modified_key(key, store=store, app_id=app_id, strategy=core.key_prefix_strategy(store, app_id))
     except IllegalKey as exc:
         raise DaprError(400, "ERR_MALFORMED_REQUEST", str(exc), reason="DAPR_STATE_ILLEGAL_KEY") from exc
 
@@ -82,7 +96,19 @@ def _set_operation(
     return SetOperation(key, json.dumps(item.get("value")), etag, first_write, ttl)
 
 
-def _status_for(error: StateStoreFailure) -> int:
+async def _component(core: DoubleCore) -> None:
+    """The time the store takes (the `state_latency` fault), inside the component call."""
+    if core.faults.state_latency > 0:
+        await asyncio.sleep(core.faults.state_latency)
+
+
+class _BulkSaveFailed(StateStoreFailure):
+    def __init__(self, errors: list[StateStoreFailure]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+def _status_for(error: BaseException) -> int:
     if isinstance(error, EtagMismatch):
         return 409
     if isinstance(error, EtagInvalid):
@@ -93,35 +119,61 @@ def _status_for(error: StateStoreFailure) -> int:
 async def save_state(request: Request) -> Response:
     core, app_id = sidecar_of(request)
     store = request.path_params["store"]
-    core.key_prefix_strategy(store)
+    core.key_prefix_strategy(store, app_id)
     items = _json_body(await request.body())
     if not isinstance(items, list):
         raise malformed_request("expected a JSON array of state items")
     url_metadata = query_metadata(request)
-    operations = [_set_operation(core, store, app_id, item, url_metadata) for item in items]
+    pending = [_set_operation(core, store, app_id, item, url_metadata) for item in items]
     now = core.clock.now()
-    errors: list[StateStoreFailure] = []
-    # Several items are saved one by one, not atomically (daprd's default BulkSet);
-    # the first ETag error decides the status, as errors.As on the joined errors does.
-    for op in operations:
-        if isinstance(op, StateStoreFailure):
-            errors.append(op)
-            continue
-        try:
-            await core.state.set(store, op, now)
-        except StateStoreFailure as exc:
-            errors.append(exc)
-    if errors:
+
+    async def save() -> None:
+        # Several items are saved one by one, not atomically (daprd's default BulkSet).
+        nonlocal pending
+        await _component(core)
+        errors: list[StateStoreFailure] = []
+        retry: list[SetOperation | StateStoreFailure] = []
+        for op in pending:
+            try:
+                if isinstance(op, StateStoreFailure):
+                    raise op
+                await core.state.set(store, op, now)
+            except StateStoreFailure as exc:
+                errors.append(exc)
+                if not isinstance(exc, EtagMismatch | EtagInvalid):
+                    retry.append(op)
+        if not errors:
+            return
+        failure = errors[0] if len(pending) == 1 else _BulkSaveFailed(errors)
+        if not retry:
+            raise Permanent(failure)  # only ETag errors: bulk.go makes them permanent
+        pending = retry
+        raise failure
+
+    try:
+        await core.outbound(app_id, store, save)
+    except Exception as exc:
+        errors = exc.errors if isinstance(exc, _BulkSaveFailed) else [exc]
+        # The first ETag error decides the status, as errors.As on the joined errors does.
         status = next((_status_for(e) for e in errors if isinstance(e, EtagMismatch | EtagInvalid)), 500)
-        detail = "\n".join(str(e) for e in errors)
-        raise DaprError(status, "ERR_STATE_SAVE", f"failed saving state in state store {store}: {detail}")
+        raise DaprError(status, "ERR_STATE_SAVE", f"failed saving state in state store {store}: {exc}") from exc
     return Response(status_code=204)
 
 
 async def get_state(request: Request) -> Response:
     core, app_id = sidecar_of(request)
     store, key = request.path_params["store"], request.path_params["key"]
-    item = await core.state.get(store, _store_key(core, store, app_id, key), core.clock.now())
+    stored = _store_key(core, store, app_id, key)
+
+    async def get() -> StateItem | None:
+        await _component(core)
+        return await core.state.get(store, stored, core.clock.now())
+
+    try:
+        item = await core.outbound(app_id, store, get)
+    except Exception as exc:
+        # onGetState: ErrStateGet (pkg/messages/predefined.go), 500.
+        raise DaprError(500, "ERR_STATE_GET", f"fail to get {key} from state store {store}: {exc}") from exc
     if item is None:
         return Response(status_code=204)
     headers = {"ETag": item.etag}
@@ -135,13 +187,21 @@ async def get_state(request: Request) -> Response:
 async def bulk_get_state(request: Request) -> Response:
     core, app_id = sidecar_of(request)
     store = request.path_params["store"]
-    core.key_prefix_strategy(store)
+    core.key_prefix_strategy(store, app_id)
     body = _json_body(await request.body())
     keys = body.get("keys") if isinstance(body, Mapping) else None
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise malformed_request("keys must be an array of strings")
     stored = [_store_key(core, store, app_id, k) for k in keys]
-    found = await core.state.bulk_get(store, stored, core.clock.now())
+
+    async def bulk_get() -> dict[str, StateItem]:
+        await _component(core)
+        return await core.state.bulk_get(store, stored, core.clock.now())
+
+    try:
+        found = await core.outbound(app_id, store, bulk_get)
+    except Exception as exc:
+        raise DaprError(500, "ERR_STATE_BULK_GET", str(exc)) from exc  # onBulkGetState: err.Error() only
     result: list[dict[str, Any]] = []
     for key in stored:
         entry: dict[str, Any] = {"key": original_key(key)}
@@ -160,9 +220,14 @@ async def delete_state(request: Request) -> Response:
     store, key = request.path_params["store"], request.path_params["key"]
     stored = _store_key(core, store, app_id, key)
     etag = request.headers.get("if-match") or None
-    try:
+
+    async def delete() -> None:
+        await _component(core)
         await core.state.delete(store, DeleteOperation(stored, etag))
-    except StateStoreFailure as exc:
+
+    try:
+        await core.outbound(app_id, store, delete)
+    except Exception as exc:
         raise DaprError(_status_for(exc), "ERR_STATE_DELETE", f"failed deleting state with key {key}: {exc}") from exc
     return Response(status_code=204)
 
@@ -170,7 +235,7 @@ async def delete_state(request: Request) -> Response:
 async def state_transaction(request: Request) -> Response:
     core, app_id = sidecar_of(request)
     store = request.path_params["store"]
-    core.key_prefix_strategy(store)
+    core.key_prefix_strategy(store, app_id)
     body = _json_body(await request.body())
     if not isinstance(body, Mapping) or not isinstance(body.get("operations", []), list):
         raise malformed_request("expected {operations: [...]}")
@@ -199,11 +264,18 @@ async def state_transaction(request: Request) -> Response:
             operations.append(DeleteOperation(key, _etag(request_body.get("etag"))))
     if not operations and not deferred:
         return Response(status_code=204)
-    try:
+    now = core.clock.now()
+
+    async def multi() -> None:
+        await _component(core)
         if deferred:
             raise deferred[0]
-        await core.state.transaction(store, operations, core.clock.now())
-    except StateStoreFailure as exc:
+        await core.state.transaction(store, operations, now)
+
+    try:
+        # Multi gets r.Context(), not the policy's: it runs on after a timeout (honours_deadline=False).
+        await core.outbound(app_id, store, multi, honours_deadline=False)
+    except Exception as exc:
         raise DaprError(500, "ERR_STATE_TRANSACTION", f"error while executing state transaction: {exc}") from exc
     return Response(status_code=204)
 

@@ -30,24 +30,35 @@ CREATE TABLE IF NOT EXISTS {schema}.messages (
     pubsub         text        NOT NULL,
     topic          text        NOT NULL,
     partition_key  text,
+    partition      integer     NOT NULL DEFAULT 0,
     raw            boolean     NOT NULL,
     data           bytea       NOT NULL,
     metadata       jsonb       NOT NULL,
     published_at   timestamptz NOT NULL
 );
+-- One row per message and consumer group (Kafka commits offsets per group). `app_id`/`pod` are
+-- the member that handled it last; `redeliveries` counts the Kafka component's own retries
+-- (consumeRetryEnabled) and `first_failed_at` bounds an exponential backOff's maxElapsedTime.
 CREATE TABLE IF NOT EXISTS {schema}.deliveries (
-    id             bigserial   PRIMARY KEY,
-    seq            bigint      NOT NULL REFERENCES {schema}.messages (seq) ON DELETE CASCADE,
-    app_id         text        NOT NULL,
-    pubsub         text        NOT NULL,
-    topic          text        NOT NULL,
-    partition_key  text,
-    status         text        NOT NULL DEFAULT 'pending',
-    attempts       integer     NOT NULL DEFAULT 0,
-    not_before     timestamptz NOT NULL,
-    UNIQUE (seq, app_id)
+    id               bigserial   PRIMARY KEY,
+    seq              bigint      NOT NULL REFERENCES {schema}.messages (seq) ON DELETE CASCADE,
+    group_id         text        NOT NULL,
+    app_id           text        NOT NULL,
+    pod              text,
+    pubsub           text        NOT NULL,
+    topic            text        NOT NULL,
+    partition        integer     NOT NULL DEFAULT 0,
+    partition_key    text,
+    status           text        NOT NULL DEFAULT 'pending',
+    attempts         integer     NOT NULL DEFAULT 0,
+    redeliveries     integer     NOT NULL DEFAULT 0,
+    first_failed_at  timestamptz,
+    not_before       timestamptz NOT NULL,
+    UNIQUE (seq, group_id)
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON {schema}.deliveries (status, not_before);
+CREATE INDEX IF NOT EXISTS deliveries_partition_head
+    ON {schema}.deliveries (pubsub, topic, group_id, partition, seq) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS {schema}.jobs (
     app_id          text        NOT NULL,
     name            text        NOT NULL,

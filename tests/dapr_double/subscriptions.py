@@ -56,6 +56,71 @@ class Rule:
     match: MatchExpression | None = None
 
 
+# The Kafka component's defaults for a bulk subscription that leaves a setting out (or gives 0 or
+# less): dapr/components-contrib `common/component/kafka/utils.go` DefaultMaxBulkSubCount and
+# DefaultMaxBulkSubAwaitDurationMs, applied with `common/utils` GetIntValOrDefault (val > 0 wins)
+# in `pubsub/kafka/kafka.go` BulkSubscribe (v1.16.13, v1.17.8, v1.18.4).
+KAFKA_DEFAULT_MAX_MESSAGES = 80
+KAFKA_DEFAULT_MAX_AWAIT_MS = 10_000
+_INT32 = (-(1 << 31), (1 << 31) - 1)
+
+
+@dataclass(frozen=True)
+class BulkSubscribe:
+    """The `bulkSubscribe` object of a `/dapr/subscribe` entry.
+
+    dapr/dapr `pkg/runtime/pubsub/subscriptions.go` BulkSubscribeJSON (v1.16.19-v1.18.3):
+    `enabled` (bool), `maxMessagesCount` and `maxAwaitDurationMs` (int32). daprd reads no
+    metadata key for it: the Kafka component's bulk settings come only from this object
+    (`maxBulkSubCount`-style metadata keys exist for other components, not pubsub.kafka).
+    `pkg/runtime/subscription/subscription.go` New takes the bulk path when `enabled` is true.
+    """
+
+    enabled: bool = False
+    max_messages_count: int = 0
+    max_await_duration_ms: int = 0
+
+    @property
+    def kafka_max_messages(self) -> int:
+        return self.max_messages_count if self.max_messages_count > 0 else KAFKA_DEFAULT_MAX_MESSAGES
+
+    @property
+    def kafka_max_await_seconds(self) -> float:
+        ms = self.max_await_duration_ms if self.max_await_duration_ms > 0 else KAFKA_DEFAULT_MAX_AWAIT_MS
+        return ms / 1000.0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "maxMessagesCount": self.max_messages_count,
+            "maxAwaitDurationMs": self.max_await_duration_ms,
+        }
+
+
+def parse_bulk_subscribe(value: Any) -> BulkSubscribe:
+    """Decode `bulkSubscribe` as Go's encoding/json does into BulkSubscribeJSON: a wrong type is
+    an error that fails the whole `/dapr/subscribe` answer (GetSubscriptionsHTTP deserializeTopicsError)."""
+    if value is None:
+        return BulkSubscribe()
+    if not isinstance(value, Mapping):
+        raise ValueError("bulkSubscribe must be a JSON object")
+    lowered = {str(k).lower(): v for k, v in value.items()}  # encoding/json matches names case-insensitively
+    enabled = lowered.get("enabled", False)
+    if enabled is None:
+        enabled = False
+    if not isinstance(enabled, bool):
+        raise ValueError("bulkSubscribe.enabled must be a boolean")
+    numbers: list[int] = []
+    for name in ("maxmessagescount", "maxawaitdurationms"):
+        number = lowered.get(name, 0)
+        if number is None:
+            number = 0
+        if isinstance(number, bool) or not isinstance(number, int) or not _INT32[0] <= number <= _INT32[1]:
+            raise ValueError(f"bulkSubscribe.{name} must be an int32")
+        numbers.append(number)
+    return BulkSubscribe(enabled, numbers[0], numbers[1])
+
+
 @dataclass(frozen=True)
 class Subscription:
     pubsub: str
@@ -63,6 +128,11 @@ class Subscription:
     rules: tuple[Rule, ...]
     dead_letter_topic: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    bulk: BulkSubscribe = field(default_factory=BulkSubscribe)
+
+    @property
+    def bulk_enabled(self) -> bool:
+        return self.bulk.enabled
 
     @property
     def raw_payload(self) -> str | None:
@@ -143,6 +213,7 @@ def parse_subscriptions(payload: Any) -> list[Subscription]:
                 rules=tuple(rules),
                 dead_letter_topic=item.get("deadLetterTopic") or "",
                 metadata={str(k): str(v) for k, v in (item.get("metadata") or {}).items()},
+                bulk=parse_bulk_subscribe(item.get("bulkSubscribe")),
             )
         )
     return parsed

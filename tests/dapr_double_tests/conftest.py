@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.conftest import PG_DSN
 from tests.dapr_double import DaprDouble, ManualClock
 
 from .recording_app import RecordingApp
-
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 DoubleFactory = Callable[..., Awaitable[DaprDouble]]
 

@@ -82,8 +82,9 @@ async def test_cron_schedule_with_due_time_and_ttl(
     await scheduler.client().post(f"{JOBS}/quarterly", json=body)
     manual_clock.advance(timedelta(hours=2))
     await scheduler.tick()
-    # 00:05 (dueTime), then 00:15, 00:30; the 00:45 trigger is past the 00:40 expiry.
-    assert [t.attempt for t in scheduler.job_triggers()] == [1, 1, 1]
+    # A ttl offset counts from the due time (go-etcd-cron internal/scheduler/builder.go Parse):
+    # expiry 00:45. 00:05 (dueTime), 00:15, 00:30, 00:45 (not after the expiry); 01:00 is.
+    assert [t.attempt for t in scheduler.job_triggers()] == [1, 1, 1, 1]
     assert await scheduler.jobs() == []
 
 

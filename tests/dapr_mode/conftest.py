@@ -4,8 +4,21 @@ Every app talks to its own sidecar of one double, as in a cluster: the API throu
 (`doable.runtime.build` with DOABLE_RUNTIME=dapr and DAPR_HTTP_ENDPOINT, like `doable serve`),
 the workers in-process (`doable.dapr.wiring.worker_transport`, like `doable worker NAME`). The
 double delivers events, job triggers and service invocations to the apps registered with it,
-with the app token, and requires the Dapr API token from them. State uses keyPrefix `name`
-(shared keys), as the components do.
+with the app token, and requires the Dapr API token from them.
+
+The double applies the manifests that ship: the chart rendered once per session with
+values-minikube.yaml (`tests.dapr_double.manifests.render_chart`): each sidecar loads only the
+Components scoped to its app id (state keyPrefix `name`, shared keys), the Configuration's secret
+scopes and access-control policy, and the Resiliency CR's timeouts, retries and circuit breakers.
+Retry waits and breaker periods run 100 times faster than written (`SystemTimer(scale=0.01)`);
+timeouts keep their real length.
+
+Version matrix: the `double` fixture impersonates daprd `dapr_version`. Every test runs against
+1.18 (the default); the modules in `VERSION_MATRIX_MODULES` (jobs/reminders, workers, the
+end-to-end path) and tests marked `@pytest.mark.dapr_matrix` also run against 1.16 and 1.17,
+where the Jobs API is served at `/v1.0-alpha1/jobs` only. Running everything three times would
+triple the suite's time for code paths that do not change between versions (state, publish,
+invoke and secrets answer the same at the three tags, see tests/dapr_double/versions.py).
 
 This conftest also overrides the root `runtime` and `app` fixtures, so test modules here that
 import the embedded end-to-end tests (tests/e2e) run them unchanged in Dapr mode.
@@ -34,6 +47,9 @@ from doable.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import JWT_SECRET, PG_DSN, lifespan_running
 from tests.dapr_double import DaprDouble, ManualClock
+from tests.dapr_double.manifests import Manifests, render_chart
+from tests.dapr_double.resiliency import SystemTimer
+from tests.dapr_double.versions import DEFAULT_VERSION, SUPPORTED_TAGS
 from tests.e2e.conftest import mcp_as  # noqa: F401  (the e2e tests' MCP client fixture, re-used here)
 
 APP_TOKEN = "app-token-" + "a" * 30
@@ -41,6 +57,37 @@ DAPR_TOKEN = "dapr-token-" + "d" * 30
 SECRETS = {topology.SECRET_STORE: {"doable-secrets": {"jwt-secret": JWT_SECRET}}}
 
 pytestmark = pytest.mark.postgres
+
+#: Test modules that also run against every other supported daprd version (see the docstring).
+VERSION_MATRIX_MODULES = frozenset({"test_workers", "test_end_to_end"})
+#: The values file whose rendering the double applies (the local cluster's).
+CHART_VALUES = ("values-minikube.yaml",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "dapr_matrix: also run this Dapr-mode test against daprd 1.16 and 1.17")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize `dapr_version`: every supported version for the matrix, else the default only."""
+    if "dapr_version" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    in_matrix = module in VERSION_MATRIX_MODULES or metafunc.definition.get_closest_marker("dapr_matrix")
+    versions = sorted(SUPPORTED_TAGS, reverse=True) if in_matrix else [DEFAULT_VERSION]
+    metafunc.parametrize("dapr_version", versions, ids=[f"dapr{v}" for v in versions], scope="function")
+
+
+@pytest.fixture(scope="session")
+def chart_manifests() -> Manifests:
+    """The chart's Components, Configuration and Resiliency, rendered once per session."""
+    return render_chart(CHART_VALUES)
+
+
+@pytest.fixture
+def dapr_version() -> str:
+    """The daprd version the double impersonates (parametrized by `pytest_generate_tests`)."""
+    return DEFAULT_VERSION
 
 
 @pytest.fixture
@@ -65,12 +112,16 @@ def dapr_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def double(pg_schema: str, dapr_clock: ManualClock) -> AsyncIterator[DaprDouble]:
+async def double(
+    pg_schema: str, dapr_clock: ManualClock, chart_manifests: Manifests, dapr_version: str
+) -> AsyncIterator[DaprDouble]:
     async with DaprDouble(
         app_id=topology.API_APP_ID,
         dsn=PG_DSN,
         schema=pg_schema,
-        key_prefix="name",
+        manifests=chart_manifests,
+        dapr_version=dapr_version,
+        resiliency_timer=SystemTimer(scale=0.01),
         secrets=SECRETS,
         api_token=DAPR_TOKEN,
         app_token=APP_TOKEN,

@@ -126,7 +126,8 @@ async def test_a_malformed_dead_letter_is_recorded_and_answered_success(
     before = dead_lettered("unknown")
     # A CloudEvent whose data is not JSON, published straight to the dead-letter topic.
     envelope = {"specversion": "1.0", "id": "bad-3", "source": "x", "type": "t", "data": "{not json"}
-    published = await double.client(topology.API_APP_ID).post(
+    # As a subscriber's sidecar: the pubsub component's publishingScopes let only those publish here.
+    published = await double.client(topology.WORKER_APP_IDS["reminders"]).post(
         f"/v1.0/publish/{topology.PUBSUB}/{topology.DEAD_LETTER}",
         content=json.dumps(envelope),
         headers={"content-type": "application/cloudevents+json"},

@@ -164,6 +164,17 @@ POD_MAX_CPU = Decimal("1")
 POD_MAX_MEMORY = 2 * 1024**3
 OKE_MAX_CPU = Decimal("1.2")
 OKE_MAX_MEMORY = 6 * 1024**3
+#: The A1 node's Allocatable CPU assumed in docs/deploy.md ("CPU budget"): 2000m of 2 OCPU minus
+#: OKE's kube-reserved and system-reserved. Read yours with
+#: `kubectl get node -o jsonpath='{.items[0].status.allocatable.cpu}'`.
+OKE_ALLOCATABLE_CPU = Decimal("1.83")
+#: Requests on the node that are not Doable's, as docs/deploy.md and chart/README.md list them
+#: (the Dapr control plane is computed from chart/dapr-values-oke.yaml by the test).
+OKE_OTHER_CPU = {
+    "OKE system pods (estimate)": Decimal("0.4"),
+    "metrics-server": Decimal("0.1"),
+    "local-path-provisioner (estimate)": Decimal("0.01"),
+}
 
 _UNITS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
@@ -227,4 +238,27 @@ def budget(result: Rendered) -> list[tuple[str, int, Decimal, int]]:
         replicas = replicas_at_most(result, obj)
         req_cpu, req_memory = pod_totals(obj, "requests")
         rows.append((obj["metadata"]["name"], replicas, req_cpu * replicas, req_memory * replicas))
+    return rows
+
+
+def surge_pods(strategy: dict[str, Any], replicas: int) -> int:
+    """Extra pods a RollingUpdate may start (maxSurge: a number, or a percentage rounded up)."""
+    surge = strategy.get("maxSurge", "25%")
+    if isinstance(surge, str) and surge.endswith("%"):
+        return -(-int(surge[:-1]) * replicas // 100)
+    return int(surge)
+
+
+def rollout_surge(result: Rendered) -> list[tuple[str, int, Decimal]]:
+    """(Deployment, surge pods, their CPU requests) while every Deployment rolls at once, as
+    `helm upgrade` makes them do, each at its most replicas. StatefulSets replace pods in place."""
+    rows = []
+    for obj in result.kinds("Deployment"):
+        strategy = obj["spec"]["strategy"]
+        pods = (
+            surge_pods(strategy.get("rollingUpdate", {}), replicas_at_most(result, obj))
+            if strategy["type"] == "RollingUpdate"
+            else 0
+        )
+        rows.append((obj["metadata"]["name"], pods, pod_totals(obj, "requests")[0] * pods))
     return rows

@@ -8,6 +8,7 @@ import pytest
 from deploy_support import CHART, NAMESPACE, VARIANTS, Rendered, deep_merge, helm, render, user_values
 
 EXPECTED_KINDS = {
+    "Pod",  # the helm test hook
     "ConfigMap",
     "Service",
     "ServiceAccount",
@@ -30,7 +31,7 @@ def test_chart_renders_with_the_helm_engine(rendered: dict[str, Rendered], varia
     kinds = {d["kind"] for d in result.docs}
     expected = set(EXPECTED_KINDS)
     if variant == "oke-cloud-kafka":
-        expected -= {"StatefulSet"}  # no in-cluster Redpanda
+        expected -= {"StatefulSet", "Job"}  # no in-cluster Redpanda, so no topics Job
         expected |= {"PrometheusRule"}
     assert expected <= kinds, f"missing kinds: {sorted(expected - kinds)}"
     for doc in result.docs:
@@ -117,21 +118,47 @@ def test_notes_tell_how_to_port_forward_and_mint_a_token(rendered: dict[str, Ren
     assert "loadBalancer.ingress" in notes  # the OKE values expose a LoadBalancer
 
 
-def test_helm_test_hook_checks_readyz_through_the_service(rendered: dict[str, Rendered]) -> None:
-    job = rendered["default"].one("Job", "doable-test-readyz")
-    assert job["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
-    assert "http://doable-api.doable.svc:80/readyz" in script
+def test_helm_test_hook_is_a_pod_that_checks_readyz_through_the_service(rendered: dict[str, Rendered]) -> None:
+    """A Pod, not a Job: Helm 4.2's `helm test --logs` fetches the logs of the pod named after
+    each test hook (pkg/action/release_testing.go, GetPodLogs: Pods().GetLogs(hook.Name)), and a
+    Job's pod has a generated name, so `--logs` failed although the test passed."""
+    for result in rendered.values():
+        hooks = [d for d in result.docs if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]
+        assert [(d["kind"], d["metadata"]["name"]) for d in hooks] == [("Pod", "doable-test-readyz")], result.name
+        pod = hooks[0]
+        annotations = pod["metadata"]["annotations"]
+        # Replaced by the next run; deleted after success (Helm reads --logs first); kept when it fails.
+        policies = annotations["helm.sh/hook-delete-policy"].split(",")
+        assert sorted(policies) == ["before-hook-creation", "hook-succeeded"], policies
+        assert annotations["helm.sh/hook-output-log-policy"] == "hook-failed"
+        assert pod["spec"]["restartPolicy"] == "Never"
+        assert pod["spec"]["activeDeadlineSeconds"] <= 600
+        assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "helm-test"  # its NetworkPolicy
+        script = pod["spec"]["containers"][0]["args"][0]
+        assert "http://doable-api.doable.svc:80/readyz" in script
+        compile(script, "readyz", "exec")  # the dedented script is still valid Python
 
 
 def test_topics_job_creates_every_topic_after_install_and_upgrade(rendered: dict[str, Rendered]) -> None:
     from doable import topology
 
     job = rendered["oke"].one("Job", "doable-redpanda-topics")
-    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
     script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
     assert f"for topic in {' '.join(topology.TOPICS)}; do" in script
     assert "rpk topic create" in script and "--replicas 1" in script
+
+
+def test_a_failed_topics_job_stays_for_kubectl_logs(rendered: dict[str, Rendered]) -> None:
+    """`kubectl logs job/doable-redpanda-topics` must work after a failed install: no
+    hook-failed delete policy and no TTL; the next install replaces it; Helm prints its logs."""
+    job = rendered["oke"].one("Job", "doable-redpanda-topics")
+    annotations = job["metadata"]["annotations"]
+    policies = annotations["helm.sh/hook-delete-policy"].split(",")
+    assert "hook-failed" not in policies and "before-hook-creation" in policies
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    assert annotations["helm.sh/hook-output-log-policy"] == "hook-failed"
 
 
 def test_api_replicas_follow_the_hpa_when_autoscaling(rendered: dict[str, Rendered]) -> None:

@@ -1,4 +1,5 @@
-"""The rendered manifests pass checkov's Kubernetes checks (skips only in checkov.yaml, each with its reason)."""
+"""The rendered manifests pass checkov's Kubernetes checks (skips in checkov.yaml, each with its reason, and a
+few `checkov.io/skipN` annotations on single objects, each with its reason, listed below)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_support import VARIANTS, tool
+from deploy_support import VARIANTS, Rendered, tool
 
 CONFIG = Path(__file__).with_name("checkov.yaml")
 
@@ -42,3 +43,22 @@ def test_every_checkov_skip_has_a_written_reason() -> None:
         block = text.split(f"- {check}")[0].rsplit("skip-check:", 1)[-1]
         reason = block.split("\n  - ")[-1] if "\n  - " in block else block
         assert f'# {check} "' in reason, f"{check} is skipped without a reason right above it"
+
+
+#: Per-object skips (checkov.io/skipN annotations in the templates): (kind, check) pairs allowed.
+OBJECT_SKIPS = {
+    ("Pod", "CKV_K8S_8"),  # the one-shot helm test Pod has no liveness probe
+    ("Pod", "CKV_K8S_9"),  # nor a readiness probe
+    ("Deployment", "CKV_K8S_35"),  # DAPR_API_TOKEN / APP_API_TOKEN are env vars by Dapr's convention
+}
+
+
+def test_object_level_checkov_skips_are_few_and_explained(rendered: dict[str, Rendered]) -> None:
+    for result in rendered.values():
+        for doc in result.docs:
+            for key, value in (doc["metadata"].get("annotations") or {}).items():
+                if not key.startswith("checkov.io/skip"):
+                    continue
+                check, _, reason = value.partition("=")
+                assert (doc["kind"], check) in OBJECT_SKIPS, f"{doc['kind']}/{doc['metadata']['name']}: {check}"
+                assert len(reason.split()) >= 5, f"{check} skipped without a reason"

@@ -7,10 +7,14 @@ from typing import Any
 
 import pytest
 from deploy_support import (
+    CHART,
+    OKE_ALLOCATABLE_CPU,
     OKE_MAX_CPU,
     OKE_MAX_MEMORY,
+    OKE_OTHER_CPU,
     POD_MAX_CPU,
     POD_MAX_MEMORY,
+    REPO,
     VARIANTS,
     Rendered,
     budget,
@@ -19,7 +23,10 @@ from deploy_support import (
     pod_annotations,
     pod_spec,
     pod_totals,
+    render,
+    rollout_surge,
     sidecar_resources,
+    user_values,
 )
 
 from doable import topology
@@ -80,6 +87,109 @@ def test_oke_requests_fit_the_always_free_budget(rendered: dict[str, Rendered]) 
     print("\nOKE requests (sidecars included, API at HPA max):\n" + summary)
     assert total_cpu <= OKE_MAX_CPU, summary
     assert total_memory <= OKE_MAX_MEMORY, summary
+
+
+def _dapr_control_plane_cpu() -> Decimal:
+    import yaml
+
+    values = yaml.safe_load((CHART / "dapr-values-oke.yaml").read_text())
+    replicas = {"dapr_scheduler": 3}  # fixed at 3 since Dapr 1.15
+    return sum(
+        (
+            cpu(values[c]["resources"]["requests"]["cpu"]) * replicas.get(c, 1)
+            for c in ("dapr_operator", "dapr_sidecar_injector", "dapr_sentry", "dapr_scheduler")
+        ),
+        Decimal(0),
+    )
+
+
+def test_oke_rolling_update_fits_the_nodes_allocatable_cpu(rendered: dict[str, Rendered]) -> None:
+    """`helm upgrade` rolls every Deployment at once: Doable's requests at the HPA maximum plus
+    every surge pod, plus what else runs on the node, must fit the documented Allocatable."""
+    result = rendered["oke"]
+    steady = sum((row[2] for row in budget(result)), Decimal(0))
+    surge = rollout_surge(result)
+    surge_cpu = sum((row[2] for row in surge), Decimal(0))
+    others = sum(OKE_OTHER_CPU.values(), Decimal(0)) + _dapr_control_plane_cpu()
+    peak = steady + surge_cpu + others
+    detail = f"Doable {steady * 1000:.0f}m + surge {surge_cpu * 1000:.0f}m {surge} + others {others * 1000:.0f}m"
+    assert steady + surge_cpu <= OKE_MAX_CPU, detail
+    assert peak <= OKE_ALLOCATABLE_CPU, f"{peak * 1000:.0f}m > {OKE_ALLOCATABLE_CPU * 1000:.0f}m: {detail}"
+    # Only the API surges (it must stay available); the workers stop their old pod first.
+    assert {name for name, pods, _ in surge if pods} == {"doable-api"}, surge
+    for name in ("doable-reminders", "doable-notifications", "doable-recurrence", "doable-audit"):
+        strategy = result.one("Deployment", name)["spec"]["strategy"]["rollingUpdate"]
+        assert strategy == {"maxSurge": 0, "maxUnavailable": 1}, name
+    # The same figures are the ones the guide tells the operator to compare with.
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    assert f"{OKE_ALLOCATABLE_CPU * 1000:.0f}m" in guide
+    assert f"{peak * 1000:.0f}m" in guide, f"docs/deploy.md should give the rollout peak {peak * 1000:.0f}m"
+
+
+def test_the_old_surge_on_every_deployment_would_not_fit() -> None:
+    """What the budget test guards against: maxSurge 1 on all five Deployments on the same node."""
+    files, overrides = VARIANTS["oke"]
+    result = render(user_values(files, {**overrides, "workersRollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}))
+    steady = sum((row[2] for row in budget(result)), Decimal(0))
+    surge_cpu = sum((row[2] for row in rollout_surge(result)), Decimal(0))
+    others = sum(OKE_OTHER_CPU.values(), Decimal(0)) + _dapr_control_plane_cpu()
+    assert steady + surge_cpu + others > OKE_ALLOCATABLE_CPU
+
+
+# --- Dapr API tokens -------------------------------------------------------------------------------
+
+
+def _app_env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected"),
+    [
+        ({}, {}),
+        ({"apiTokenSecret": "doable-dapr-api-token"}, {"DAPR_API_TOKEN": "doable-dapr-api-token"}),
+        (
+            {"apiTokenSecret": "doable-dapr-api-token", "appTokenSecret": "doable-app-token"},
+            {"DAPR_API_TOKEN": "doable-dapr-api-token", "APP_API_TOKEN": "doable-app-token"},
+        ),
+    ],
+)
+def test_every_app_container_gets_the_dapr_tokens_the_sidecar_gets(
+    tokens: dict[str, str], expected: dict[str, str]
+) -> None:
+    """The injector gives DAPR_API_TOKEN / APP_API_TOKEN to daprd only
+    (pkg/injector/patcher/sidecar_container.go): the app container reads the same Secret itself,
+    under the names doable.settings reads (dapr_api_token, app_api_token)."""
+    from doable.settings import Settings
+
+    for name in expected:
+        assert name.lower() in Settings.model_fields  # the env name the app reads
+    files, overrides = VARIANTS["oke"]
+    result = render(user_values(files, {**overrides, "dapr": tokens}))
+    for deployment in result.kinds("Deployment"):
+        annotations = pod_annotations(deployment)
+        assert annotations.get("dapr.io/api-token-secret") == tokens.get("apiTokenSecret"), deployment["metadata"][
+            "name"
+        ]
+        assert annotations.get("dapr.io/app-token-secret") == tokens.get("appTokenSecret")
+        containers = pod_spec(deployment)["containers"]
+        assert len(containers) == 1  # daprd is added by the injector
+        env = _app_env(containers[0])
+        present = {n: e for n, e in env.items() if n in ("DAPR_API_TOKEN", "APP_API_TOKEN")}
+        assert set(present) == set(expected), deployment["metadata"]["name"]
+        for name, secret in expected.items():
+            assert present[name] == {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}}
+    # Hooks and Redpanda never talk to a sidecar: no token there.
+    for obj in result.kinds("Job", "Pod", "StatefulSet"):
+        for container in pod_spec(obj)["containers"]:
+            assert not {"DAPR_API_TOKEN", "APP_API_TOKEN"} & set(_app_env(container)), obj["metadata"]["name"]
+
+
+def test_the_shipped_variant_with_tokens_passes_them_to_the_apps(rendered: dict[str, Rendered]) -> None:
+    for deployment in rendered["oke-cloud-kafka"].kinds("Deployment"):
+        assert "DAPR_API_TOKEN" in _app_env(pod_spec(deployment)["containers"][0])
+    for deployment in rendered["minikube"].kinds("Deployment"):
+        assert "DAPR_API_TOKEN" not in _app_env(pod_spec(deployment)["containers"][0])
 
 
 def test_oke_uses_the_free_load_balancer_and_local_path_storage(rendered: dict[str, Rendered]) -> None:
@@ -237,3 +347,22 @@ def test_network_policies_cover_every_pod(rendered: dict[str, Rendered]) -> None
             if all(labels.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", [])):
                 covered = True
         assert covered, f"{obj['kind']}/{obj['metadata']['name']} has no NetworkPolicy"
+
+
+def test_egress_allows_the_api_server_and_an_in_cluster_postgres_when_named(rendered: dict[str, Rendered]) -> None:
+    """Cilium matches neither the Kubernetes API server nor pods with an ipBlock: daprd's secret
+    store and an in-cluster PostgreSQL need rules of their own (values-minikube names its PostgreSQL)."""
+    minikube = rendered["minikube"].one("NetworkPolicy", "doable-api")["spec"]["egress"]
+    postgres = [r for r in minikube if r.get("to") == [{"podSelector": {"matchLabels": {"app": "postgres"}}}]]
+    assert postgres and postgres[0]["ports"] == [{"port": 5432, "protocol": "TCP"}]
+    files, overrides = VARIANTS["oke"]
+    result = render(
+        user_values(files, {**overrides, "networkPolicy": {"egress": {"kubeApiServerCidrs": ["10.0.0.2/32"]}}})
+    )
+    for group in ("doable-api", "doable-workers"):
+        egress = result.one("NetworkPolicy", group)["spec"]["egress"]
+        api_server = [r for r in egress if r.get("to") == [{"ipBlock": {"cidr": "10.0.0.2/32"}}]]
+        assert api_server and {p["port"] for p in api_server[0]["ports"]} == {443, 6443}, group
+    # Nothing extra unless asked for.
+    plain = rendered["oke"].one("NetworkPolicy", "doable-api")["spec"]["egress"]
+    assert not any("10.0.0.2/32" in str(r) or "postgres" in str(r) for r in plain)

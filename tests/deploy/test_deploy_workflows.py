@@ -162,3 +162,115 @@ def test_oke_deploys_on_release_or_by_hand_and_can_roll_back() -> None:
     text = (REPO / ".github" / "workflows" / "deploy-oke.yml").read_text()
     assert "oracle-actions/configure-kubectl-oke@" in text
     assert "helm rollback" in text and "-f chart/values-oke.yaml" in text
+
+
+# --- pinned actions --------------------------------------------------------------------------------
+
+PINS_FILE = Path(__file__).resolve().parent / "action_pins.json"
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$", re.MULTILINE)
+PINNED = re.compile(r"^(?P<action>[\w.-]+/[\w.-]+)@(?P<sha>[0-9a-f]{40})$")
+TAG_COMMENT = re.compile(r"^\s+# (?P<tag>v\d+\.\d+\.\d+)\s*$")
+
+
+def _pins() -> dict[str, dict[str, str]]:
+    import json
+
+    return {k.lower(): v for k, v in json.loads(PINS_FILE.read_text()).items() if not k.startswith("_")}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_action_is_pinned_to_a_verified_commit_with_its_tag(path: Path) -> None:
+    """A tag can move or not exist (configure-kubectl-oke@v1 and login-action@v4.4.0 did not):
+    each `uses:` names a full commit SHA, with the release tag it was read from in a comment,
+    and both match tests/deploy/action_pins.json (looked up in the actions' repositories)."""
+    pins = _pins()
+    found = USES.finditer(path.read_text())
+    refs = [(m.group("ref"), m.group("rest")) for m in found]
+    assert refs, path.name
+    for ref, rest in refs:
+        pinned = PINNED.match(ref)
+        assert pinned, f"{path.name}: {ref} is not pinned to a 40-hex commit SHA"
+        comment = TAG_COMMENT.match(rest)
+        assert comment, f"{path.name}: {ref} has no '# vX.Y.Z' comment"
+        action = pinned.group("action").lower()
+        assert action in pins, f"{path.name}: {action} is not in {PINS_FILE.name}"
+        assert pinned.group("sha") == pins[action]["sha"], f"{path.name}: {action} SHA differs from {PINS_FILE.name}"
+        assert comment.group("tag") == pins[action]["tag"], f"{path.name}: {action} tag differs from {PINS_FILE.name}"
+
+
+def test_the_pin_table_is_complete_and_used() -> None:
+    pins = _pins()
+    used = {
+        PINNED.match(m.group("ref")).group("action").lower()  # type: ignore[union-attr]
+        for path in WORKFLOWS
+        for m in USES.finditer(path.read_text())
+        if PINNED.match(m.group("ref"))
+    }
+    assert used == set(pins), f"unused pins: {set(pins) - used}; missing: {used - set(pins)}"
+    for action, pin in pins.items():
+        assert re.fullmatch(r"[0-9a-f]{40}", pin["sha"]) and re.fullmatch(r"v\d+\.\d+\.\d+", pin["tag"]), action
+    assert (
+        "oracle-actions/configure-kubectl-oke" in pins and pins["oracle-actions/configure-kubectl-oke"]["tag"] != "v1"
+    )
+
+
+# --- secrets and environments ----------------------------------------------------------------------
+
+#: Secrets kept in the `oke` GitHub environment (docs/deploy.md): only a job that declares
+#: `environment: oke` can read them; anywhere else they are empty strings.
+OKE_ENVIRONMENT_SECRETS = {name for name in DOCUMENTED_SECRETS if name.startswith(("OCI", "OKE"))}
+
+
+def _job_secrets(job: dict[str, Any]) -> set[str]:
+    return set(re.findall(r"secrets\.([A-Z0-9_]+)", yaml.safe_dump(job)))
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_jobs_reading_oke_secrets_declare_the_oke_environment(path: Path) -> None:
+    workflow = _load(path)
+    workflow_level = set(re.findall(r"secrets\.([A-Z0-9_]+)", yaml.safe_dump(workflow.get("env", {}))))
+    for name, job in workflow["jobs"].items():
+        used = (_job_secrets(job) | workflow_level) & OKE_ENVIRONMENT_SECRETS
+        if used:
+            assert job.get("environment") == "oke", (
+                f"{path.name}: job {name} reads {sorted(used)} without the oke environment"
+            )
+    if path.name == "deploy-minikube.yml":
+        # OPENAI_API_KEY must then be a repository secret: the job has no environment.
+        assert all("environment" not in job for job in workflow["jobs"].values())
+
+
+def test_the_ocir_push_runs_in_the_oke_environment_and_fails_on_a_missing_secret() -> None:
+    workflow = _load(REPO / ".github" / "workflows" / "release.yml")
+    pushing = {
+        name: job
+        for name, job in workflow["jobs"].items()
+        if any("OCIR_REGISTRY" in str(step.get("with", {})) for step in job.get("steps", []))
+    }
+    assert list(pushing) == ["ocir"], list(pushing)
+    job = pushing["ocir"]
+    assert job["environment"] == "oke"
+    assert job["needs"] == "image"
+    # Nothing OCIR-related is conditional: a missing secret must fail the run, not skip a step.
+    assert "if" not in job and all("if" not in step for step in job["steps"])
+    check = job["steps"][0]
+    assert "OCIR_REGISTRY OCIR_NAMESPACE OCIR_USERNAME OCIR_AUTH_TOKEN" in check["run"]
+    assert "exit 1" in check["run"] and "::error::" in check["run"]
+    copy = job["steps"][-1]["run"]
+    assert "imagetools create" in copy and 'select(.platform.os != "unknown")' in copy
+    # The image job pushes to GHCR only and hands its digest over.
+    image = workflow["jobs"]["image"]
+    assert "environment" not in image and "digest" in image["outputs"]
+    assert "OCIR" not in yaml.safe_dump(image)
+    # The OKE deploy waits for the whole Release (GHCR and OCIR) to succeed.
+    deploy = _load(REPO / ".github" / "workflows" / "deploy-oke.yml")
+    assert "conclusion == 'success'" in deploy["jobs"]["deploy"]["if"]
+
+
+@pytest.mark.parametrize("name", ["deploy-minikube.yml", "deploy-oke.yml"])
+def test_the_smoke_test_checks_that_the_api_accepts_the_minted_token(name: str) -> None:
+    text = (REPO / ".github" / "workflows" / name).read_text()
+    minted = text.index("doable token --user smoke")
+    checked = text.index('-H "Authorization: Bearer ${token}" http://127.0.0.1:8000/api/tasks')
+    assert minted < checked < text.index("python scripts/smoke_test.py")
+    assert "helm test" in text and "--logs" in text  # works now that the test hook is a Pod

@@ -7,6 +7,7 @@ counts; `DOABLE_SOAK=1` multiplies them for a longer local run.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import string
@@ -158,7 +159,48 @@ NASTY_RULES = [
     "FREQ=" + "D" * 600,
 ]
 
-NASTY_INTS = [0, -1, -(2**31), 2**31, 2**53, 2**53 + 1, 2**63, 2**64 + 7, -(2**70), 10**30]
+NASTY_INTS = [0, -1, -(2**31), 2**31, 2**53, 2**53 + 1, 2**63 - 1, 2**63, -(2**63) - 1, 2**64 + 7, -(2**70), 10**30]
+
+
+# The ends of what a date, an int64 column and Python's datetime hold, and just past them.
+EDGE_DATES = [
+    "9999-12-31",
+    "9999-12-31T23:59:59.999999",
+    "9999-12-31T23:59:59.999999+00:00",
+    "9999-12-31T23:59:59-23:59",
+    "9999-12-31T00:00+14:00",
+    "9000-12-31",
+    "9001-01-01",
+    "0001-01-01",
+    "0001-01-01T00:00:00",
+    "0001-01-01T00:00+14:00",
+    "0001-01-01T00:00-23:59",
+    "1969-12-31",
+    "1970-01-01",
+    "1970-01-01T00:00+14:00",
+]
+EDGE_INTS = [2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**53, 2**53 + 1, 2**64, 10**30, 0, -1]
+# Text that str.isdigit() (or int()) takes but is not ASCII digits, and numbers past int64.
+LAST_EVENT_IDS = ["٣", "²", "１２", "߁", "9" * 19, "9" * 20, "9" * 32, "-1", "+1", " 1", "1 ", "0x10", "1_0", "", "00001"]
+
+
+def edge_dates() -> st.SearchStrategy[str]:
+    return st.one_of(st.sampled_from(EDGE_DATES), st.dates().map(lambda d: d.isoformat()))
+
+
+def edge_filters() -> st.SearchStrategy[str]:
+    """Filter text whose dates sit at the calendar's ends."""
+    dates = st.one_of(st.sampled_from([d[:10] for d in EDGE_DATES]), st.dates().map(lambda d: d.isoformat()))
+    return st.builds(lambda which, day: f"due {which}: {day}", st.sampled_from(["before", "after"]), dates)
+
+
+def forged_cursors() -> st.SearchStrategy[str]:
+    """Cursors shaped like ours (base64 of {"v","id","q"}) whose fields hold anything."""
+    value = st.one_of(st.sampled_from(EDGE_INTS), ints(), st.text(max_size=5), st.sampled_from(["\ud800", "x" * 2000]), json_values())
+    fingerprint = st.one_of(st.text(max_size=12), st.sampled_from(["9c08b3c942c5", "8d90497b7d13", "494b47bde78b"]))
+    payload = st.fixed_dictionaries({"v": value, "id": value, "q": fingerprint})
+    encode = lambda p: base64.urlsafe_b64encode(json.dumps(p).encode()).decode().rstrip("=")  # noqa: E731
+    return payload.map(encode)
 
 
 def ints() -> st.SearchStrategy[int]:
@@ -193,7 +235,9 @@ def json_values(leaf_texts: st.SearchStrategy[str] | None = None) -> st.SearchSt
 
 def due_values() -> st.SearchStrategy[Any]:
     valid = st.sampled_from(["2026-12-01", "2026-12-01T09:00", "2026-12-01T09:00:00+01:00", "2027-01-05T08:30Z"])
-    return st.one_of(valid, st.sampled_from(NASTY_DATES), st.datetimes().map(lambda d: d.isoformat()), json_values())
+    return st.one_of(
+        valid, st.sampled_from(NASTY_DATES), st.sampled_from(EDGE_DATES), st.datetimes().map(lambda d: d.isoformat()), json_values()
+    )
 
 
 def rule_values() -> st.SearchStrategy[Any]:

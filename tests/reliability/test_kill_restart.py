@@ -19,6 +19,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from doable.domain.clock import ManualClock
 from doable.runtime import build
 from tests.reliability import crash_scenario
@@ -33,7 +35,9 @@ RESTART_TAKES = timedelta(minutes=5)
 POINTS = os.environ.get("DOABLE_KILL_POINTS", "60" if SOAK else "10")
 
 
-async def run_in_process(data_dir: Path, *, count: bool = False, later: timedelta = timedelta(0)) -> tuple[dict[str, Any], int]:
+async def run_in_process(
+    data_dir: Path, *, count: bool = False, later: timedelta = timedelta(0)
+) -> tuple[dict[str, Any], int]:
     clock = ManualClock(crash_scenario.T0 + later)
     runtime = await build(crash_scenario.settings_for(data_dir), clock=clock)
     try:
@@ -67,15 +71,9 @@ def check_invariants(state: dict[str, Any]) -> None:
     assert all(t[0] <= counter for t in state["tasks"])
 
 
-async def test_a_crash_at_any_statement_then_a_restart_loses_and_repeats_nothing(tmp_path: Path) -> None:
-    reference, statements = await run_in_process(tmp_path / "reference", count=True)
-    check_invariants(reference)
-    assert [n for (_, n, *_) in reference["notifications"]] == ["Buy oat milk", "Pay rent"]
-    every = range(1, statements + 1)
-    if POINTS == "all" or POINTS.startswith("from:"):
-        points = [p for p in every if p >= int(POINTS.partition(":")[2] or 1)]
-    else:
-        points = sorted(random.Random(8).sample(every, min(int(POINTS), statements)))
+async def kill_and_recover(tmp_path: Path, reference: dict[str, Any], points: list[int]) -> int:
+    """SIGKILL a run of the scenario before each statement of `points`, restart, compare with the
+    reference; how many of the runs were killed."""
     killed = 0
     for point in points:
         data_dir = tmp_path / f"kill-{point}"
@@ -97,6 +95,72 @@ async def test_a_crash_at_any_statement_then_a_restart_loses_and_repeats_nothing
                 assert not {(name, due) for _, name, due in extra if name.startswith("rem-")} & ledger, (point, extra)
                 continue
             assert recovered[key] == reference[key], (point, key, recovered[key], reference[key])
+    return killed
+
+
+# The statements of the batch paths (issue 16): one transaction per batch of events or jobs.
+BATCH_STATEMENTS = (
+    "INSERT INTO audit_events",  # the audit worker's batch
+    "INSERT INTO reminders_sent",  # claiming the reminders that fell due together
+    "UPDATE reminders_sent",  # finishing them
+    "INSERT INTO notifications",  # the inbox entries of a batch of Reminder Events
+    "INSERT INTO processed_messages",  # the batch's dedupe records
+    "DELETE FROM scheduled_jobs",  # settling a chunk of fired jobs
+    "INSERT INTO scheduled_jobs",  # a batch's jobs
+    "INSERT INTO reminder_schedule",  # a batch's ledger rows
+)
+
+
+async def test_a_crash_inside_a_batch_then_a_restart_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """The kill points are the statements of the batch transactions: SIGKILL in the middle of a
+    batch (its effects and its records commit together, or not at all), then recover."""
+    clock = ManualClock(crash_scenario.T0)
+    runtime = await build(crash_scenario.settings_for(tmp_path / "reference"), clock=clock)
+    texts: list[str] = []
+    try:
+        assert runtime.sql_engine is not None
+
+        @sa.event.listens_for(runtime.sql_engine.sync_engine, "before_cursor_execute")
+        def keep(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            texts.append(" ".join(statement.split()))
+
+        await crash_scenario.scenario(runtime, clock)
+        reference = await crash_scenario.outcome(runtime)
+    finally:
+        await runtime.aclose()
+    check_invariants(reference)
+    batch_points = [i + 1 for i, text in enumerate(texts) if text.startswith(BATCH_STATEMENTS)]
+    assert {p for t in BATCH_STATEMENTS for p in [t] if any(x.startswith(t) for x in texts)} >= {
+        "INSERT INTO audit_events",
+        "INSERT INTO reminders_sent",
+        "INSERT INTO notifications",
+        "DELETE FROM scheduled_jobs",
+    }
+    count = len(batch_points) if POINTS == "all" else min(len(batch_points), 12 if SOAK else 6)
+    points = sorted(random.Random(16).sample(batch_points, count))
+    killed = await kill_and_recover(tmp_path, reference, points)
+    assert killed >= len(points) * 0.8, (killed, len(points))
+    record(
+        "test_kill_restart::sigkill_inside_batches",
+        batch_statements_in_scenario=len(batch_points),
+        sigkills=killed,
+        kill_points=points,
+        lost_events=0,
+        duplicate_occurrences=0,
+        duplicate_notifications=0,
+    )
+
+
+async def test_a_crash_at_any_statement_then_a_restart_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    reference, statements = await run_in_process(tmp_path / "reference", count=True)
+    check_invariants(reference)
+    assert [n for (_, n, *_) in reference["notifications"]] == ["Buy oat milk", "Pay rent"]
+    every = range(1, statements + 1)
+    if POINTS == "all" or POINTS.startswith("from:"):
+        points = [p for p in every if p >= int(POINTS.partition(":")[2] or 1)]
+    else:
+        points = sorted(random.Random(8).sample(every, min(int(POINTS), statements)))
+    killed = await kill_and_recover(tmp_path, reference, points)
     if POINTS.isdigit():
         assert killed >= len(points) * 0.8, (killed, len(points))
     record(

@@ -22,6 +22,7 @@ from doable.inputs import ListRequest
 from doable.runtime import build
 from tests.conftest import PG_DSN
 from tests.dapr_double import DaprDouble
+from tests.dapr_double.manifests import render_chart
 from tests.reliability import crash_scenario_dapr as scenario
 from tests.reliability.fuzz import SOAK, record
 
@@ -46,7 +47,7 @@ async def test_a_crash_at_any_sidecar_call_then_a_restart_loses_nothing(pg_schem
         app_id=topology.API_APP_ID,
         dsn=PG_DSN,
         schema=pg_schema,
-        key_prefix="name",
+        manifests=render_chart(),
         api_token=scenario.DAPR_TOKEN,
         drop_schema_on_close=False,
     ) as double:

@@ -52,6 +52,7 @@ from doable.storage.dapr_outbox import DaprOutbox
 from doable.storage.dapr_reminders import PENDING_SHARDS, pending_key
 from tests.conftest import PG_DSN
 from tests.dapr_double import DaprDouble
+from tests.dapr_double.manifests import render_chart
 from tests.reliability.fuzz import SOAK, record
 from tests.reliability.test_load import Client, Stats, _account, answer_every_write, lateness
 from tests.servers import DOABLE, clean_env, free_port
@@ -190,16 +191,15 @@ async def cluster(pg_schema: str, tmp_path: Path) -> AsyncIterator[Cluster]:
             app_id=topology.API_APP_ID,
             dsn=PG_DSN,
             schema=pg_schema,
-            key_prefix="name",
+            # The manifests that ship (the chart's Components, Configuration and Resiliency), at
+            # their real timing: inbound retries, dead letters and breakers as daprd applies them.
+            manifests=render_chart(),
             secrets=secrets,
             api_token=DAPR_TOKEN,
             app_token=APP_TOKEN,
             # Real time: the scheduler triggers jobs as they fall due (SystemClock, auto tick),
             # with Dapr's default job failure policy (3 retries, 1 s apart).
             job_retry_interval=1.0,
-            # Inbound pub/sub retries (the resiliency policy retries for well over a restart).
-            redelivery_backoff=0.5,
-            max_delivery_attempts=20,
             drop_schema_on_close=False,  # pg_schema drops it
         ) as double,
         contextlib.AsyncExitStack() as stack,

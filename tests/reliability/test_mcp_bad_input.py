@@ -26,6 +26,8 @@ from tests.reliability.fuzz import (
     NASTY_TIMEZONES,
     Tried,
     due_values,
+    edge_filters,
+    forged_cursors,
     fuzz,
     ints,
     json_values,
@@ -58,9 +60,11 @@ PARAMS: dict[str, st.SearchStrategy[Any]] = {
     "ids": st.one_of(st.just("all"), st.lists(ints(), max_size=5), json_values()),
     "timezone": st.one_of(st.sampled_from(NASTY_TIMEZONES), texts(), json_values()),
     "limit": st.one_of(ints(), json_values()),
-    "cursor": st.one_of(texts(), st.just("eyJub3QiOiJhIGN1cnNvciJ9"), json_values()),
+    "cursor": st.one_of(texts(), st.just("eyJub3QiOiJhIGN1cnNvciJ9"), forged_cursors(), json_values()),
     "search": st.one_of(texts(), json_values()),
-    "filter": st.one_of(st.sampled_from(["overdue & (#work | #home)", "((((", "due before: friday", "!" * 600]), texts()),
+    "filter": st.one_of(
+        st.sampled_from(["overdue & (#work | #home)", "((((", "due before: friday", "!" * 600]), edge_filters(), texts()
+    ),
     "status": st.one_of(QUERY_WORDS, json_values()),
     "sort": st.one_of(QUERY_WORDS, json_values()),
     "order": st.one_of(QUERY_WORDS, json_values()),

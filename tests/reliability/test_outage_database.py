@@ -24,7 +24,7 @@ import structlog
 from doable.runtime import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
-from tests.conftest import auth, lifespan_running
+from tests.conftest import PG_HOST, PG_PORT, auth, lifespan_running
 from tests.reliability.fuzz import record
 from tests.reliability.tcp_proxy import TcpProxy
 
@@ -37,7 +37,7 @@ PARTITION_TIMEOUT = 2.0  # DOABLE_DATABASE_TIMEOUT_SECONDS in the partition test
 
 @pytest.fixture
 async def proxy() -> AsyncIterator[TcpProxy]:
-    p = TcpProxy("127.0.0.1", 5432)
+    p = TcpProxy(PG_HOST, PG_PORT)
     await p.start()
     try:
         yield p

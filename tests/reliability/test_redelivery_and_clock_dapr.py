@@ -40,7 +40,9 @@ from doable.storage.dapr_reminders import PENDING_SHARDS, DaprReminderLedger, pe
 from doable.web.app import create_app
 from tests.conftest import PG_DSN
 from tests.dapr_double import DaprDouble, ManualClock, cloudevents
-from tests.dapr_mode.conftest import APP_TOKEN, DAPR_TOKEN, SECRETS, sidecar_client
+from tests.dapr_double.manifests import render_chart
+from tests.dapr_double.resiliency import SystemTimer
+from tests.dapr_mode.conftest import APP_TOKEN, CHART_VALUES, DAPR_TOKEN, SECRETS, sidecar_client
 from tests.reliability.fuzz import Tried, fuzz
 from tests.reliability.test_redelivery_and_clock import JUMPS, OPS, T0, USERS, apply_ops, history_of, iso
 
@@ -99,7 +101,10 @@ async def stack(settings: Settings, pg_schema: str) -> AsyncIterator[Stack]:
         app_id=topology.API_APP_ID,
         dsn=PG_DSN,
         schema=pg_schema,
-        key_prefix="name",
+        # The shipped Components, Configuration and Resiliency, as in tests/dapr_mode; retry waits
+        # and breaker periods 100 times shorter.
+        manifests=render_chart(CHART_VALUES),
+        resiliency_timer=SystemTimer(scale=0.01),
         secrets=SECRETS,
         api_token=DAPR_TOKEN,
         app_token=APP_TOKEN,

@@ -25,7 +25,7 @@ from doable.runtime import Runtime
 from doable.storage.sql.engine import create_engine, migrate
 from doable.storage.sql.repository import SqlUnitOfWork
 from doable.storage.sql.transactions import transaction
-from tests.conftest import PG_DSN, auth
+from tests.conftest import PG_DSN, PG_HOST, PG_PORT, auth
 from tests.reliability.tcp_proxy import TcpProxy
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -151,10 +151,10 @@ async def test_completing_the_last_occurrence_of_a_series_ends_it_without_an_err
 
 @pytest.mark.postgres
 async def test_a_database_that_stops_answering_fails_within_the_timeout(pg_schema: str) -> None:
-    proxy = TcpProxy("127.0.0.1", 5432)
+    proxy = TcpProxy(PG_HOST, PG_PORT)
     await proxy.start()
     engine = create_engine(
-        PG_DSN.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"), schema=pg_schema, timeout=0.5
+        PG_DSN.replace(f"{PG_HOST}:{PG_PORT}", f"127.0.0.1:{proxy.port}"), schema=pg_schema, timeout=0.5
     )
     try:
         async with engine.connect() as conn:
@@ -176,9 +176,9 @@ async def test_a_database_that_stops_answering_fails_within_the_timeout(pg_schem
 
 @pytest.mark.postgres
 async def test_a_connection_lost_inside_a_transaction_is_unavailable(pg_schema: str) -> None:
-    proxy = TcpProxy("127.0.0.1", 5432)
+    proxy = TcpProxy(PG_HOST, PG_PORT)
     await proxy.start()
-    engine = create_engine(PG_DSN.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"), schema=pg_schema, timeout=5)
+    engine = create_engine(PG_DSN.replace(f"{PG_HOST}:{PG_PORT}", f"127.0.0.1:{proxy.port}"), schema=pg_schema, timeout=5)
     try:
         await migrate(engine)
         with pytest.raises(Unavailable):

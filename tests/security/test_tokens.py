@@ -177,15 +177,21 @@ class Jwks:
             ]
         }
 
+    down = False
+
     def handler(self, request: httpx2.Request) -> httpx2.Response:
         self.fetches += 1
+        if self.down:
+            return httpx2.Response(503, text="identity provider down")
         return httpx2.Response(200, json=self.document)
 
 
 @pytest.fixture
 async def jwks_app(settings: Settings) -> AsyncIterator[tuple[Any, httpx2.AsyncClient, Jwks]]:
     jwks = Jwks(("k1", RSA_KEY))
-    runtime = await build(settings.model_copy(update={"jwt_secret": None, "jwt_jwks_url": "https://idp.invalid/jwks"}))
+    # auth_failures_per_minute=0: this test sends dozens of bad tokens from one address on purpose.
+    update = {"jwt_secret": None, "jwt_jwks_url": "https://idp.invalid/jwks", "auth_failures_per_minute": 0}
+    runtime = await build(settings.model_copy(update=update))
     client = httpx2.AsyncClient(transport=httpx2.MockTransport(jwks.handler))
     runtime.verifier = TokenVerifier(
         secret=None,
@@ -239,3 +245,23 @@ async def test_jwks_tokens_confusion_and_rotation_on_every_surface(
     assert statuses["rest"] == 200 and statuses["mcp"] == 200 and statuses["chatkit"] == 200, statuses
     # ... and the retired key is no longer accepted once the set no longer has it.
     assert set((await surfaces(app, http, rs256(RSA_KEY, "k1"))).values()) == {401}
+
+
+async def test_an_identity_provider_outage_is_a_503_on_every_surface_not_a_500(
+    jwks_app: tuple[Any, httpx2.AsyncClient, Jwks],
+) -> None:
+    """The keys cannot be fetched: no token can be verified, and that is the server's trouble
+    (503, try again), not the caller's (401) and never a 500 (MCP's auth runs in the SDK's
+    middleware, below Doable's error handlers)."""
+    _app, http, jwks = jwks_app
+    jwks.down = True
+    token = rs256(RSA_KEY, "k-unknown-forces-a-fetch")
+    headers = {"Authorization": f"Bearer {token}"}
+    rest = await http.get("/api/tasks", headers=headers)
+    mcp = await http.post(
+        "/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={**headers, "accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"},
+    )
+    assert (rest.status_code, mcp.status_code) == (503, 503), (rest.text, mcp.text)
+    assert mcp.headers["retry-after"]

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from doable.domain.events import EventType
+from doable.domain.events import EventType, TaskEvent
 from doable.domain.query import micros
 from doable.history import AuditEntry
 from doable.storage.sql.transactions import from_micros, transaction, upsert
@@ -33,6 +33,25 @@ def _entry(row: Any) -> AuditEntry:
     )
 
 
+def _values(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "event_id": entry.event_id,
+        "user_id": entry.user_id,
+        "task_id": entry.task_id,
+        "event_type": entry.event_type.value,
+        "occurred_us": micros(entry.occurred_at),
+        "title": entry.title,
+        "changed": json.dumps(list(entry.changed)),
+        "task_data": json.dumps(entry.task_data),
+        "actor": entry.actor,
+        "cause": entry.cause,
+    }
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 class SqlAuditLog:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -53,6 +72,38 @@ class SqlAuditLog:
             )
             inserted = (await conn.execute(stmt.on_conflict_do_nothing().returning(audit_t.c.id))).first()
         return inserted is not None
+
+    async def record_events(self, events: list[TaskEvent]) -> list[str]:
+        """Audit `events` (in order) in one transaction: each task's latest entry read once, the
+        entries chained from it, inserted together keyed by event id (a redelivered event is
+        skipped: ON CONFLICT DO NOTHING). The event ids newly recorded."""
+        if not events:
+            return []
+        recorded: list[str] = []
+        async with transaction(self._engine) as conn:
+            previous: dict[tuple[str, int], dict[str, Any] | None] = {}
+            for user_id in dict.fromkeys(e.user_id for e in events):
+                task_ids = sorted({e.task_id for e in events if e.user_id == user_id})
+                for chunk in _chunks(task_ids, 500):
+                    newest = (
+                        sa.select(sa.func.max(audit_t.c.id))
+                        .where(audit_t.c.user_id == user_id, audit_t.c.task_id.in_(chunk))
+                        .group_by(audit_t.c.task_id)
+                    )
+                    rows = await conn.execute(
+                        sa.select(audit_t.c.task_id, audit_t.c.task_data).where(audit_t.c.id.in_(newest))
+                    )
+                    for row in rows:
+                        previous[(user_id, row.task_id)] = json.loads(row.task_data)
+            values: list[dict[str, Any]] = []
+            for event in events:
+                entry = AuditEntry.of(event, previous.get((event.user_id, event.task_id)))
+                previous[(event.user_id, event.task_id)] = event.task_data
+                values.append(_values(entry))
+            for chunk in _chunks(values, 200):
+                stmt = upsert(conn, audit_t).values(chunk).on_conflict_do_nothing().returning(audit_t.c.event_id)
+                recorded.extend((await conn.execute(stmt)).scalars())
+        return recorded
 
     async def latest(self, user_id: str, task_id: int) -> AuditEntry | None:
         stmt = (

@@ -32,6 +32,22 @@ class SqlProcessedMessages:
             stmt = upsert(conn, processed_t).values(consumer=consumer, message_id=message_id, processed_us=micros(at))
             await conn.execute(stmt.on_conflict_do_nothing())
 
+    async def seen_many(self, consumer: str, message_ids: list[str]) -> set[str]:
+        if not message_ids:
+            return set()
+        stmt = sa.select(processed_t.c.message_id).where(
+            processed_t.c.consumer == consumer, processed_t.c.message_id.in_(list(set(message_ids)))
+        )
+        async with transaction(self._engine, write=False) as conn:
+            return set((await conn.execute(stmt)).scalars())
+
+    async def remember_many(self, consumer: str, message_ids: list[str], at: datetime) -> None:
+        rows = [{"consumer": consumer, "message_id": m, "processed_us": micros(at)} for m in dict.fromkeys(message_ids)]
+        if not rows:
+            return
+        async with transaction(self._engine) as conn:
+            await conn.execute(upsert(conn, processed_t).values(rows).on_conflict_do_nothing())
+
     async def prune(self, before: datetime) -> int:
         async with transaction(self._engine) as conn:
             result = await conn.execute(sa.delete(processed_t).where(processed_t.c.processed_us < micros(before)))

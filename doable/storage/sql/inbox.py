@@ -72,6 +72,50 @@ class SqlInbox:
             ).one()
         return _notification(row), inserted is not None
 
+    async def add_many(self, news: list[NewNotification]) -> list[tuple[Notification, bool]]:
+        """`add` for many in one transaction: one notification per (user, source id), in order."""
+        if not news:
+            return []
+        rows = [
+            {
+                "user_id": n.user_id,
+                "source_id": n.source_id,
+                "kind": n.kind,
+                "task_id": n.task_id,
+                "title": n.title,
+                "payload": json.dumps(n.data),
+                "created_us": micros(n.created_at),
+            }
+            for n in news
+        ]
+        stored: dict[tuple[str, str], Notification] = {}
+        async with transaction(self._engine) as conn:
+            stmt = upsert(conn, notes_t).values(rows).on_conflict_do_nothing()
+            inserted = set((await conn.execute(stmt.returning(notes_t.c.id))).scalars())
+            for user_id in dict.fromkeys(n.user_id for n in news):
+                sources = sorted({n.source_id for n in news if n.user_id == user_id})
+                stmt2 = sa.select(notes_t).where(notes_t.c.user_id == user_id, notes_t.c.source_id.in_(sources))
+                for row in (await conn.execute(stmt2)).all():
+                    stored[(row.user_id, row.source_id)] = _notification(row)
+        out: list[tuple[Notification, bool]] = []
+        seen: set[int] = set()
+        for n in news:
+            note = stored[(n.user_id, n.source_id)]
+            out.append((note, note.id in inserted and note.id not in seen))
+            seen.add(note.id)
+        return out
+
+    async def webhooks_for(self, user_ids: list[str]) -> dict[str, Webhook]:
+        if not user_ids:
+            return {}
+        stmt = sa.select(hooks_t).where(hooks_t.c.user_id.in_(sorted(set(user_ids))))
+        async with transaction(self._engine, write=False) as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {
+            r.user_id: Webhook(user_id=r.user_id, url=r.url, secret=r.secret, created_at=from_micros(r.created_us))
+            for r in rows
+        }
+
     async def recent(self, user_id: str, *, unread_only: bool, limit: int) -> list[Notification]:
         stmt = sa.select(notes_t).where(notes_t.c.user_id == user_id)
         if unread_only:

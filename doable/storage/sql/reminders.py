@@ -131,3 +131,109 @@ class SqlReminderLedger:
         async with transaction(self._engine, write=False) as conn:
             state = (await conn.execute(stmt)).scalar_one_or_none()
         return state in ("sent", "skipped")
+
+    # ---- batches (one statement or transaction for many reminders) ---------------------------
+
+    async def for_tasks(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict[str, ScheduledReminder]]:
+        found: dict[tuple[str, int], dict[str, ScheduledReminder]] = {}
+        by_user: dict[str, set[int]] = {}
+        for user_id, task_id in keys:
+            by_user.setdefault(user_id, set()).add(task_id)
+        async with transaction(self._engine, write=False) as conn:
+            for user_id, ids in by_user.items():
+                stmt = sa.select(schedule_t).where(
+                    schedule_t.c.user_id == user_id, schedule_t.c.task_id.in_(sorted(ids))
+                )
+                for r in (await conn.execute(stmt)).all():
+                    found.setdefault((r.user_id, r.task_id), {})[r.job_name] = _reminder(r)
+        return found
+
+    async def get_many(self, job_names: list[str]) -> dict[str, ScheduledReminder]:
+        if not job_names:
+            return {}
+        stmt = sa.select(schedule_t).where(schedule_t.c.job_name.in_(sorted(set(job_names))))
+        async with transaction(self._engine, write=False) as conn:
+            return {r.job_name: _reminder(r) for r in (await conn.execute(stmt)).all()}
+
+    async def put_many(self, reminders: list[ScheduledReminder]) -> None:
+        if not reminders:
+            return
+        rows = [
+            {
+                "job_name": r.job_name,
+                "user_id": r.user_id,
+                "task_id": r.task_id,
+                "reminder_key": r.reminder_key,
+                "fire_us": micros(r.fire_at),
+            }
+            for r in {r.job_name: r for r in reminders}.values()
+        ]
+        async with transaction(self._engine) as conn:
+            stmt = upsert(conn, schedule_t).values(rows)
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[schedule_t.c.job_name], set_={"fire_us": stmt.excluded.fire_us}
+                )
+            )
+
+    async def finished_many(self, reminders: list[ScheduledReminder]) -> set[str]:
+        """The job names of `reminders` whose firing (at its fire time) was sent or skipped."""
+        if not reminders:
+            return set()
+        wanted = {(r.job_name, micros(r.fire_at)) for r in reminders}
+        stmt = sa.select(sent_t.c.job_name, sent_t.c.fire_us).where(
+            sent_t.c.job_name.in_(sorted({name for name, _ in wanted})), sent_t.c.state.in_(("sent", "skipped"))
+        )
+        async with transaction(self._engine, write=False) as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {r.job_name for r in rows if (r.job_name, r.fire_us) in wanted}
+
+    async def claim_many(
+        self, reminders: list[ScheduledReminder], *, now: datetime, lease_expired_before: datetime
+    ) -> set[str]:
+        """`claim` for many in one statement: the job names this caller now holds."""
+        if not reminders:
+            return set()
+        rows = [
+            {
+                "job_name": r.job_name,
+                "fire_us": micros(r.fire_at),
+                "user_id": r.user_id,
+                "task_id": r.task_id,
+                "state": "sending",
+                "claimed_us": micros(now),
+            }
+            for r in {r.job_name: r for r in reminders}.values()
+        ]
+        async with transaction(self._engine) as conn:
+            stmt = upsert(conn, sent_t).values(rows)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[sent_t.c.job_name, sent_t.c.fire_us],
+                set_={"claimed_us": stmt.excluded.claimed_us},
+                where=sa.and_(sent_t.c.state == "sending", sent_t.c.claimed_us < micros(lease_expired_before)),
+            ).returning(sent_t.c.job_name)
+            return set((await conn.execute(stmt)).scalars())
+
+    async def finish_many(
+        self, reminders: list[ScheduledReminder], state: Literal["sent", "skipped"], at: datetime
+    ) -> None:
+        if not reminders:
+            return
+        stmt = (
+            sa.update(sent_t)
+            .where(sent_t.c.job_name == sa.bindparam("b_job"), sent_t.c.fire_us == sa.bindparam("b_fire"))
+            .values(state=state, done_us=micros(at))
+        )
+        async with transaction(self._engine) as conn:
+            await conn.execute(stmt, [{"b_job": r.job_name, "b_fire": micros(r.fire_at)} for r in reminders])
+
+    async def release_many(self, reminders: list[ScheduledReminder]) -> None:
+        if not reminders:
+            return
+        stmt = sa.delete(sent_t).where(
+            sent_t.c.job_name == sa.bindparam("b_job"),
+            sent_t.c.fire_us == sa.bindparam("b_fire"),
+            sent_t.c.state == "sending",
+        )
+        async with transaction(self._engine) as conn:
+            await conn.execute(stmt, [{"b_job": r.job_name, "b_fire": micros(r.fire_at)} for r in reminders])

@@ -20,10 +20,11 @@ from doable.domain.task import Task
 from doable.ports import OutboxRecord
 from doable.storage.sql.idempotency import SqlIdempotencyKeys
 from doable.storage.sql.occurrences import SqlActionTokens, SqlOccurrenceLog
-from doable.storage.sql.schema import OutboxRow, ProfileRow, TaskRow, TaskTagRow, UserCounterRow
+from doable.storage.sql.schema import OutboxRow, ProfileRow, TaskDataRow, TaskRow, TaskTagRow, UserCounterRow
 from doable.storage.sql.series import SqlSeriesLinks
 
 tasks_t = TaskRow.__table__
+data_t = TaskDataRow.__table__
 tags_t = TaskTagRow.__table__
 counters_t = UserCounterRow.__table__
 profiles_t = ProfileRow.__table__
@@ -44,8 +45,11 @@ def _row_values(task: Task) -> dict[str, Any]:
         "updated_us": micros(task.updated_at),
         "series_id": task.series_id,
         "version": task.version,
-        "data": task.model_dump_json(),
     }
+
+
+def _data_values(task: Task) -> dict[str, Any]:
+    return {"user_id": task.user_id, "task_id": task.task_id, "data": task.model_dump_json()}
 
 
 def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
@@ -64,7 +68,7 @@ class SqlTasks:
         return int((await self._conn.execute(stmt)).scalar_one())
 
     async def get(self, user_id: str, task_id: int) -> Task | None:
-        stmt = sa.select(tasks_t.c.data).where(tasks_t.c.user_id == user_id, tasks_t.c.task_id == task_id)
+        stmt = sa.select(data_t.c.data).where(data_t.c.user_id == user_id, data_t.c.task_id == task_id)
         data = (await self._conn.execute(stmt)).scalar_one_or_none()
         return Task.model_validate_json(data) if data is not None else None
 
@@ -73,7 +77,9 @@ class SqlTasks:
             result = await self._conn.execute(sa.insert(tasks_t).values(**_row_values(task)).returning(tasks_t.c.pk))
         except IntegrityError:
             raise Conflict(f"task {task.task_id} already exists") from None
-        await self._write_tags(result.scalar_one(), task)
+        pk = result.scalar_one()
+        await self._conn.execute(sa.insert(data_t).values(**_data_values(task)))
+        await self._write_tags(pk, task)
 
     async def update(self, task: Task) -> None:
         stmt = (
@@ -89,6 +95,11 @@ class SqlTasks:
         pk = (await self._conn.execute(stmt)).scalar_one_or_none()
         if pk is None:
             raise Conflict(f"task {task.task_id} was changed concurrently")
+        await self._conn.execute(
+            sa.update(data_t)
+            .where(data_t.c.user_id == task.user_id, data_t.c.task_id == task.task_id)
+            .values(data=task.model_dump_json())
+        )
         await self._conn.execute(sa.delete(tags_t).where(tags_t.c.task_pk == pk))
         await self._write_tags(pk, task)
 
@@ -98,6 +109,11 @@ class SqlTasks:
         )
         if (await self._conn.execute(stmt)).rowcount != 1:
             raise Conflict(f"task {task.task_id} was changed concurrently")
+        # Its task_data row goes with it (ON DELETE CASCADE); said here too, so that it never depends
+        # on a connection's foreign-key setting.
+        await self._conn.execute(
+            sa.delete(data_t).where(data_t.c.user_id == task.user_id, data_t.c.task_id == task.task_id)
+        )
 
     async def count(self, user_id: str) -> int:
         stmt = sa.select(sa.func.count()).select_from(tasks_t).where(tasks_t.c.user_id == user_id)
@@ -113,6 +129,11 @@ class SqlTasks:
         # One scan of the matching rows (keys only) serves both the total and the page; only the
         # page's rows are then read whole. With many matches the scan is the cost, and a separate
         # page query and count query paid it twice (bench/README.md, search at scale).
+        if self._conn.dialect.name == "postgresql":
+            # A prepared statement's generic plan estimates $user over all 32 partitions of tasks
+            # (migration 0008), i.e. a few rows, and can pick nested loops that take seconds for a
+            # big user; a custom plan prunes to the user's partition and uses its statistics.
+            await self._conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
         key = self._sort_expr(query)
         matching = (
             sa.select(tasks_t.c.pk, key.label("k"), tasks_t.c.task_id.label("tid"))
@@ -127,9 +148,11 @@ class SqlTasks:
         direction = sa.desc if query.descending else sa.asc
         paged = page.order_by(direction(matching.c.k), direction(matching.c.tid)).limit(query.limit).subquery("page")
         total = sa.select(sa.func.count().label("n")).select_from(matching).subquery("total")
+        # Only the page's JSON, by user and task id: on PostgreSQL the user names the partition.
+        whole = sa.and_(data_t.c.user_id == user_id, data_t.c.task_id == paged.c.tid)
         stmt = (
-            sa.select(total.c.n, tasks_t.c.data)
-            .select_from(total.outerjoin(paged, sa.true()).outerjoin(tasks_t, tasks_t.c.pk == paged.c.pk))
+            sa.select(total.c.n, data_t.c.data)
+            .select_from(total.outerjoin(paged, sa.true()).outerjoin(data_t, whole))
             .order_by(direction(paged.c.k), direction(paged.c.tid))
         )
         rows = (await self._conn.execute(stmt)).all()
@@ -180,10 +203,27 @@ class SqlTasks:
             where.append(c.due_us.is_not(None))
         elif f.has_due is False:
             where.append(c.due_us.is_(None))
+        # An all-day task is compared by its local date when the filter has day bounds (domain/query.py).
         if f.due_from is not None:
-            where.append(c.due_us >= micros(f.due_from))
+            if f.day_from is None:
+                where.append(c.due_us >= micros(f.due_from))
+            else:
+                where.append(
+                    sa.or_(
+                        sa.and_(c.due_date.is_(None), c.due_us >= micros(f.due_from)),
+                        sa.and_(c.due_date.is_not(None), c.due_date >= f.day_from.isoformat()),
+                    )
+                )
         if f.due_to is not None:
-            where.append(c.due_us < micros(f.due_to))
+            if f.day_to is None:
+                where.append(c.due_us < micros(f.due_to))
+            else:
+                where.append(
+                    sa.or_(
+                        sa.and_(c.due_date.is_(None), c.due_us < micros(f.due_to)),
+                        sa.and_(c.due_date.is_not(None), c.due_date < f.day_to.isoformat()),
+                    )
+                )
         if f.overdue is not None:
             where.append(c.completed.is_(False))
             where.append(
