@@ -368,28 +368,7 @@ class Broker:
             now,
             limit,
         )
-        return [
-            PendingDelivery(
-                r["id"],
-                r["group_id"],
-                r["app_id"],
-                r["attempts"],
-                BrokerMessage(
-                    r["seq"],
-                    r["pubsub"],
-                    r["topic"],
-                    r["partition_key"],
-                    r["raw"],
-                    bytes(r["data"]),
-                    json.loads(r["metadata"]),
-                    r["published_at"],
-                    r["partition"],
-                ),
-                r["redeliveries"],
-                r["first_failed_at"],
-            )
-            for r in rows
-        ]
+        return [_pending(r) for r in rows]
 
     async def claim_backlog(
         self, head: PendingDelivery, exclude: Collection[int], limit: int
@@ -420,25 +399,7 @@ class Broker:
         )
         return [
             (
-                PendingDelivery(
-                    r["id"],
-                    r["group_id"],
-                    r["app_id"],
-                    r["attempts"],
-                    BrokerMessage(
-                        r["seq"],
-                        r["pubsub"],
-                        r["topic"],
-                        r["partition_key"],
-                        r["raw"],
-                        bytes(r["data"]),
-                        json.loads(r["metadata"]),
-                        r["published_at"],
-                        r["partition"],
-                    ),
-                    r["redeliveries"],
-                    r["first_failed_at"],
-                ),
+                _pending(r),
                 int(r["partition_offset"]),
             )
             for r in rows
@@ -504,3 +465,26 @@ class Broker:
             app_id,
         )
         return {r["status"]: int(r["n"]) for r in rows}
+
+
+def _pending(r: Any) -> PendingDelivery:
+    """A pending delivery and its message from one joined deliveries/messages row."""
+    return PendingDelivery(
+        r["id"],
+        r["group_id"],
+        r["app_id"],
+        r["attempts"],
+        BrokerMessage(
+            r["seq"],
+            r["pubsub"],
+            r["topic"],
+            r["partition_key"],
+            r["raw"],
+            bytes(r["data"]),
+            json.loads(r["metadata"]),
+            r["published_at"],
+            r["partition"],
+        ),
+        r["redeliveries"],
+        r["first_failed_at"],
+    )
