@@ -58,7 +58,6 @@ from . import cloudevents
 from .broker import PARTITION_NUMBER_METADATA, PartitionError
 from .core import query_metadata, sidecar_of
 from .errors import DaprError
-from .goformats import parse_bool
 from .resiliency import BreakerOpen, BreakerTooManyRequests, DeadlineExceeded
 
 if TYPE_CHECKING:
@@ -280,22 +279,13 @@ def _go_json(value: Any) -> str:
 
 
 async def bulk_publish_route(request: Request) -> Response:
-    from .pubsub import PublishForbidden, validate_publish_target
+    from .pubsub import PublishForbidden, raw_payload, validate_publish_target
 
     core, app_id = sidecar_of(request)
     pubsub, topic = request.path_params["pubsub"], request.path_params["topic"]
     validate_publish_target(core, app_id, pubsub, topic)
     metadata = query_metadata(request)
-    try:
-        raw = parse_bool(metadata["rawPayload"]) if metadata.get("rawPayload") else False
-    except ValueError as exc:
-        raise DaprError(
-            400,
-            "ERR_PUBSUB_REQUEST_METADATA",
-            f"failed deserializing metadata. Error: rawPayload value must be a valid boolean: "
-            f"actual is '{metadata['rawPayload']}'",
-            reason="DAPR_PUBSUB_METADATA_DESERIALIZATION",
-        ) from exc
+    raw = raw_payload(metadata)
     try:
         incoming = _decode_entries(await request.body())
     except ValueError as exc:

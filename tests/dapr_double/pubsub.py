@@ -271,13 +271,10 @@ def validate_publish_target(core: DoubleCore, app_id: str, pubsub: str, topic: s
         raise DaprError(404, "ERR_TOPIC_NAME_EMPTY", f"topic is empty in pubsub {pubsub}")
 
 
-async def publish(request: Request) -> Response:
-    core, app_id = sidecar_of(request)
-    pubsub, topic = request.path_params["pubsub"], request.path_params["topic"]
-    validate_publish_target(core, app_id, pubsub, topic)
-    metadata = query_metadata(request)
+def raw_payload(metadata: Mapping[str, str]) -> bool:
+    """The `rawPayload` publish metadata, or daprd's 400 for a value Go cannot parse as a bool."""
     try:
-        raw = parse_bool(metadata["rawPayload"]) if metadata.get("rawPayload") else False
+        return parse_bool(metadata["rawPayload"]) if metadata.get("rawPayload") else False
     except ValueError as exc:
         raise DaprError(
             400,
@@ -286,6 +283,14 @@ async def publish(request: Request) -> Response:
             f"actual is '{metadata['rawPayload']}'",
             reason="DAPR_PUBSUB_METADATA_DESERIALIZATION",
         ) from exc
+
+
+async def publish(request: Request) -> Response:
+    core, app_id = sidecar_of(request)
+    pubsub, topic = request.path_params["pubsub"], request.path_params["topic"]
+    validate_publish_target(core, app_id, pubsub, topic)
+    metadata = query_metadata(request)
+    raw = raw_payload(metadata)
     body = await request.body()
     data = body
     if not raw:
