@@ -4,10 +4,13 @@ storage effects are exactly what the request did), and a token."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from doable.runtime import Runtime, build
 from doable.settings import Settings
@@ -56,3 +59,18 @@ def tried(request: pytest.FixtureRequest) -> Iterator[Tried]:
     yield counter
     name = f"{request.node.module.__name__.rsplit('.', 1)[-1]}::{request.node.originalname}"
     record(name, inputs=counter.total, by_outcome=counter.by_outcome)
+
+
+@pytest.fixture
+def connect(quiet_app: Any, token_for: Callable[..., str]) -> Callable[[], Any]:
+    """`async with connect() as client:` an MCP client of alice's over streamable HTTP (in-process)."""
+
+    @asynccontextmanager
+    async def open_client() -> AsyncIterator[Client]:
+        headers = {"Authorization": f"Bearer {token_for('alice')}"}
+        transport = httpx2.ASGITransport(app=quiet_app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000", headers=headers) as http:
+            async with Client(streamable_http_client("http://127.0.0.1:8000/mcp", http_client=http)) as client:
+                yield client
+
+    return open_client

@@ -10,16 +10,13 @@ whose fields hold anything, and `Last-Event-ID` values that str.isdigit() would 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from doable.inputs import NewTask
 from doable.runtime import Runtime
@@ -146,19 +143,6 @@ async def test_replay_after_any_last_event_id_is_bounded_or_refused(seeded: Runt
 
 
 # ---- MCP -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def connect(quiet_app: Any, token_for: Callable[..., str]) -> Callable[[], Any]:
-    @asynccontextmanager
-    async def open_client() -> AsyncIterator[Client]:
-        headers = {"Authorization": f"Bearer {token_for('alice')}"}
-        transport = httpx2.ASGITransport(app=quiet_app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000", headers=headers) as http:
-            async with Client(streamable_http_client("http://127.0.0.1:8000/mcp", http_client=http)) as client:
-                yield client
-
-    return open_client
 
 
 # Every numeric or date parameter of every tool (tests/agent_tools/test_tool_surface.py lists the tools).

@@ -9,16 +9,12 @@ parameters get the adversarial values of their name, or any JSON value for an un
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
-import httpx2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
 from doable.inputs import NewTask
 from doable.runtime import Runtime
@@ -86,21 +82,6 @@ async def seeded(quiet_runtime: Runtime) -> Runtime:
     )
     await service.add("alice", NewTask(title="tagged", tags=["work"], due="2026-12-01"))
     return quiet_runtime
-
-
-@pytest.fixture
-def connect(quiet_app: Any, token_for: Callable[..., str]) -> Callable[[], Any]:
-    """`async with connect() as client:` an MCP client of alice's over streamable HTTP (in-process)."""
-
-    @asynccontextmanager
-    async def open_client() -> AsyncIterator[Client]:
-        headers = {"Authorization": f"Bearer {token_for('alice')}"}
-        transport = httpx2.ASGITransport(app=quiet_app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000", headers=headers) as http:
-            async with Client(streamable_http_client("http://127.0.0.1:8000/mcp", http_client=http)) as client:
-                yield client
-
-    return open_client
 
 
 @pytest.fixture
