@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from doable.settings import Settings
+from doable.web.middleware import send_json
 
 log = structlog.get_logger("doable.limits")
 
@@ -35,17 +36,6 @@ AUTHENTICATED_PREFIXES = ("/api/", "/mcp", "/chatkit")
 # Clients remembered at once; the oldest are forgotten first (memory stays bounded).
 MAX_TRACKED_CLIENTS = 10_000
 WINDOW_SECONDS = 60.0
-
-
-async def _json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), *(headers or [])],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class AuthFailureLimit:
@@ -86,7 +76,7 @@ class AuthFailureLimit:
                 b'{"error":"rate_limited","message":"too many failed authentications from this address; '
                 b'retry after ' + str(retry).encode() + b' seconds"}'
             )
-            await _json(send, 429, body, [(b"retry-after", str(retry).encode())])
+            await send_json(send, 429, body, [(b"retry-after", str(retry).encode())])
             return
 
         async def watch(message: Message) -> None:
@@ -140,7 +130,7 @@ class BodyTimeout:
             log.info("http.body_timeout", seconds=self.seconds)
             if not started:
                 body = f'{{"error":"request_timeout","message":"the request body did not arrive within {self.seconds:g} seconds"}}'
-                await _json(send, 408, body.encode(), [(b"connection", b"close")])
+                await send_json(send, 408, body.encode(), [(b"connection", b"close")])
 
 
 class _BodyTimedOut(Exception):

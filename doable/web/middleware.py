@@ -121,10 +121,21 @@ class _BodyTooLarge(Exception):
     pass
 
 
+async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer with a JSON body from ASGI middleware (below FastAPI's response classes)."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 async def _too_large(send: Send, limit: int) -> None:
     body = f'{{"error":"payload_too_large","message":"request body must be at most {limit} bytes"}}'.encode()
-    await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, 413, body)
 
 
 class OnlyPaths:
@@ -144,8 +155,7 @@ class OnlyPaths:
             await self.app(scope, receive, send)
             return
         body = b'{"error":"not_found","message":"no such endpoint; see /docs for the API"}'
-        await send({"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 404, body)
 
 
 class BackendUnavailable:
@@ -185,18 +195,7 @@ class BackendUnavailable:
                 raise
             log.warning("http.backend_unavailable", path=scope.get("path"), error=str(exc))
             body = b'{"error":"unavailable","detail":"a service Doable depends on is unavailable; try again shortly"}'
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"retry-after", self._retry_after),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_json(send, 503, body, [(b"retry-after", self._retry_after)])
             return
         except BaseException:
             for message in held:
