@@ -13,7 +13,7 @@ TEST_STAMP  := $(VENV)/.installed-test
 CHECKOV_VENV := .venv-checkov
 CHECKOV      := $(CHECKOV_VENV)/bin/checkov
 
-.PHONY: serve test lint bench install prereqs clean
+.PHONY: serve test lint bench install prereqs clean mcpb
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Doable needs Python >= 3.11 (this is %d.%d): apt-get install python3, or make PYTHON=python3.11" % sys.version_info[:2])'
@@ -42,6 +42,11 @@ install: $(TEST_STAMP)
 serve: $(SERVE_STAMP)
 	$(BIN)/doable serve
 
+# The Claude Desktop bundle, dist/doable.mcpb: validated and packed by the MCPB CLI that
+# packaging/mcpb/package-lock.json pins (needs npm); packaging/mcpb/build.py says what is inside.
+mcpb: $(SERVE_STAMP)
+	$(BIN)/python packaging/mcpb/build.py --out dist/doable.mcpb
+
 # The machine's prerequisites (PostgreSQL server binaries, Chromium), before any install: one line
 # naming what is missing and how to install it. tests/prereqs.py says what each one is for.
 prereqs:
@@ -51,10 +56,15 @@ prereqs:
 # of its own from the installed server binaries (tests/pg_cluster.py).
 test: prereqs
 	$(MAKE) --no-print-directory $(TEST_STAMP) $(CHECKOV)
+	$(MAKE) --no-print-directory lint
 	DOABLE_CHECKOV=$(abspath $(CHECKOV)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Style over the whole tree (the sidecar double included), types (mypy --strict with the pydantic
+# plugin, [tool.mypy]) and the layer contracts ([tool.importlinter]); `make test` runs it first.
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check doable mcp_server agent workers tests bench
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Benchmarks (issue 7): every benchmark, JSON to bench/results/latest.json and a table; see bench/README.md.
 # BENCH_ARGS passes options through, e.g. `make bench BENCH_ARGS="--quick --only mcp,search"`.
@@ -62,4 +72,4 @@ bench: $(TEST_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) build *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) build dist *.egg-info

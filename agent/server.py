@@ -139,7 +139,7 @@ class DoableChatServer(ChatKitServer[ChatContext]):
         except Unavailable:
             raise _failed(context, STORAGE_UNAVAILABLE, allow_retry=True) from None
         now = self._clock.now().astimezone(profile.tz)
-        agent_ctx = AgentContext(thread=thread, store=self.store, request_context=context)
+        agent_ctx: AgentContext[ChatContext] = AgentContext(thread=thread, store=self.store, request_context=context)
         hooks = TurnHooks()
         tools = self.link.for_user(context.user_id)
         try:

@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "dapr": ("bench.dapr_search", "2. Search in Dapr-state mode (10k/100k tasks, sidecar double)"),
     "chat": ("bench.chat", "3. Chat turn overhead (scripted instant model)"),
     "events": ("bench.events", "4. Event pipeline throughput (embedded)"),
+    "events_dapr": ("bench.events_dapr", "4. Event pipeline throughput (Dapr mode, sidecar double)"),
     "reminders": ("bench.reminders", "5. Reminder accuracy (embedded, real clock)"),
     "footprint": ("bench.footprint", "6. Footprint (cold start, RSS, worker imports)"),
     "load": ("bench.load", "7. Load: 50 users, REST+MCP mix"),

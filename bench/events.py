@@ -26,12 +26,13 @@ from doable.settings import Settings
 TASK_EVENT_CONSUMERS = ("audit-task-events", "recurrence-task-events", "reminders-task-events")
 
 
-async def _workload(service: Any, users: int, per_user: int) -> int:
-    """Writes that record events: adds (a fifth with a reminder, a tenth recurring daily), then
-    completes of a quarter of them (every recurring one among them makes a successor)."""
+async def workload(service: Any, users: int, per_user: int, *, prefix: str = "ev-user") -> int:
+    """Writes that record events (this benchmark's and `events_dapr`'s): adds (a tenth with a
+    reminder, a tenth recurring daily, half with a due date), then completes of a quarter of them
+    (every recurring one among them makes a successor). Returns the number of writes."""
     writes = 0
     for u in range(users):
-        user = f"ev-user-{u:03d}"
+        user = f"{prefix}-{u:03d}"
         ids = []
         for i in range(per_user):
             new = NewTask(
@@ -61,7 +62,7 @@ async def one_run(work: Path, users: int, per_user: int) -> dict[str, Any]:
             return Outcome.SUCCESS
 
         runtime.delivery.bus.subscribe(Subscription(topic=topology.TASK_EVENTS, handler=count, name="bench-counter"))
-        writes = await _workload(runtime.service, users, per_user)
+        writes = await workload(runtime.service, users, per_user)
         recorded = await runtime.outbox.depth()
         t0 = time.perf_counter()
         await runtime.delivery.settle(max_rounds=10_000)

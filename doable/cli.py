@@ -85,7 +85,14 @@ async def _mcp_stdio(settings: Settings) -> None:
             user = settings.local_user
         else:
             raise SystemExit("set DOABLE_TOKEN to a token for the user this MCP server acts for")
-        log.info("mcp.stdio.start", user_id=user)
+        if settings.timezone and (await runtime.service.get_profile(user)).timezone != settings.timezone:
+            await runtime.service.set_timezone(user, settings.timezone)
+        # Claude Desktop may be all that runs: then this process is the one that sends reminders and
+        # creates next occurrences (embedded mode; in Dapr mode the workers are apps of their own).
+        workers = settings.runtime == "embedded" and settings.mcp_stdio_workers
+        log.info("mcp.stdio.start", user_id=user, workers=workers)
+        if workers:
+            await runtime.start()
         # The same tool registry as /mcp over HTTP (mcp_server.server.mcp_for_runtime).
         await mcp_for_runtime(runtime, fixed_user(user)).run_stdio_async()
     finally:
@@ -160,7 +167,7 @@ async def _worker(settings: Settings, name: str) -> None:
     from doable.delivery import build_worker_app
 
     try:
-        from doable.dapr.wiring import worker_transport  # type: ignore[attr-defined]
+        from doable.dapr.wiring import worker_transport
     except ImportError:
         raise SystemExit("this build has no Dapr worker transport (doable.dapr.wiring.worker_transport)") from None
     transport = await worker_transport(settings, name)

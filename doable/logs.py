@@ -9,6 +9,7 @@ import logging
 import re
 import secrets
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -42,7 +43,7 @@ def _scrub(text: str) -> str:
     return text
 
 
-def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
         if _SECRET_KEYS.search(key) and key not in ("token_type",):
             event[key] = "[redacted]"

@@ -7,6 +7,7 @@ the outbox events commit together or not at all.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -81,7 +82,8 @@ class OccurrenceLog(Protocol):
         """The series' records, latest scheduled date first (ties: latest recorded first)."""
         ...
 
-    async def remove(self, user_id: str, series_id: str, ids: list[str]) -> None:
+    # builtins.list: below `list` the class body's own method shadows the builtin.
+    async def remove(self, user_id: str, series_id: str, ids: builtins.list[str]) -> None:
         """Drop these records (an undone change); ids not found are ignored."""
         ...
 
@@ -130,13 +132,28 @@ class IdempotencyKeys(Protocol):
 
 
 class UnitOfWork(Protocol):
-    tasks: TaskRepository
-    profiles: ProfileRepository
-    events: EventOutbox
-    series: SeriesLinks
-    idempotency: IdempotencyKeys
-    occurrences: OccurrenceLog
-    tokens: ActionTokens
+    # Read-only: the service only reads these, and each adapter's unit of work holds its own
+    # concrete repositories (a mutable protocol attribute would demand a setter accepting any of them).
+    @property
+    def tasks(self) -> TaskRepository: ...
+
+    @property
+    def profiles(self) -> ProfileRepository: ...
+
+    @property
+    def events(self) -> EventOutbox: ...
+
+    @property
+    def series(self) -> SeriesLinks: ...
+
+    @property
+    def idempotency(self) -> IdempotencyKeys: ...
+
+    @property
+    def occurrences(self) -> OccurrenceLog: ...
+
+    @property
+    def tokens(self) -> ActionTokens: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -68,7 +68,8 @@ class Runtime:
 
     async def start(self) -> None:
         """Start background work (embedded mode: the relay, the job loop, the cron, the workers).
-        Only the serving process calls this; `doable mcp` and tools only build."""
+        `doable serve` calls it, and `doable mcp` (stdio) unless DOABLE_MCP_STDIO_WORKERS is off, so
+        reminders fire while only an MCP client such as Claude Desktop runs; tools and tests only build."""
         if self.delivery is not None:
             await self.delivery.start()
         for loop in self.background:

@@ -43,6 +43,7 @@ class SeriesActions:
             plan = await off_loop(plan_skip, task, tz, now)  # expands the rule: off the event loop
             if plan is None:
                 raise InvalidArgument("skip", "this is the series' last occurrence; complete or delete it instead")
+            assert plan.due_at is not None  # plan_skip returns only a plan with a date
             # The next occurrence takes the series' values, not this one's one-off changes.
             moved_task = task.series_base().evolve(**moved(task, plan.due_at, tz), updated_at=now)
             await uow.tasks.update(moved_task)

@@ -7,11 +7,12 @@ rules that need the user's timezone, and the events each change records.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import json
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
@@ -184,7 +185,7 @@ class TaskService:
         self,
         user_id: str,
         key: str | None,
-        request: dict[str, object],
+        request: Mapping[str, object],
         work: Callable[[UnitOfWork, UndoLog], Awaitable[T]],
         *,
         receipt: Receipt | None = None,
@@ -213,7 +214,7 @@ class TaskService:
         self,
         user_id: str,
         key: str,
-        request: dict[str, object],
+        request: Mapping[str, object],
         work: Callable[[UnitOfWork], Awaitable[tuple[T, str | None]]],
         dump: Callable[[T], object],
         load: Callable[[object], T],
@@ -538,54 +539,79 @@ class TaskService:
         if that was deleted since). None as well when the series has ended (COUNT/UNTIL)."""
         if completed.recurrence is None or completed.series_id is None or completed.due_at is None:
             return None
-        user_id = check_user_id(completed.user_id)
+        check_user_id(completed.user_id)
+        return await self._atomic(lambda uow: self._next_occurrence_in(uow, completed))
+
+    async def create_next_occurrences(self, completed: Sequence[Task]) -> list[Task | None]:
+        """`create_next_occurrence` for a batch of completions, in one unit of work (one
+        transaction), in order: what each returns, by position. The same guarantees per item (one
+        successor per series and date: a completion repeated within the batch, or redelivered
+        later, finds the successor the first one made). All or nothing: when one item fails
+        (e.g. a user's task limit), nothing is kept and the error is raised, so the caller can
+        retry the items one by one and settle each on its own."""
+        wanted = [
+            i
+            for i, t in enumerate(completed)
+            if t.recurrence is not None and t.series_id is not None and t.due_at is not None
+        ]
+        for i in wanted:
+            check_user_id(completed[i].user_id)
+        if not wanted:
+            return [None] * len(completed)
+
+        async def work(uow: UnitOfWork) -> dict[int, Task | None]:
+            return {i: await self._next_occurrence_in(uow, completed[i]) for i in wanted}
+
+        made = await self._atomic(work)
+        return [made.get(i) for i in range(len(completed))]
+
+    async def _next_occurrence_in(self, uow: UnitOfWork, completed: Task) -> Task | None:
+        """The work of `create_next_occurrence` within `uow` (which reads its own writes, so a
+        batch's items see the successors made before them)."""
+        user_id = completed.user_id
         series_id, after = completed.series_id, completed.series_base().due_at
-        assert after is not None
-
-        async def work(uow: UnitOfWork) -> Task | None:
-            existing = await uow.series.successor(user_id, series_id, after)
-            if existing is not None and existing != completed.task_id:
-                return await uow.tasks.get(user_id, existing)
-            current = await uow.tasks.get(user_id, completed.task_id)
-            if current is not None and not current.completed and current.version > completed.version:
-                # Reopened (or its completion undone) after this completion, before it was handled.
-                return None
-            if existing is not None:
-                # An undone completion claimed this occurrence (a link to itself); completed again since.
-                await uow.series.unlink(user_id, series_id, after)
-            tz = (await self._profile(uow, user_id)).tz
-            now = self._clock.now()
-            plan = await off_loop(plan_next, completed, tz, now)
-            if plan is None:
-                return None
-            if plan.due_at is None:
-                # The series has ended; the dates it passed while overdue are still missed (once,
-                # however often this event is delivered).
-                seen = {
-                    r.due_at
-                    for r in await uow.occurrences.list(user_id, series_id, limit=200)
-                    if r.status is OccurrenceStatus.MISSED
-                }
-                missed = [
-                    occurrence_record(completed, OccurrenceStatus.MISSED, now, tz, due_at=d)
-                    for d in plan.missed
-                    if d not in seen
-                ]
-                if missed:
-                    await uow.occurrences.add(missed)
-                return None
-            if await uow.tasks.count(user_id) >= self._limits.tasks_per_user:
-                raise LimitExceeded("tasks", f"limit of {self._limits.tasks_per_user} tasks per user reached")
-            task_id = await uow.tasks.next_id(user_id)
-            task = successor(completed, task_id=task_id, due_at=plan.due_at, tz=tz, now=now, recurrence=plan.recurrence)
-            await uow.series.link(user_id, series_id, after, task.task_id, now)
-            await uow.tasks.add(task)
-            await uow.events.add(self._event(EventType.CREATED, task))
-            missed = [occurrence_record(completed, OccurrenceStatus.MISSED, now, tz, due_at=d) for d in plan.missed]
-            await uow.occurrences.add(missed)
-            return task
-
-        return await self._atomic(work)
+        assert series_id is not None and after is not None
+        existing = await uow.series.successor(user_id, series_id, after)
+        if existing is not None and existing != completed.task_id:
+            return await uow.tasks.get(user_id, existing)
+        current = await uow.tasks.get(user_id, completed.task_id)
+        if current is not None and not current.completed and current.version > completed.version:
+            # Reopened (or its completion undone) after this completion, before it was handled.
+            return None
+        if existing is not None:
+            # An undone completion claimed this occurrence (a link to itself); completed again since.
+            await uow.series.unlink(user_id, series_id, after)
+        tz = (await self._profile(uow, user_id)).tz
+        now = self._clock.now()
+        plan = await off_loop(plan_next, completed, tz, now)
+        if plan is None:
+            return None
+        if plan.due_at is None:
+            # The series has ended; the dates it passed while overdue are still missed (once,
+            # however often this event is delivered).
+            seen = {
+                r.due_at
+                for r in await uow.occurrences.list(user_id, series_id, limit=200)
+                if r.status is OccurrenceStatus.MISSED
+            }
+            missed = [
+                occurrence_record(completed, OccurrenceStatus.MISSED, now, tz, due_at=d)
+                for d in plan.missed
+                if d not in seen
+            ]
+            if missed:
+                await uow.occurrences.add(missed)
+            return None
+        if await uow.tasks.count(user_id) >= self._limits.tasks_per_user:
+            raise LimitExceeded("tasks", f"limit of {self._limits.tasks_per_user} tasks per user reached")
+        task_id = await uow.tasks.next_id(user_id)
+        task = successor(completed, task_id=task_id, due_at=plan.due_at, tz=tz, now=now, recurrence=plan.recurrence)
+        await uow.series.link(user_id, series_id, after, task.task_id, now)
+        await uow.tasks.add(task)
+        await uow.events.add(self._event(EventType.CREATED, task))
+        missed = [occurrence_record(completed, OccurrenceStatus.MISSED, now, tz, due_at=d) for d in plan.missed]
+        await uow.occurrences.add(missed)
+        return task
 
     async def list(self, user_id: str, request: ListRequest) -> tuple[TaskPage, LocalCalendar]:
         """A page of tasks, and the user's calendar the relative filters were resolved in."""
@@ -659,7 +685,8 @@ class TaskService:
 
     # ---- rules needing the user's timezone ---------------------------------------------
 
-    def _reminders(self, given: list[ReminderIn] | None, tz: ZoneInfo, due_at: datetime | None) -> tuple[Reminder, ...]:
+    # builtins.list: below `def list` the class body's own method shadows the builtin.
+    def _reminders(self, given: builtins.list[ReminderIn] | None, tz: ZoneInfo, due_at: datetime | None) -> tuple[Reminder, ...]:
         if not given:
             return ()
         if len(given) > self._limits.reminders_per_task:

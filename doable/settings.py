@@ -139,6 +139,24 @@ class Settings(BaseSettings):
         None, description="HS256 secret for those tokens; default the JWT secret, else generated under data_dir."
     )
 
+    # MCP clients (mcp_server/, `doable mcp`): confirmations asked in the client, the stdio server's workers.
+    mcp_request_state_keys: list[SecretStr] = Field(
+        [],
+        description="Keys (32+ bytes each, JSON list) sealing the state an MCP call that asks the user (elicitation) "
+        "hands the client between rounds; the first seals, all open (rotation). Empty: derived from "
+        "DOABLE_INTERNAL_TOKEN_SECRET or the JWT secret, which every replica shares.",
+    )
+    mcp_stdio_workers: bool = Field(
+        True,
+        description="`doable mcp` in embedded mode also runs the reminder, recurrence and notification workers, so "
+        "reminders fire while only Claude Desktop is open.",
+    )
+    timezone: str | None = Field(
+        None,
+        description="`doable mcp`: the user's timezone (IANA name, e.g. Europe/Berlin), set at start; the "
+        "Claude Desktop bundle's Time zone setting.",
+    )
+
     # Web console (doable/web/console.py, served at /).
     console_local_signin: bool | None = Field(
         None,
@@ -148,6 +166,34 @@ class Settings(BaseSettings):
     )
     chatkit_domain_key: str | None = Field(
         None, description="ChatKit domain key: the console loads OpenAI's ChatKit web component (from its CDN)."
+    )
+
+    # OAuth for remote MCP clients (doable/oauth): an external authorization server, or the built-in one.
+    oauth_issuer: str | None = Field(
+        None,
+        description="Issuer URL of an external OAuth authorization server (Keycloak realm, Auth0 tenant, Better Auth, "
+        "any OpenID provider issuing JWT access tokens) whose tokens /mcp accepts; its keys are found by discovery. "
+        "Setting it turns the built-in authorization server off.",
+    )
+    oauth_audience: str | None = Field(
+        None, description="Expected `aud` of the external server's tokens; default the MCP resource URL (<public URL>/mcp)."
+    )
+    oauth_builtin: bool | None = Field(
+        None,
+        description="The built-in authorization server (the local user approves clients on a consent page). "
+        "Unset: on in embedded mode unless DOABLE_OAUTH_ISSUER is set; never in Dapr mode.",
+    )
+    oauth_access_token_ttl_seconds: int = Field(
+        900, ge=60, le=86400, description="Lifetime of the built-in server's access tokens."
+    )
+    oauth_refresh_token_ttl_seconds: int = Field(
+        30 * 86400, ge=3600, le=366 * 86400, description="Lifetime of its refresh tokens (each use rotates them)."
+    )
+    oauth_max_clients: int = Field(
+        1000, ge=1, description="Most clients dynamic registration may create (metadata-document clients are not stored)."
+    )
+    oauth_client_metadata_allow_private: bool = Field(
+        False, description="Fetch client metadata documents from private and loopback hosts too (local clients, tests)."
     )
 
     @field_validator("port")

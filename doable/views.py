@@ -156,7 +156,7 @@ def task_result(
     occurrences = [due_text(d, task.all_day, tz) for d in upcoming(task, tz, preview)] if preview else None
     return TaskResult(
         task_id=task.task_id,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         title=task.title,
         task=task_view(task, tz),
         undo=undo,

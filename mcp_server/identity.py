@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
+import jwt
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
 from doable.auth import InvalidToken, TokenVerifier
 from doable.domain.errors import DoableError
+from doable.oauth import scopes
 
 UserResolver = Callable[[], str]
 
@@ -38,33 +41,68 @@ def resolve_user(resolver: UserResolver, claimed: str | None) -> str:
 
 
 class McpTokenVerifier:
-    """Adapts Doable's verifier to the MCP SDK's TokenVerifier protocol (None = rejected -> 401).
+    """Verifies the bearer tokens /mcp accepts, as the MCP SDK's AccessToken (with its scopes):
 
-    Accepts user tokens (`verifier`) and, when `internal` is given, the short-lived tokens the
-    chat agent mints for the MCP audience (see doable.auth.ServiceTokens)."""
+    - OAuth access tokens (`oauth`: issuer -> verifier), from the built-in authorization server
+      or an external one, checked for issuer, audience (the MCP resource) and, where the issuer
+      keeps a record, revocation; their scopes are what they say;
+    - Doable's own user tokens (`verifier`, the ones REST takes) and, when `internal` is given,
+      the short-lived tokens the chat agent mints (see doable.auth.ServiceTokens). They predate
+      scopes: without a `scope` claim they grant everything, as they do on REST.
 
-    def __init__(self, verifier: TokenVerifier, *, internal: TokenVerifier | None = None) -> None:
+    The token's unverified `iss` only picks the verifier; the verifier then checks it."""
+
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        *,
+        internal: TokenVerifier | None = None,
+        oauth: dict[str, OAuthVerifier] | None = None,
+    ) -> None:
         self._verifier = verifier
         self._internal = internal
+        self._oauth = oauth or {}
 
-    async def verify_token(self, token: str) -> AccessToken | None:
-        # Every failure to verify is a rejection (401 with the SDK's own fixed header), never an
-        # error escaping into the transport (a 500); TokenVerifier.verify already raises only
-        # InvalidToken for a bad token.
+    async def verify(self, token: str) -> AccessToken:
+        """The token's grant, or InvalidToken (its message is safe to show); Unavailable when the
+        keys to check it cannot be fetched."""
+        issuer = _unverified_issuer(token)
+        if issuer is not None and issuer in self._oauth:
+            return await self._oauth[issuer].verify(token)
         try:
             identity = await self._verifier.verify(token)
-        except InvalidToken:
+        except InvalidToken as user_token_error:
             if self._internal is None:
-                return None
+                raise
             try:
                 identity = await self._internal.verify(token)
             except InvalidToken:
-                return None
+                raise user_token_error from None
+        granted = scopes.from_claims(identity.claims)
         return AccessToken(
             token=token,
             client_id=str(identity.claims.get("azp") or identity.claims.get("client_id") or "doable"),
-            scopes=str(identity.claims.get("scope", "")).split(),
+            scopes=[scopes.ALL] if granted is None else granted,
             expires_at=identity.claims.get("exp"),
             subject=identity.user_id,
             claims=identity.claims,
         )
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        """The MCP SDK's TokenVerifier protocol: None for a rejected token."""
+        try:
+            return await self.verify(token)
+        except InvalidToken:
+            return None
+
+
+class OAuthVerifier(Protocol):
+    async def verify(self, token: str) -> AccessToken: ...
+
+
+def _unverified_issuer(token: str) -> str | None:
+    try:
+        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except Exception:  # any malformed token: the verifiers say why
+        return None
+    return issuer if isinstance(issuer, str) else None

@@ -53,7 +53,7 @@ def compact_schema(schema: dict[str, Any], *, nullable: frozenset[str] = frozens
                 out["anyOf"] = [*rest, {"type": "null"}] if null else rest
         return out
 
-    result = walk(schema)
+    result: dict[str, Any] = walk(schema)
     for name in nullable & set(result.get("properties", {})):
         original = schema["properties"][name]
         result["properties"][name] = walk(original, keep_null=True)

@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
 import structlog
-from mcp.server.auth.settings import AuthSettings
+from mcp.server.elicitation import ElicitationResult
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.resolve import Resolve
+from mcp.server.request_state import RequestStateSecurity
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from mcp.types import Tool as McpTool
 from pydantic import BaseModel, Field, ValidationError
 
 from doable import __version__
 from doable.actor import acting_as
-from doable.bulk import Bulk, BulkView, bulk_view
+from doable.bulk import Bulk, BulkOutcome, BulkView, bulk_view
 from doable.domain.errors import DoableError
 from doable.domain.query import SortField, Status
 from doable.domain.task import Priority
@@ -35,13 +39,19 @@ from doable.offload import off_loop
 from doable.runtime import Runtime
 from doable.series_service import SeriesActions
 from doable.service import TaskService
+from doable.settings import Settings
 from doable.undo import Receipt, Undo, UndoView, undo_view
 from doable.views import ProfileView, TaskListView, TaskResult, list_view, profile_view, task_result
-from mcp_server.identity import McpTokenVerifier, UserResolver, resolve_user
+from mcp_server.elicitation import BulkAsker, ConfirmChange, ask_the_person, preview_for_the_person
+from mcp_server.identity import UserResolver, resolve_user
+from mcp_server.prompts import add_prompts
+from mcp_server.resources import add_resources
 from mcp_server.schemas import compact_schema
 from mcp_server.validation import explain
 
 log = structlog.get_logger("doable.mcp")
+
+MCP_NAME = "doable"
 
 INSTRUCTIONS = (
     "Doable manages the signed-in user's tasks. Task ids are per user; never guess one: "
@@ -187,18 +197,38 @@ class _LeanServer(MCPServer[Any]):
 def mcp_for_runtime(
     runtime: Runtime,
     user: UserResolver,
-    *,
-    verifier: McpTokenVerifier | None = None,
-    auth: AuthSettings | None = None,
 ) -> MCPServer[Any]:
     """The one tool registry every transport serves (streamable HTTP in doable.web.app, stdio in
-    `doable mcp`): the same tools, whatever the transport; only the user resolver and the HTTP
-    auth differ."""
+    `doable mcp`): the same tools, whatever the transport; only the user resolver differs (the HTTP
+    bearer token is checked in front of it, by mcp_server.scopes.McpGuard)."""
     if runtime.inbox is None or runtime.history is None:
         raise RuntimeError("the runtime has no inbox or history; the MCP server needs both")
     return build_mcp(
-        runtime.service, user, verifier=verifier, auth=auth, inbox=runtime.inbox, history=runtime.history
+        runtime.service,
+        user,
+        inbox=runtime.inbox,
+        history=runtime.history,
+        request_state=request_state_security(runtime.settings, runtime.signing_secret),
     )
+
+
+def request_state_security(settings: Settings, signing_secret: str | None) -> RequestStateSecurity | None:
+    """The key that seals what a call asking the user (elicitation) hands the client between rounds.
+    Every replica must share it, or a retry landing on another one is refused: the configured keys,
+    else one derived from the secret the replicas already share; None (a key of this process
+    alone) only when there is no shared secret."""
+    keys = [key.get_secret_value() for key in settings.mcp_request_state_keys]
+    shared = settings.internal_token_secret.get_secret_value() if settings.internal_token_secret else signing_secret
+    if not keys and shared:
+        # Its own key, not the token secret itself: a leak of one must not give the other.
+        keys = [hmac.new(shared.encode(), b"doable mcp request-state", hashlib.sha256).hexdigest()]
+    if not keys and settings.runtime == "dapr":
+        log.warning(
+            "mcp.request_state_key_per_replica",
+            hint="confirmations asked in the client fail when the answer reaches another replica: "
+            "set DOABLE_MCP_REQUEST_STATE_KEYS or DOABLE_INTERNAL_TOKEN_SECRET",
+        )
+    return RequestStateSecurity(keys=keys, audience=MCP_NAME) if keys else None
 
 
 def build_mcp(
@@ -207,24 +237,26 @@ def build_mcp(
     *,
     inbox: Inbox,
     history: History,
-    verifier: McpTokenVerifier | None = None,
-    auth: AuthSettings | None = None,
+    request_state: RequestStateSecurity | None = None,
 ) -> MCPServer[Any]:
     """An MCP server whose tools act for the user that `user()` resolves (token subject or a fixed
-    user), with every tool: tasks, bulk and undo, profile, notifications and task history."""
+    user), with every tool: tasks, bulk and undo, profile, notifications and task history; and
+    the prompts and resources people pick in their client."""
     raw_arguments = _RawArguments()
     mcp: MCPServer[Any] = _LeanServer(
-        "doable",
+        MCP_NAME,
         version=__version__,
         instructions=INSTRUCTIONS,
-        token_verifier=verifier,
-        auth=auth,
         middleware=[raw_arguments],
+        request_state_security=request_state,
     )
     raw_arguments.server = mcp
 
     async def tz_of(user_id: str) -> Any:
         return (await service.get_profile(user_id)).tz
+
+    add_prompts(mcp)
+    add_resources(mcp, service, user, tz_of)
 
     series = SeriesActions(service)
 
@@ -405,11 +437,18 @@ def build_mcp(
         confirm_token: Annotated[str | None, Field(max_length=64)] = None,
         idempotency_key: IdemArg = None,
         user_id: UserIdArg = None,
+        *,
+        # Filled by the SDK, not by the model (not in the schema): see mcp_server/elicitation.py.
+        preview: Annotated[BulkOutcome | None, Resolve(preview_for_the_person)],
+        answer: Annotated[ElicitationResult[ConfirmChange], Resolve(ask_the_person)],
     ) -> BulkView:
         """Act on many tasks (ids or filter, max 200). Without confirm_token: a preview, changes nothing.
         Confirm with the returned confirm_token."""
         uid = resolve_user(user, user_id)
         receipt = Receipt()
+        if preview is not None:
+            # The client asked its user (elicitation) about exactly these tasks.
+            return await _answered(uid, preview, answer, idempotency_key, receipt)
         outcome = await bulk.run(
             uid,
             action,
@@ -421,6 +460,28 @@ def build_mcp(
             receipt=receipt,
         )
         return bulk_view(outcome, await tz_of(uid), receipt.undo)
+
+    async def _answered(
+        uid: str,
+        preview: BulkOutcome,
+        answer: ElicitationResult[ConfirmChange],
+        idempotency_key: str | None,
+        receipt: Receipt,
+    ) -> BulkView:
+        tz = await tz_of(uid)
+        if preview.confirm_token is None:
+            return bulk_view(preview, tz)  # nothing to change, nothing was asked
+        if answer.action == "accept":
+            done = await bulk.run(
+                uid, confirm_token=preview.confirm_token, idempotency_key=idempotency_key, receipt=receipt
+            )
+            return bulk_view(done, tz, receipt.undo)
+        # The token is never shown: the model cannot apply what the person turned down.
+        why = "declined it" if answer.action == "decline" else "dismissed the question"
+        view = bulk_view(preview.model_copy(update={"confirm_token": None, "expires_at": None}), tz)
+        return view.model_copy(update={"note": f"nothing changed: the user {why} in the client"})
+
+    mcp.bulk_asker = BulkAsker(bulk, user)  # type: ignore[attr-defined]
 
     undoer = Undo(service)
 

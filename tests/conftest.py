@@ -26,6 +26,9 @@ from doable.web.app import create_app
 from tests import pg_cluster
 from tests.pg_cluster import pytest_collection_modifyitems, pytest_unconfigure  # noqa: F401  (its hooks)
 
+# The `chromium` and `browser` fixtures, for every folder's browser tests.
+pytest_plugins = ["tests.browser"]
+
 # The suite's PostgreSQL (tests/pg_cluster.py): DOABLE_TEST_PG if set, else a throw-away cluster this
 # session starts from the installed server binaries (and exports as DOABLE_TEST_PG to child processes).
 PG_DSN = pg_cluster.suite_dsn()

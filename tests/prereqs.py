@@ -1,6 +1,8 @@
 """What `make test` needs on the machine besides Python packages (issue 21), each with its install
 line: Python >= 3.11, the PostgreSQL server binaries (unless DOABLE_TEST_PG names a running server)
-and Chromium for the browser tests (unless DOABLE_SKIP_BROWSER=1, which CI ignores).
+Chromium for the browser tests (unless DOABLE_SKIP_BROWSER=1, which CI ignores), and Node.js >= 20 with npm
+for the tests that run real JavaScript clients and tools (the TypeScript MCP SDK's OAuth flow, an
+OpenID provider, the Claude Desktop bundle's packer).
 
 Standard library only: the Makefile runs `python3 tests/prereqs.py` before it installs anything, and
 tests/pg_cluster.py checks the same again once pytest knows which tests will run. Either way a missing
@@ -19,6 +21,8 @@ POSTGRES_ENV = "DOABLE_TEST_PG"
 SKIP_BROWSER_ENV = "DOABLE_SKIP_BROWSER"
 INSTALL_POSTGRES = "apt-get install postgresql"
 INSTALL_CHROMIUM = "apt-get install chromium"
+INSTALL_NODE = "apt-get install nodejs npm"
+MIN_NODE = 20
 MIN_PYTHON = (3, 11)
 
 
@@ -89,12 +93,33 @@ def missing_chromium() -> str | None:
     return f"Chromium for the browser tests (no {chromium_path()}): {INSTALL_CHROMIUM}{opt_out}"
 
 
+def node_major() -> int | None:
+    """The major version of the `node` on PATH, or None without one (or without npm beside it)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        return None
+    try:
+        version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.match(r"v(\d+)\.", version.strip())
+    return int(found.group(1)) if found else None
+
+
+def missing_node() -> str | None:
+    major = node_major()
+    if major is not None and major >= MIN_NODE:
+        return None
+    found = "none" if major is None else f"v{major}"
+    return f"Node.js >= {MIN_NODE} with npm for the JavaScript clients' tests (found {found}): {INSTALL_NODE}"
+
+
 def report(missing: list[str]) -> str:
     return "missing prerequisite: " + "; ".join(missing)
 
 
 def main() -> int:
-    missing = [m for m in (missing_python(), missing_postgres(), missing_chromium()) if m]
+    missing = [m for m in (missing_python(), missing_postgres(), missing_chromium(), missing_node()) if m]
     if missing:
         print(report(missing), file=sys.stderr)
         return 1

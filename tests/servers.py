@@ -46,12 +46,24 @@ class Served:
 
 
 @contextmanager
-def serve_doable(data_dir: Path, *, timeout: float = 30.0, **env: str) -> Iterator[Served]:
-    """`doable serve` on a free port until the block ends; fails with its output if it never gets ready."""
+def serve_doable(
+    data_dir: Path,
+    *,
+    timeout: float = 30.0,
+    command: list[str] = DOABLE,
+    cwd: Path | None = None,
+    **env: str,
+) -> Iterator[Served]:
+    """`doable serve` on a free port until the block ends; fails with its output if it never gets
+    ready. `command` starts `doable` (this source tree's by default; e.g. uvx from a wheel)."""
     port = free_port()
     environment = clean_env(data_dir, **env)
     proc = subprocess.Popen(
-        [*DOABLE, "serve", "--port", str(port)], env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [*command, "serve", "--port", str(port)],
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:

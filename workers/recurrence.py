@@ -15,6 +15,7 @@ from typing import Protocol
 import structlog
 from pydantic import ValidationError
 
+from doable.domain.errors import Unavailable
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.task import Task
 from doable.messaging import Message, Outcome, one_by_one
@@ -31,6 +32,13 @@ class OccurrenceCreator(Protocol):
         ...
 
 
+class BatchOccurrenceCreator(OccurrenceCreator, Protocol):
+    async def create_next_many(self, completed: Sequence[Task]) -> list[Task | None]:
+        """`create_next` for each of `completed` in one unit of work, all or nothing (raises
+        what the first failing item raised, keeping none of the batch)."""
+        ...
+
+
 class ServiceOccurrences:
     """In-process OccurrenceCreator: calls the task service directly."""
 
@@ -39,6 +47,9 @@ class ServiceOccurrences:
 
     async def create_next(self, completed: Task) -> Task | None:
         return await self._service.create_next_occurrence(completed)
+
+    async def create_next_many(self, completed: Sequence[Task]) -> list[Task | None]:
+        return await self._service.create_next_occurrences(completed)
 
 
 class Recurrence:
@@ -56,7 +67,10 @@ class Recurrence:
             and bool(task.get("recurrence"))
         )
 
-    async def on_task_event(self, message: Message) -> Outcome:
+    @staticmethod
+    def _completed_task(message: Message) -> Task | Outcome:
+        """The repeating task a message completed, or how to settle a message with nothing to do
+        (SUCCESS) or that can never be read (DROP)."""
         try:
             event = TaskEvent.model_validate(message.data)
             if event.event_type is not EventType.COMPLETED:
@@ -65,21 +79,45 @@ class Recurrence:
         except ValidationError as exc:
             log.error("recurrence.bad_event", message_id=message.id, error=str(exc))
             return Outcome.DROP
-        if task.recurrence is None:
-            return Outcome.SUCCESS
-        created = await self._creator.create_next(task)
-        if created is None:
-            log.info("recurrence.series_ended", task_id=task.task_id, series_id=task.series_id)
-        else:
-            log.info(
-                "recurrence.next_occurrence",
-                task_id=task.task_id,
-                next_task_id=created.task_id,
-                due_at=created.due_at.isoformat() if created.due_at else None,
-            )
+        return task if task.recurrence is not None else Outcome.SUCCESS
+
+    async def on_task_event(self, message: Message) -> Outcome:
+        task = self._completed_task(message)
+        if isinstance(task, Outcome):
+            return task
+        _log_created(task, await self._creator.create_next(task))
         return Outcome.SUCCESS
 
     async def on_task_events(self, messages: Sequence[Message]) -> list[Outcome]:
-        """A batch, in order: only completions of repeating tasks do work (one occurrence each,
-        through the creator), so the batch's cost is its dedupe records (see the registry)."""
-        return await one_by_one(self.on_task_event, messages)
+        """A batch, in order: only completions of repeating tasks do work, and their next
+        occurrences are created together in one unit of work when the creator can
+        (`create_next_many`). If that fails (one user at the task limit, a conflict that outlasted
+        its retries), nothing of it was kept: the batch is handled again message by message, so
+        each completion is settled on its own (a bad one dropped or retried, the rest created)."""
+        many = getattr(self._creator, "create_next_many", None)
+        parsed = [self._completed_task(m) for m in messages]
+        completions = [(i, t) for i, t in enumerate(parsed) if isinstance(t, Task)]
+        if many is None or len(completions) < 2:
+            return await one_by_one(self.on_task_event, messages)
+        try:
+            created: list[Task | None] = await many([t for _, t in completions])
+        except Unavailable:
+            raise  # the bus waits for the database; one by one would fail the same way
+        except Exception as exc:
+            log.warning("recurrence.batch_failed", batch=len(completions), error=f"{type(exc).__name__}: {exc}")
+            return await one_by_one(self.on_task_event, messages)
+        for (_, task), made in zip(completions, created, strict=True):
+            _log_created(task, made)
+        return [Outcome.SUCCESS if isinstance(p, Task) else p for p in parsed]
+
+
+def _log_created(completed: Task, created: Task | None) -> None:
+    if created is None:
+        log.info("recurrence.series_ended", task_id=completed.task_id, series_id=completed.series_id)
+    else:
+        log.info(
+            "recurrence.next_occurrence",
+            task_id=completed.task_id,
+            next_task_id=created.task_id,
+            due_at=created.due_at.isoformat() if created.due_at else None,
+        )

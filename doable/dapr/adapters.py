@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
+
+import anyio
 
 from doable.dapr.client import BulkEntry, DaprClient
 from doable.messaging import Job, Outgoing
 from doable.metrics import EVENTS_PUBLISHED
 from doable.topology import pubsub_for
+
+T = TypeVar("T")
 
 
 def traceparent(trace_id: str | None) -> str | None:
@@ -77,3 +82,31 @@ class DaprJobScheduler:
 
     async def cancel(self, name: str) -> None:
         await self._client.delete_job(name)
+
+    async def schedule_many(self, jobs: Sequence[Job]) -> None:
+        """`schedule` for many jobs (a bulk's reminders): the Jobs API takes one job per call, so
+        the calls run concurrently, JOB_CALLS_IN_FLIGHT at a time; raises the first failure once
+        all have been tried (scheduling overwrites, so a retry of the batch repeats no harm)."""
+        await _each(jobs, self.schedule)
+
+    async def cancel_many(self, names: Sequence[str]) -> None:
+        """`cancel` for many jobs, concurrently (as `schedule_many`)."""
+        await _each(names, self.cancel)
+
+
+# Jobs API calls of one batch in flight at once: enough to hide the sidecar's round trip, few
+# enough to leave its connection pool to the handlers of other requests.
+JOB_CALLS_IN_FLIGHT = 16
+
+
+async def _each(items: Sequence[T], call: Callable[[T], Awaitable[None]]) -> None:
+    limiter = anyio.CapacityLimiter(JOB_CALLS_IN_FLIGHT)
+
+    async def one(item: T) -> None:
+        async with limiter:
+            await call(item)
+
+    results = await asyncio.gather(*(one(i) for i in items), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -25,6 +25,8 @@ log = structlog.get_logger("doable.dapr")
 
 TASK_LOOKUP_PATH = "/internal/tasks/lookup"
 NEXT_OCCURRENCE_PATH = "/internal/occurrences/next"
+# Tasks one lookup may ask for (`{"tasks": [...]}` on TASK_LOOKUP_PATH).
+LOOKUP_MANY_MAX = 500
 # Which app-ids may call each internal route: the API checks `dapr-caller-app-id` against it,
 # and the chart's access control (dapr.accessControl.policies) lets exactly these through.
 INTERNAL_CALLERS: dict[str, frozenset[str]] = {
@@ -78,6 +80,34 @@ class DaprTaskLookup:
         if response.status_code != 200:
             raise _error(response, "task")
         return _task(response.json())
+
+    async def get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Task]:
+        """`get` for many tasks, LOOKUP_MANY_MAX per invocation (the ones that exist). An API
+        that predates the batch form answers 422: then one by one."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[tuple[str, int], Task] = {}
+        for start in range(0, len(unique), LOOKUP_MANY_MAX):
+            chunk = unique[start : start + LOOKUP_MANY_MAX]
+            response = await self._client.invoke(
+                self._app_id,
+                TASK_LOOKUP_PATH,
+                body={"tasks": [{"user_id": u, "task_id": t} for u, t in chunk]},
+                traceparent=traceparent(current_trace_id()),
+            )
+            if response.status_code == 422:
+                for key in chunk:
+                    if (task := await self.get(*key)) is not None:
+                        found[key] = task
+                continue
+            if response.status_code != 200:
+                raise _error(response, "task")
+            answered = response.json().get("tasks") if isinstance(response.json(), dict) else None
+            if not isinstance(answered, list) or len(answered) != len(chunk):
+                raise Unavailable("the task lookup answered an unexpected body")
+            for key, raw in zip(chunk, answered, strict=True):
+                if raw is not None:
+                    found[key] = Task.model_validate(raw)
+        return found
 
 
 class DaprOccurrences:

@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from doable.dapr.invocation import INTERNAL_CALLERS, NEXT_OCCURRENCE_PATH, TASK_LOOKUP_PATH
+from doable.dapr.invocation import INTERNAL_CALLERS, LOOKUP_MANY_MAX, NEXT_OCCURRENCE_PATH, TASK_LOOKUP_PATH
 from doable.domain.errors import NotFound
 from doable.domain.task import Task
 from doable.runtime import Runtime
@@ -41,6 +41,14 @@ class TaskLookupRequest(BaseModel):
     task_id: int = Field(ge=1)
 
 
+class TaskLookupManyRequest(BaseModel):
+    """Several tasks at once (the reminders worker's batches): one invocation per batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[TaskLookupRequest] = Field(min_length=1, max_length=LOOKUP_MANY_MAX)
+
+
 class NextOccurrenceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -51,6 +59,12 @@ class TaskAnswer(BaseModel):
     task: dict[str, Any] | None
 
 
+class TasksAnswer(BaseModel):
+    """One entry per asked task, in order: null when it does not exist."""
+
+    tasks: list[dict[str, Any] | None]
+
+
 def internal_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(
         prefix="/internal", tags=["internal"], include_in_schema=False, dependencies=[Depends(caller_allowed)]
@@ -58,8 +72,12 @@ def internal_router(runtime: Runtime) -> APIRouter:
     service = runtime.service
 
     @router.post(TASK_LOOKUP_PATH.removeprefix("/internal"))
-    async def lookup(body: TaskLookupRequest) -> TaskAnswer:
-        """The task as it is now (404 when it does not exist)."""
+    async def lookup(body: TaskLookupRequest | TaskLookupManyRequest) -> TaskAnswer | TasksAnswer:
+        """The task as it is now (404 when it does not exist); for `tasks`, each of them."""
+        if isinstance(body, TaskLookupManyRequest):
+            keys = [(t.user_id, t.task_id) for t in body.tasks]
+            found = await service.get_many(keys)
+            return TasksAnswer(tasks=[t.model_dump(mode="json") if (t := found.get(k)) else None for k in keys])
         try:
             task = await service.get(body.user_id, body.task_id)
         except NotFound:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 from zoneinfo import ZoneInfo
 
 from doable.domain.clock import start_of_day
@@ -146,7 +146,12 @@ def first_day_from(instant: datetime, tz: ZoneInfo) -> date:
     return day if start_of_day(day, tz) >= instant else day + timedelta(days=1)
 
 
-def day_bounds(due_from: datetime | None, due_to: datetime | None, tz: ZoneInfo) -> dict[str, date | None]:
+class DayBounds(TypedDict):
+    day_from: date | None
+    day_to: date | None
+
+
+def day_bounds(due_from: datetime | None, due_to: datetime | None, tz: ZoneInfo) -> DayBounds:
     """`day_from`/`day_to` for instant bounds: the local dates whose start lies within them."""
     return {
         "day_from": first_day_from(due_from, tz) if due_from is not None else None,

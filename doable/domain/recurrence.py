@@ -405,7 +405,7 @@ def _month_starts(leap: bool) -> tuple[int, ...]:
     """Day-of-year (0-based) on which each month starts, and the year's length last."""
     starts = [0]
     for m in range(1, 13):
-        starts.append(starts[-1] + calendar.mdays[m] + (1 if leap and m == 2 else 0))
+        starts.append(starts[-1] + calendar.monthrange(2001, m)[1] + (1 if leap and m == 2 else 0))
     return tuple(starts)
 
 

@@ -67,7 +67,7 @@ def _passed(base: Task, rec: Recurrence, slot: Point, through: Point, tz: ZoneIn
     series, instants otherwise), oldest first (at most MAX_MISSED)."""
     found: list[datetime] = []
     for occ in occurrences(rec.rule, after=slot, **_series(rec, base, tz)):  # type: ignore[arg-type]
-        if (occ.day > through) if base.all_day else (occ.at > through):  # type: ignore[operator]
+        if (occ.day > through) if base.all_day else (occ.at > through):
             break
         found.append(occ.at)
         if len(found) >= MAX_MISSED:
@@ -85,7 +85,7 @@ def _scheduled(base: Task, rec: Recurrence, tz: ZoneInfo, now: datetime) -> Next
     """The series' next date not yet past, and the ones passed on the way (also when it has ended)."""
     slot = _point(base, tz)
     floor = _floor(now, tz, base.all_day)
-    after = max(slot, floor)  # type: ignore[type-var]
+    after = max(slot, floor)
     nxt = next_after(rec.rule, after=after, **_series(rec, base, tz))  # type: ignore[arg-type]
     return NextOccurrence(due_at=nxt.at if nxt else None, recurrence=rec, missed=_passed(base, rec, slot, after, tz))
 
@@ -222,5 +222,5 @@ def successor(
         series_id=base.series_id,
         created_at=now,
         updated_at=now,
-        **moved(base, due_at, tz),  # type: ignore[arg-type]
+        **moved(base, due_at, tz),
     )

@@ -27,12 +27,13 @@ from doable.domain.clock import Clock
 from doable.domain.query import micros
 from doable.messaging import Cron, Job, JobBatchHandler, JobHandler, Outcome, outcome_for
 from doable.metrics import JOBS_FIRED
+from doable.storage.sql.mapping import table_of
 from doable.storage.sql.transactions import from_micros, transaction, upsert
 from doable.storage.sql.worker_schema import ScheduledJobRow
 
 log = structlog.get_logger("doable.jobs")
 
-jobs_t = ScheduledJobRow.__table__
+jobs_t = table_of(ScheduledJobRow)
 
 # The loop re-reads the table at least this often, so a clock that jumps is noticed.
 MAX_IDLE_SECONDS = 30.0

@@ -105,6 +105,51 @@ class DaprInbox:
 
         return await optimistic(self._client, self._store, work)
 
+    async def add_many(self, news: list[NewNotification]) -> list[tuple[Notification, bool]]:
+        """`add` for many in one transaction (its reads in a few bulk reads): one notification per
+        (user, source id), in order; a source already in the inbox, or earlier in `news`, gives
+        the notification it has."""
+        if not news:
+            return []
+
+        async def work(txn: StateTxn) -> list[tuple[Notification, bool]]:
+            sources = await txn.get_many([source_key(n.user_id, n.source_id) for n in news])
+            users = list(dict.fromkeys(n.user_id for n in news))
+            metas = dict(zip(users, await txn.get_many([meta_key(u) for u in users], _META), strict=True))
+            results: list[tuple[Notification, bool] | None] = [None] * len(news)
+            for i, (new, source) in enumerate(zip(news, sources, strict=True)):
+                if source.exists and not source.dirty:
+                    found = await self._read(txn, new.user_id, [int(source.value["id"])])
+                    if found:
+                        results[i] = (found[0], False)
+            # New ids first, so the buckets they fall in are read together.
+            planned: dict[str, tuple[int, Notification]] = {}
+            for i, (new, source) in enumerate(zip(news, sources, strict=True)):
+                if results[i] is not None or source.key in planned:
+                    continue
+                meta = metas[new.user_id]
+                note_id = int(meta.value["next_id"]) + 1
+                meta.value["next_id"] = note_id
+                meta.value["unread"] = [*meta.value["unread"], note_id]
+                meta.touch()
+                note = Notification(
+                    id=note_id, user_id=new.user_id, kind=new.kind, task_id=new.task_id, title=new.title,
+                    data=new.data, created_at=new.created_at,
+                )  # fmt: skip
+                planned[source.key] = (i, note)
+                source.set({"id": note_id})
+            buckets = [bucket_key(n.user_id, _bucket(n.id)) for _, n in planned.values()]
+            for doc, (_, note) in zip(await txn.get_many(buckets, {"items": {}}), planned.values(), strict=True):
+                doc.value["items"][str(note.id)] = note.model_dump(mode="json")
+                doc.touch()
+            for i, source in enumerate(sources):
+                if results[i] is None:
+                    first, note = planned[source.key]
+                    results[i] = (note, first == i)
+            return [r for r in results if r is not None]
+
+        return await optimistic(self._client, self._store, work)
+
     async def _read(self, txn: StateTxn, uid: str, ids: list[int]) -> list[Notification]:
         """The user's notifications `ids`, in that order (missing ones left out)."""
         keys = sorted({bucket_key(uid, _bucket(i)) for i in ids})
@@ -160,6 +205,12 @@ class DaprInbox:
     async def get_webhook(self, user_id: str) -> Webhook | None:
         item = await self._client.get_state(self._store, webhook_key(user_id))
         return Webhook.model_validate(item.value) if item is not None else None
+
+    async def webhooks_for(self, user_ids: list[str]) -> dict[str, Webhook]:
+        """The webhooks of those of `user_ids` that have one, in one bulk read."""
+        users = list(dict.fromkeys(user_ids))
+        found = await self._client.get_bulk(self._store, [webhook_key(u) for u in users]) if users else {}
+        return {u: Webhook.model_validate(found[webhook_key(u)].value) for u in users if webhook_key(u) in found}
 
     async def set_webhook(self, webhook: Webhook) -> None:
         async def work(txn: StateTxn) -> None:

@@ -252,7 +252,7 @@ class DaprOutbox:
 
     def idle_wait(self, idle_polls: int) -> float:
         """Seconds before the next poll after `idle_polls` polls in a row found nothing pending."""
-        return min(self._idle_max, self._poll * 2 ** min(idle_polls, 32))
+        return min(self._idle_max, self._poll * 2.0 ** min(idle_polls, 32))
 
     async def run(self) -> None:
         """Relay until cancelled: at once after every nudge; otherwise poll, every poll interval

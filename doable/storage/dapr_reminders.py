@@ -23,7 +23,7 @@ from doable.dapr.client import DaprClient
 from doable.domain.errors import Conflict
 from doable.domain.query import micros
 from doable.domain.reminders import ScheduledReminder
-from doable.storage.dapr_docs import StateTxn, from_micros, optimistic, part
+from doable.storage.dapr_docs import Doc, StateTxn, from_micros, optimistic, part
 
 PENDING_SHARDS = 32
 
@@ -68,6 +68,41 @@ def _from_doc(v: dict[str, Any]) -> ScheduledReminder:
     )
 
 
+def _put_keys(r: ScheduledReminder) -> tuple[str, str, str]:
+    return reminder_key(r.job_name), task_index_key(r.user_id, r.task_id), pending_shard(r.job_name)
+
+
+def _put(reminder: ScheduledReminder, doc: Doc, index: Doc, shard: Doc) -> None:
+    """Write `reminder`, list it under its task and among the pending (its three documents)."""
+    doc.set(_to_doc(reminder))
+    if reminder.job_name not in index.value["jobs"]:
+        index.value["jobs"].append(reminder.job_name)
+        index.touch()
+    if shard.value["jobs"].get(reminder.job_name) != micros(reminder.fire_at):
+        shard.value["jobs"][reminder.job_name] = micros(reminder.fire_at)
+        shard.touch()
+
+
+def _claimable(claim: dict[str, Any], lease_expired_before: datetime) -> bool:
+    """A firing's claim may be taken over: it is still sending, and its lease ended."""
+    return claim.get("state") == "sending" and int(claim.get("claimed_us", 0)) < micros(lease_expired_before)
+
+
+def _claim(reminder: ScheduledReminder, now: datetime) -> dict[str, Any]:
+    return {"state": "sending", "claimed_us": micros(now), "user_id": reminder.user_id, "task_id": reminder.task_id}
+
+
+async def _finish(txn: StateTxn, reminder: ScheduledReminder, state: str, at: datetime) -> None:
+    """Mark a firing finished and drop its pending entry (unless the reminder moved meanwhile)."""
+    fire_us = micros(reminder.fire_at)
+    doc = await txn.get(sent_key(reminder.job_name, fire_us), {})
+    doc.set({**doc.value, "state": state, "done_us": micros(at)})
+    shard = await txn.get(pending_shard(reminder.job_name), {"jobs": {}})
+    if shard.value["jobs"].get(reminder.job_name) == fire_us:
+        del shard.value["jobs"][reminder.job_name]
+        shard.touch()
+
+
 class DaprReminderLedger:
     def __init__(self, client: DaprClient, store: str) -> None:
         self._client = client
@@ -81,22 +116,54 @@ class DaprReminderLedger:
         found = await self._client.get_bulk(self._store, [reminder_key(j) for j in jobs])
         return {j: _from_doc(found[reminder_key(j)].value) for j in jobs if reminder_key(j) in found}
 
+    async def for_tasks(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict[str, ScheduledReminder]]:
+        """`for_task` for many tasks in two bulk reads (the tasks with reminders only)."""
+        if not keys:
+            return {}
+        indexes = await self._client.get_bulk(self._store, [task_index_key(u, t) for u, t in dict.fromkeys(keys)])
+        jobs = {
+            k: list(item.value.get("jobs", []))
+            for k in dict.fromkeys(keys)
+            if (item := indexes.get(task_index_key(*k))) is not None
+        }
+        names = [j for js in jobs.values() for j in js]
+        found = await self._client.get_bulk(self._store, [reminder_key(j) for j in names]) if names else {}
+        result = {
+            k: {j: _from_doc(found[reminder_key(j)].value) for j in js if reminder_key(j) in found}
+            for k, js in jobs.items()
+        }
+        return {k: v for k, v in result.items() if v}
+
     async def get(self, job_name: str) -> ScheduledReminder | None:
         item = await self._client.get_state(self._store, reminder_key(job_name))
         return _from_doc(item.value) if item is not None else None
 
+    async def get_many(self, job_names: list[str]) -> dict[str, ScheduledReminder]:
+        """`get` for many jobs in one bulk read (those that exist)."""
+        names = list(dict.fromkeys(job_names))
+        found = await self._client.get_bulk(self._store, [reminder_key(n) for n in names]) if names else {}
+        return {n: _from_doc(found[reminder_key(n)].value) for n in names if reminder_key(n) in found}
+
+    async def put_many(self, reminders: list[ScheduledReminder]) -> None:
+        """`put` for many reminders in one transaction (its reads in three bulk reads)."""
+        if not reminders:
+            return
+
+        async def work(txn: StateTxn) -> None:
+            await txn.get_many([reminder_key(r.job_name) for r in reminders])
+            await txn.get_many([task_index_key(r.user_id, r.task_id) for r in reminders], {"jobs": []})
+            await txn.get_many([pending_shard(r.job_name) for r in reminders], {"jobs": {}})
+            for reminder in reminders:
+                _put(reminder, *[await txn.get(k) for k in _put_keys(reminder)])
+
+        await optimistic(self._client, self._store, work)
+
     async def put(self, reminder: ScheduledReminder) -> None:
         async def work(txn: StateTxn) -> None:
             doc = await txn.get(reminder_key(reminder.job_name))
-            doc.set(_to_doc(reminder))
             index = await txn.get(task_index_key(reminder.user_id, reminder.task_id), {"jobs": []})
-            if reminder.job_name not in index.value["jobs"]:
-                index.value["jobs"].append(reminder.job_name)
-                index.touch()
             shard = await txn.get(pending_shard(reminder.job_name), {"jobs": {}})
-            if shard.value["jobs"].get(reminder.job_name) != micros(reminder.fire_at):
-                shard.value["jobs"][reminder.job_name] = micros(reminder.fire_at)
-                shard.touch()
+            _put(reminder, doc, index, shard)
 
         await optimistic(self._client, self._store, work)
 
@@ -166,37 +233,70 @@ class DaprReminderLedger:
     async def claim(self, reminder: ScheduledReminder, *, now: datetime, lease_expired_before: datetime) -> bool:
         """Take the firing of `reminder` at its fire time: True for exactly one claimer, unless a
         claim was left unfinished (the process died) for longer than the lease."""
-        fire_us = micros(reminder.fire_at)
         txn = StateTxn(self._client, self._store)
-        doc = await txn.get(sent_key(reminder.job_name, fire_us))
-        if doc.exists and (
-            doc.value.get("state") != "sending" or int(doc.value.get("claimed_us", 0)) >= micros(lease_expired_before)
-        ):
+        doc = await txn.get(sent_key(reminder.job_name, micros(reminder.fire_at)))
+        if doc.exists and not _claimable(doc.value, lease_expired_before):
             return False
-        doc.set(
-            {
-                "state": "sending",
-                "claimed_us": micros(now),
-                "user_id": reminder.user_id,
-                "task_id": reminder.task_id,
-            }
-        )
+        doc.set(_claim(reminder, now))
         try:
             await txn.commit()
         except Conflict:
             return False  # another claimer won
         return True
 
-    async def finish(self, reminder: ScheduledReminder, state: Literal["sent", "skipped"], at: datetime) -> None:
-        fire_us = micros(reminder.fire_at)
+    async def claim_many(
+        self, reminders: list[ScheduledReminder], *, now: datetime, lease_expired_before: datetime
+    ) -> set[str]:
+        """`claim` for many firings: one bulk read and one transaction. If another claimer won
+        one of them meanwhile (the transaction's conflict), each is claimed on its own."""
+        if not reminders:
+            return set()
+        txn = StateTxn(self._client, self._store)
+        docs = await txn.get_many([sent_key(r.job_name, micros(r.fire_at)) for r in reminders])
+        claimed: set[str] = set()
+        for reminder, doc in zip(reminders, docs, strict=True):
+            if doc.dirty or (doc.exists and not _claimable(doc.value, lease_expired_before)):
+                continue
+            doc.set(_claim(reminder, now))
+            claimed.add(reminder.job_name)
+        try:
+            await txn.commit()
+        except Conflict:
+            return {
+                r.job_name for r in reminders if await self.claim(r, now=now, lease_expired_before=lease_expired_before)
+            }
+        return claimed
+
+    async def finish_many(
+        self, reminders: list[ScheduledReminder], *, state: Literal["sent", "skipped"], at: datetime
+    ) -> None:
+        """`finish` for many firings in one transaction."""
+        if not reminders:
+            return
 
         async def work(txn: StateTxn) -> None:
-            doc = await txn.get(sent_key(reminder.job_name, fire_us), {})
-            doc.set({**doc.value, "state": state, "done_us": micros(at)})
-            shard = await txn.get(pending_shard(reminder.job_name), {"jobs": {}})
-            if shard.value["jobs"].get(reminder.job_name) == fire_us:
-                del shard.value["jobs"][reminder.job_name]
-                shard.touch()
+            await txn.get_many([sent_key(r.job_name, micros(r.fire_at)) for r in reminders], {})
+            await txn.get_many([pending_shard(r.job_name) for r in reminders], {"jobs": {}})
+            for reminder in reminders:
+                await _finish(txn, reminder, state, at)
+
+        await optimistic(self._client, self._store, work)
+
+    async def release_many(self, reminders: list[ScheduledReminder]) -> None:
+        """`release` for many firings in one transaction."""
+        if not reminders:
+            return
+
+        async def work(txn: StateTxn) -> None:
+            for doc in await txn.get_many([sent_key(r.job_name, micros(r.fire_at)) for r in reminders]):
+                if doc.exists and doc.value.get("state") == "sending":
+                    doc.delete()
+
+        await optimistic(self._client, self._store, work)
+
+    async def finish(self, reminder: ScheduledReminder, state: Literal["sent", "skipped"], at: datetime) -> None:
+        async def work(txn: StateTxn) -> None:
+            await _finish(txn, reminder, state, at)
 
         await optimistic(self._client, self._store, work)
 
@@ -213,6 +313,16 @@ class DaprReminderLedger:
     async def finished(self, reminder: ScheduledReminder) -> bool:
         item = await self._client.get_state(self._store, sent_key(reminder.job_name, micros(reminder.fire_at)))
         return item is not None and item.value.get("state") in ("sent", "skipped")
+
+    async def finished_many(self, reminders: list[ScheduledReminder]) -> set[str]:
+        """The jobs among `reminders` whose firing finished, in one bulk read."""
+        if not reminders:
+            return set()
+        keys = {sent_key(r.job_name, micros(r.fire_at)): r.job_name for r in reminders}
+        found = await self._client.get_bulk(self._store, list(keys))
+        return {
+            job for key, job in keys.items() if key in found and found[key].value.get("state") in ("sent", "skipped")
+        }
 
     async def _forget_pending(self, entries: list[tuple[str, int]]) -> None:
         """Drop pending entries whose firing finished (a crash between the two writes left them)."""

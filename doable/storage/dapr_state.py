@@ -32,6 +32,7 @@ commit with the change itself.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import heapq
 import zlib
 from collections import OrderedDict
@@ -297,6 +298,11 @@ class ParsedBuckets:
         return cached
 
 
+def _meta_default() -> dict[str, Any]:
+    # A new user starts with an (empty) list projection; an existing meta without "ixv" predates it.
+    return {"next_id": 0, "count": 0, "outbox_head": 0, "outbox_tail": 0, "ixv": INDEX_FORMAT, "rev": 0, "ix": {}}
+
+
 class DaprUnitOfWork:
     def __init__(
         self,
@@ -307,9 +313,13 @@ class DaprUnitOfWork:
         on_commit: Callable[[], None] | None = None,
         lists: ListCache | None = None,
         list_index: bool = True,
+        write: bool = True,
     ) -> None:
         self._client = client
         self._store = store
+        # What a first touch of a user reads in one bulk read (`prefetch`).
+        self.writes = write
+        self._prefetched: set[str] = set()
         self._relay = relay
         self._on_commit = on_commit
         self.parsed = parsed or ParsedBuckets(0)
@@ -338,6 +348,7 @@ class DaprUnitOfWork:
         self._docs.clear()
         self._new_events.clear()
         self._revs.clear()
+        self._prefetched.clear()
 
     def loaded(self, key: str) -> _Doc | None:
         return self._docs.get(key)
@@ -358,12 +369,44 @@ class DaprUnitOfWork:
             self._docs[key] = _Doc(key, found.get(key), dict(default))
         return [self._docs[k] for k in keys]
 
+    async def prefetch(self, uid: str, extra: dict[str, dict[str, Any]] | None = None) -> None:
+        """On the first touch of `uid`, read in one bulk read the meta and the profile (a list or a
+        write reads both), plus `extra` (key: default), e.g. the bucket of the task being read; a
+        write also the relay's dirty shard, which its commit updates when the user's outbox was
+        empty. Each document keeps the ETag it was read with, so the commit is guarded exactly as
+        with one read per document; a document read here and not changed is not written."""
+        if uid in self._prefetched:
+            return
+        self._prefetched.add(uid)
+        wanted = {meta_key(uid): _meta_default(), profile_key(uid): {}}
+        if self.writes:
+            wanted[dirty_key(uid)] = {"users": []}
+        await self.load({**wanted, **(extra or {})})
+
+    async def load(self, wanted: dict[str, dict[str, Any]]) -> None:
+        """Read the documents of `wanted` (key: default) not read yet, in one bulk read."""
+        missing = [k for k in wanted if k not in self._docs]
+        if missing:
+            found = await self._client.get_bulk(self._store, missing)
+            for key in missing:
+                self._docs[key] = _Doc(key, found.get(key), wanted[key])
+
+    def forget(self, keys: list[str]) -> None:
+        """Read these documents again on their next use (they were written outside this unit of work)."""
+        for key in keys:
+            self._docs.pop(key, None)
+
+    def created(self, key: str) -> _Doc:
+        """A document this unit of work creates under a fresh random key (an undo or confirmation
+        token), unread: it commits create-only (first-write, no ETag), so if the key did exist the
+        commit fails with Conflict, as a read would have made `put` fail."""
+        if key not in self._docs:
+            self._docs[key] = _Doc(key, None, {})
+        return self._docs[key]
+
     async def meta(self, uid: str) -> _Doc:
-        # A new user starts with an (empty) list projection; an existing meta without "ixv" predates it.
-        return await self.doc(
-            meta_key(uid),
-            {"next_id": 0, "count": 0, "outbox_head": 0, "outbox_tail": 0, "ixv": INDEX_FORMAT, "rev": 0, "ix": {}},
-        )
+        await self.prefetch(uid)
+        return await self.doc(meta_key(uid), _meta_default())
 
     async def rev(self, uid: str) -> int:
         """The rev of this unit of work's task writes for `uid` (bumped in meta once per unit of work)."""
@@ -400,6 +443,7 @@ class DaprUnitOfWork:
         self._docs.clear()
         self._new_events.clear()
         self._revs.clear()
+        self._prefetched.clear()
         if by_user and self._on_commit is not None:
             self._on_commit()
 
@@ -409,7 +453,15 @@ class _Tasks:
         self._uow = uow
 
     async def _bucket(self, uid: str, task_id: int) -> _Doc:
-        return await self._uow.doc(bucket_key(uid, bucket_of(task_id)), {"tasks": {}})
+        key = bucket_key(uid, bucket_of(task_id))
+        together: dict[str, dict[str, Any]] = {key: {"tasks": {}}}
+        if self._uow.writes:
+            # A write of the task rewrites its projection chunk too: read both together.
+            together[index_key(uid, chunk_of(task_id))] = {"v": 0, "e": {}}
+        # With the user's meta and profile when this is the first touch of the user.
+        await self._uow.prefetch(uid, together)
+        await self._uow.load(together)
+        return await self._uow.doc(key, {"tasks": {}})
 
     async def next_id(self, user_id: str) -> int:
         meta = await self._uow.meta(user_id)
@@ -470,9 +522,13 @@ class _Tasks:
             # the chunks are written first, in batches, and take effect only when this unit of work's
             # meta names them. If it fails (a concurrent write changed the meta), nothing names them
             # and the next write builds them again.
-            ops = [Upsert(index_key(uid, n), {"v": rev, "e": e}, first_write=False) for n, e in chunks.items()]
+            ops: list[Upsert | Delete] = [
+                Upsert(index_key(uid, n), {"v": rev, "e": e}, first_write=False) for n, e in chunks.items()
+            ]
             for i in range(0, len(ops), BUILD_BATCH):
                 await self._uow.transact(ops[i : i + BUILD_BATCH])
+            # A chunk read before (prefetched with the task's bucket) now has a newer ETag.
+            self._uow.forget([index_key(uid, n) for n in chunks])
         meta.value["ix"] = {str(n): rev for n in chunks}
         meta.value["ixv"] = INDEX_FORMAT
         meta.dirty = True
@@ -527,14 +583,14 @@ class _Tasks:
         key = _sort_key(query)
         if query.after is not None:
             ref = (query.after.value, query.after.task_id)
-            after = [k for k in matching if (key(k) < ref if query.descending else key(k) > ref)]  # type: ignore[operator]
+            after = [k for k in matching if (key(k) < ref if query.descending else key(k) > ref)]
         else:
             after = matching
         pick = heapq.nlargest if query.descending else heapq.nsmallest
-        page = pick(query.limit, after, key=key)
-        return TaskPage(tasks=await self._tasks(user_id, page), total=len(matching), next_cursor=None)
+        chosen = pick(query.limit, after, key=key)
+        return TaskPage(tasks=await self._tasks(user_id, chosen), total=len(matching), next_cursor=None)
 
-    async def _entries(self, uid: str, meta: _Doc) -> list[TaskKeys]:
+    async def _entries(self, uid: str, meta: _Doc) -> builtins.list[TaskKeys]:
         """The user's projection entries: chunks read in this unit of work as they are now, the
         others from the process cache at the version the meta names, else read (in one bulk read)."""
         cache = self._uow.lists.chunks
@@ -555,7 +611,7 @@ class _Tasks:
                 out.extend(self._parse_chunk(doc))
         return out
 
-    def _parse_chunk(self, doc: _Doc) -> list[TaskKeys]:
+    def _parse_chunk(self, doc: _Doc) -> builtins.list[TaskKeys]:
         version = int(doc.value.get("v", 0))
         cacheable = doc.exists and not doc.dirty
         if cacheable and (cached := self._uow.lists.chunks.get((doc.key, version))) is not None:
@@ -565,7 +621,7 @@ class _Tasks:
             self._uow.lists.chunks.put((doc.key, version), parsed)
         return parsed
 
-    async def _tasks(self, uid: str, page: list[TaskKeys]) -> list[Task]:
+    async def _tasks(self, uid: str, page: builtins.list[TaskKeys]) -> builtins.list[Task]:
         """The page's tasks, in page order: from this unit of work's buckets, else the process cache
         by (id, rev), else their buckets (one bulk read)."""
         cache = self._uow.lists.tasks
@@ -596,10 +652,12 @@ class _Profiles:
         self._uow = uow
 
     async def get(self, user_id: str) -> Profile | None:
+        await self._uow.prefetch(user_id)
         doc = await self._uow.doc(profile_key(user_id), {})
         return Profile.model_validate(doc.value) if doc.exists else None
 
     async def save(self, profile: Profile) -> None:
+        await self._uow.prefetch(profile.user_id)
         doc = await self._uow.doc(profile_key(profile.user_id), {})
         doc.value = profile.model_dump(mode="json")
         doc.dirty = True
@@ -641,6 +699,8 @@ class _IdempotencyKeys:
         self._uow = uow
 
     async def get(self, user_id: str, key: str) -> StoredResult | None:
+        # Usually a write's first touch of the user: its key comes in the same bulk read.
+        await self._uow.prefetch(user_id, {idempotency_key(user_id, key): {}})
         doc = await self._uow.doc(idempotency_key(user_id, key), {})
         if not doc.exists:
             return None
@@ -690,7 +750,7 @@ class _OccurrenceLog:
         records.sort(key=lambda r: (r.due_at, r.at), reverse=True)
         return records[:limit]
 
-    async def remove(self, user_id: str, series_id: str, ids: list[str]) -> None:
+    async def remove(self, user_id: str, series_id: str, ids: builtins.list[str]) -> None:
         doc = await self._doc(user_id, series_id)
         kept = [r for r in doc.value["records"] if r["id"] not in set(ids)]
         if len(kept) != len(doc.value["records"]):
@@ -717,7 +777,8 @@ class _ActionTokens:
         )
 
     async def put(self, token: ActionToken) -> None:
-        doc = await self._uow.doc(token_key(token.user_id, token.token), {})
+        # A new token is random (doable.undo.new_token): not read, created create-only at commit.
+        doc = self._uow.created(token_key(token.user_id, token.token))
         if doc.exists:
             raise Conflict("the token is already in use")
         doc.value = {
@@ -759,5 +820,5 @@ class DaprUnitOfWorkFactory:
 
     def __call__(self, *, write: bool = True) -> DaprUnitOfWork:
         return DaprUnitOfWork(
-            self.client, self.store, self.parsed, self.relay, self.on_commit, self.lists, self.list_index
+            self.client, self.store, self.parsed, self.relay, self.on_commit, self.lists, self.list_index, write
         )

@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from doable import __version__
 from doable.auth import service_tokens
+from doable.oauth.wiring import oauth_setup
 from doable.runtime import Runtime
 from doable.web import errors
 from doable.web.console import router as console_router
@@ -23,6 +23,7 @@ from doable.web.middleware import BackendUnavailable, BodyLimit, OnlyPaths, Requ
 from doable.web.notifications import router as notifications_router
 from doable.web.tasks import router as tasks_router
 from mcp_server.identity import McpTokenVerifier, from_http_token
+from mcp_server.scopes import McpGuard, ToolScopes
 from mcp_server.server import mcp_for_runtime
 
 
@@ -44,12 +45,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     base = public_url(runtime)
     # Short-lived tokens the chat agent mints to call the MCP tools as the signed-in user.
     chat_tokens = service_tokens(runtime.settings, runtime.signing_secret)
-    mcp = mcp_for_runtime(
-        runtime,
-        from_http_token,
-        verifier=McpTokenVerifier(runtime.verifier, internal=chat_tokens.verifier),
-        auth=AuthSettings(issuer_url=base, resource_server_url=f"{base}/mcp", validate_token_resource=False),
-    )
+    # Which OAuth authorization server /mcp trusts (external, built-in, or none) and its metadata.
+    oauth = oauth_setup(runtime.settings, base, sql_engine=runtime.sql_engine if runtime.settings.runtime == "embedded" else None)
+    verifier = McpTokenVerifier(runtime.verifier, internal=chat_tokens.verifier, oauth=oauth.verifiers)
+    # The bearer token and its scopes are checked by McpGuard in front of the MCP app (below).
+    mcp = mcp_for_runtime(runtime, from_http_token)
     mcp_app = mcp.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=True,
@@ -67,6 +67,8 @@ def create_app(runtime: Runtime) -> FastAPI:
                 yield
             finally:
                 await runtime.stop()
+                for close in oauth.closers:
+                    await close()
 
     app = FastAPI(
         title="Doable",
@@ -111,11 +113,25 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     # The web console at / and /console/... (before the MCP mount, which takes everything else).
     app.include_router(console_router)
+    # OAuth: protected-resource metadata and, when built in, the authorization server and its consent page.
+    app.router.routes.extend(oauth.routes)
 
-    # Last, at the root, so the protected-resource metadata lands at
-    # /.well-known/oauth-protected-resource/mcp as MCP clients expect.
+    # Last, at the root: the MCP endpoint at /mcp, behind the guard that checks its bearer tokens and scopes.
     app.mount(
-        "/", BackendUnavailable(OnlyPaths(mcp_app, exact=("/mcp",), prefixes=("/mcp/", "/.well-known/")))
+        "/",
+        BackendUnavailable(
+            OnlyPaths(
+                McpGuard(
+                    mcp_app,
+                    verify=verifier.verify,
+                    tool_scopes=ToolScopes(mcp.list_tools),
+                    resource_metadata_url=oauth.resource_metadata_url,
+                    max_body_bytes=runtime.settings.max_body_bytes,
+                ),
+                exact=("/mcp",),
+                prefixes=("/mcp/", "/.well-known/"),
+            )
+        ),
     )
     app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(BodyTimeout, seconds=runtime.settings.request_timeout_seconds)

@@ -6,8 +6,11 @@ own subscriptions (`Runtime.live.subscriptions()`).
   `/events/{name}` and the dead-letter topic (not for the dead-letter topic's own consumer, so
   nothing is dead-lettered twice, nor for live topics: a live update is worth nothing later).
 - `POST /events/{name}`: a CloudEvent; answers `{"status": "SUCCESS" | "RETRY" | "DROP"}` (never
-  DROP from the dead-letter topic's consumer, which is handed even a malformed delivery).
-- `POST /job/{name}`: a job trigger whose body is the job's data; 2xx done, 500 = retry.
+  DROP from the dead-letter topic's consumer, which is handed even a malformed delivery). A
+  batch-first subscription is declared with `bulkSubscribe`, and daprd then POSTs a bulk of entries
+  to the same route, answered per entry by the subscription's batch handler (doable.dapr.deliveries).
+- `POST /job/{name}`: a job trigger whose body is the job's data; 2xx done, 500 = retry. Jobs that
+  fire together arrive as concurrent requests; at most JOBS_IN_FLIGHT run at once.
 - `POST /{binding}` (and `OPTIONS`, which Dapr sends at start-up): a cron tick.
 
 When `app_token` is set (Dapr's APP_API_TOKEN) every call must carry it in `dapr-api-token`;
@@ -16,27 +19,30 @@ without one, only loopback clients (the sidecar, in the same pod) are answered.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import anyio
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from doable import topology
+from doable.dapr.deliveries import (
+    BULK_SUBSCRIBE,
+    answer_bulk,
+    is_bulk,
+    message_from_cloudevent,
+    read_entries,
+    stand_in_message,
+)
 from doable.domain.clock import Clock
-from doable.logs import trace_id_from
 from doable.messaging import (
-    MALFORMED_ATTRIBUTE,
     Cron,
     Job,
     JobHandler,
-    Message,
     Outcome,
     Subscription,
     outcome_for,
@@ -46,50 +52,10 @@ from doable.web.loopback import is_loopback
 
 log = structlog.get_logger("doable.callbacks")
 
-
-def message_from_cloudevent(envelope: Any) -> Message:
-    """The Message inside a CloudEvent as daprd delivers it; ValueError if it is not one."""
-    if not isinstance(envelope, dict) or not isinstance(envelope.get("id"), str) or not envelope["id"]:
-        raise ValueError("not a CloudEvent: an object with an 'id' is required")
-    data = envelope.get("data")
-    if data is None and isinstance(envelope.get("data_base64"), str):
-        try:
-            data = base64.b64decode(envelope["data_base64"], validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise ValueError("data_base64 is not base64 text") from exc
-    if isinstance(data, str | bytes):
-        data = json.loads(data)
-    if not isinstance(data, dict):
-        raise ValueError("CloudEvent data must be a JSON object")
-    trace = envelope.get("traceparent") or envelope.get("traceid")
-    return Message(
-        id=envelope["id"],
-        topic=str(envelope.get("topic", "")),
-        data=data,
-        trace_id=trace_id_from(trace) if isinstance(trace, str) else None,
-        attributes={k: v for k, v in envelope.items() if isinstance(v, str) and k not in ("data", "data_base64")},
-    )
-
-
-def stand_in_message(body: bytes, error: str) -> Message:
-    """What a subscription with `dead_letters=False` gets for a delivery that is not a readable
-    CloudEvent: its id (else a digest of the body, stable across redeliveries), its topic and string
-    attributes when it has them, no data, and `error` in the MALFORMED_ATTRIBUTE attribute."""
-    try:
-        envelope: Any = json.loads(body)
-    except ValueError:
-        envelope = None
-    if not isinstance(envelope, dict):
-        envelope = {}
-    given, topic = envelope.get("id"), envelope.get("topic")
-    attributes = {k: v for k, v in envelope.items() if isinstance(v, str) and k not in ("data", "data_base64")}
-    attributes[MALFORMED_ATTRIBUTE] = error
-    return Message(
-        id=given if isinstance(given, str) and given else "sha256:" + hashlib.sha256(body).hexdigest(),
-        topic=topic if isinstance(topic, str) else "",
-        data={},
-        attributes=attributes,
-    )
+# Job handlers running at once per app. Each makes a few sidecar calls, and the sidecar client's
+# connection pool (100) must not be exhausted by a burst of triggers (a pool timeout fails the job);
+# the others wait their turn, well within daprd's trigger timeout.
+JOBS_IN_FLIGHT = 32
 
 
 def sidecar_only(app_token: str | None) -> Callable[[Request], Awaitable[None]]:
@@ -140,6 +106,8 @@ def callback_router(
             }
             if s.dead_letters and s.topic not in topology.LIVE_TOPICS:
                 entry["deadLetterTopic"] = topology.DEAD_LETTER
+                if s.batch_handler is not None:
+                    entry["bulkSubscribe"] = dict(BULK_SUBSCRIBE)
             entries.append(entry)
         return entries
 
@@ -151,7 +119,13 @@ def callback_router(
             return JSONResponse({"status": Outcome.DROP.value}, status_code=404)
         body = await request.body()
         try:
-            message = message_from_cloudevent(json.loads(body))
+            envelope = json.loads(body)
+        except ValueError:
+            envelope = None
+        if is_bulk(envelope):
+            return await bulk(sub, envelope)
+        try:
+            message = message_from_cloudevent(envelope)
         except ValueError as exc:
             log.error("events.malformed", subscription=name, error=str(exc))
             if not sub.dead_letters:
@@ -177,8 +151,17 @@ def callback_router(
         # DROP isn't counted as dead-lettered here: the dead-letter consumer counts each once, given-up retries too.
         return JSONResponse({"status": outcome.value})
 
+    async def bulk(sub: Subscription, envelope: dict[str, Any]) -> JSONResponse:
+        entries = read_entries(envelope)
+        structlog.contextvars.bind_contextvars(subscription=sub.name, topic=sub.topic, bulk_size=len(entries))
+        answers = await answer_bulk(sub, entries)
+        for _, outcome in answers:
+            EVENTS_CONSUMED.labels(topic=sub.topic, outcome=outcome.value.lower()).inc()
+        return JSONResponse({"statuses": [{"entryId": entry_id, "status": o.value} for entry_id, o in answers]})
+
     if on_job is not None:
         handle_job = on_job
+        jobs_limiter = anyio.CapacityLimiter(JOBS_IN_FLIGHT)
 
         @router.post("/job/{name}")
         async def job(name: str, request: Request) -> Response:
@@ -189,7 +172,8 @@ def callback_router(
                 return Response(status_code=200)  # retrying a malformed job cannot help
             structlog.contextvars.bind_contextvars(job=name)
             try:
-                outcome = await handle_job(Job(name=name, due_at=clock.now(), data=data))
+                async with jobs_limiter:
+                    outcome = await handle_job(Job(name=name, due_at=clock.now(), data=data))
             except Exception as exc:
                 outcome = outcome_for(exc)
                 log.warning(

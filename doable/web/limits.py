@@ -155,7 +155,7 @@ def guarded_h11(head_timeout: float) -> type[H11Protocol]:
                 self._head_timer.cancel()
                 self._head_timer = None
 
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._arm()
 

@@ -15,7 +15,7 @@ async def authenticated(request: Request) -> Identity:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidToken("missing bearer token")
-    identity = await request.app.state.runtime.verifier.verify(token.strip())
+    identity: Identity = await request.app.state.runtime.verifier.verify(token.strip())
     bind(user_id=identity.user_id)
     return identity
 

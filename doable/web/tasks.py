@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,7 +22,7 @@ IdempotencyKey = Annotated[
     Header(alias="Idempotency-Key", max_length=128, description="A retry with the same key returns the first result."),
 ]
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid bearer token"},
     404: {"description": "No such task for this user"},
     422: {"description": "Invalid input; the body names the field and rule"},

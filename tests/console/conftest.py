@@ -23,18 +23,6 @@ import pytest
 from doable.auth import mint
 from tests.conftest import JWT_SECRET
 
-CHROMIUM = os.environ.get("DOABLE_TEST_CHROMIUM", "/usr/bin/chromium")
-# As the machine's page says: a closed network, so no background traffic, and root needs no sandbox.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 # Records every `new Notification(...)`: headless Chromium may not show them.
@@ -229,25 +217,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, scripted_model: ScriptedMod
 
 
 # ---- the browser ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 @dataclass

@@ -109,6 +109,7 @@ class _Entry:
     item: dict[str, Any] | None = None  # the BulkSubscribeMessageItem sent to the app
     event: dict[str, Any] | None = None  # the parsed CloudEvent, for tracing and records
     fate: str | None = None  # acked / dropped / dead_lettered, decided in this handler call
+    path: str | None = None  # the route it was sent to in this handler call
 
     @property
     def message(self) -> BrokerMessage:
@@ -225,6 +226,7 @@ class BulkSubscriber:
             marked = self._marked(entries, error, responses)
             if error is None:
                 await self._settle(channel, entries, marked)
+                await self._duplicate(channel, entries)
                 return
             retry += 1
             delay = None
@@ -234,6 +236,36 @@ class BulkSubscriber:
                 await self._settle(channel, entries, marked)
                 return
             await asyncio.sleep(delay)
+
+    async def _duplicate(self, channel: AppChannel, entries: list[_Entry]) -> None:
+        """An injected duplicate (`DaprDouble.duplicate_deliveries`, one per bulk): the bulk's
+        entries reach the app once more after they were marked, as when the consumer group
+        rebalanced before the offsets were committed. The app's answer changes nothing."""
+        d = self._deliverer
+        if not d.faults.take_duplicate(channel.app_id, entries[0].message.topic):
+            return
+        by_path: dict[str, list[_Entry]] = {}
+        for entry in entries:
+            if entry.item is not None and entry.path is not None:
+                by_path.setdefault(entry.path, []).append(entry)
+        for path, group in by_path.items():
+            bulk_id = str(uuid.uuid4())
+            envelope = {"entries": [e.item for e in group], "id": bulk_id, "metadata": {"pubsubName": group[0].message.pubsub},
+                        "pubsubname": group[0].message.pubsub, "topic": group[0].message.topic, "type": BULK_EVENT_TYPE}  # fmt: skip
+            body = json.dumps(_go_sorted(envelope), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            headers = {"content-type": "application/json", "pubsubname": group[0].message.pubsub}
+            statuses: dict[str, str] = {}
+            code: int | None = None
+            try:
+                response = await channel.request("POST", path, content=body, headers=headers)
+                code = response.status_code
+                statuses = dict(_decode_app_bulk_response(response.content)) if 200 <= code <= 299 else {}
+            except (httpx2.TransportError, ValueError):
+                pass
+            for entry in group:
+                outcome = {"SUCCESS": "success", "DROP": "drop"}.get(statuses.get(entry.entry_id, ""), "retry")
+                d.record_bulk(channel, entry.message, outcome, path=path, event=entry.event, status_code=code,
+                              entry_id=entry.entry_id, bulk_id=bulk_id, duplicate=True)  # fmt: skip
 
     @staticmethod
     def _marked(entries: list[_Entry], error: BaseException | None, responses: list[_Response] | None) -> int:
@@ -267,7 +299,7 @@ class BulkSubscriber:
         for entry in entries:
             entry.entry_id = str(entry.index)
             entry.metadata = _event_metadata(entry.message, entry.offset)
-            entry.item, entry.event, entry.fate = None, None, None
+            entry.item, entry.event, entry.fate, entry.path = None, None, None, None
         call = _Call(entries, [_Response() for _ in entries], {})
         try:
             raw = parse_bool(subscription.raw_payload) if subscription.raw_payload else False
@@ -329,6 +361,7 @@ class BulkSubscriber:
                 content_type = cloudevents.CLOUD_EVENT_CONTENT_TYPE
             entry.item = {"entryId": entry.entry_id, "event": event, "metadata": entry.metadata,
                           "contentType": content_type}  # fmt: skip
+            entry.path = path
             paths.setdefault(path, []).append(entry)
         for path, group in paths.items():
             invoke_error = await self._invoke(channel, subscription, call, group, path, bulk_metadata)

@@ -20,6 +20,11 @@ Checked at dapr/dapr v1.16.19-v1.18.3: the app channel POSTs `/job/<name>`
 SUCCESS, anything else (or an unreachable app) as FAILED, and the Scheduler's go-etcd-cron
 retries FAILED triggers under the job's failure policy, defaulting to constant 1 s x 3
 (`internal/scheduler/builder.go` Parse).
+
+Jobs due together are triggered concurrently: daprd handles each trigger the Scheduler streams
+to it in a goroutine of its own (`streamer.go` receive: `go func() { ... s.handleJob(...) }()`),
+so one slow handler never holds up the others. The trigger loop starts each due job once (a
+job whose trigger is still running is not started again) and does not wait for them.
 """
 
 from __future__ import annotations
@@ -170,6 +175,7 @@ class JobService:
         self._stopping = False
         self.triggers: list[JobTrigger] = []
         self.errors: list[BaseException] = []
+        self._firing: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     @property
     def _table(self) -> str:
@@ -186,14 +192,45 @@ class JobService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
+        for task in list(self._firing.values()):
+            task.cancel()
+        await asyncio.gather(*self._firing.values(), return_exceptions=True)
 
     async def _run(self) -> None:
         while not self._stopping:
             try:
-                await self.tick()
+                await self._start_due()
             except Exception as exc:  # keep scheduling; tests can inspect `errors`
                 self.errors.append(exc)
             await asyncio.sleep(self._poll_interval)
+
+    async def _start_due(self) -> None:
+        """Start the trigger of every due job not already being triggered (real-time mode)."""
+        async with self._lock:
+            now = self._clock.now()
+            for job in await self._due(now):
+                key = (job.app_id, job.name)
+                if key not in self._firing:
+                    task = asyncio.create_task(self._fire_logged(job, now), name=f"dapr-double-job-{job.name}")
+                    self._firing[key] = task
+                    task.add_done_callback(lambda _t, k=key: self._firing.pop(k, None))
+
+    async def _fire_logged(self, job: Job, now: datetime) -> None:
+        try:
+            await self._fire(job, now)
+        except Exception as exc:
+            self.errors.append(exc)
+
+    async def _due(self, now: datetime) -> list[Job]:
+        await self._pg.pool.execute(
+            f"DELETE FROM {self._table} WHERE expires_at IS NOT NULL AND expires_at < $1 AND next_fire_at > expires_at",
+            now,
+        )
+        rows = await self._pg.pool.fetch(
+            f"SELECT {_COLUMNS} FROM {self._table} WHERE next_fire_at <= $1 ORDER BY next_fire_at, app_id, name",
+            now,
+        )
+        return [_job(r) for r in rows]
 
     async def schedule(
         self,
@@ -262,21 +299,11 @@ class JobService:
         async with self._lock:
             while True:
                 now = self._clock.now()
-                await self._pg.pool.execute(
-                    f"DELETE FROM {self._table} WHERE expires_at IS NOT NULL AND expires_at < $1 "
-                    "AND next_fire_at > expires_at",
-                    now,
-                )
-                rows = await self._pg.pool.fetch(
-                    f"SELECT {_COLUMNS} FROM {self._table} WHERE next_fire_at <= $1 "
-                    "ORDER BY next_fire_at, app_id, name",
-                    now,
-                )
-                if not rows:
+                due = [j for j in await self._due(now) if (j.app_id, j.name) not in self._firing]
+                if not due:
                     return sent
-                for row in rows:
-                    await self._fire(_job(row), now)
-                    sent += 1
+                await asyncio.gather(*(self._fire(job, now) for job in due))  # concurrently, as daprd
+                sent += len(due)
 
     async def _fire(self, job: Job, now: datetime) -> None:
         body = b"" if job.data_json is None else job.data_json.encode()

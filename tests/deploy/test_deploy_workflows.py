@@ -112,9 +112,21 @@ def test_project_files_and_make_targets_named_by_the_workflows_exist(path: Path)
     assert not missing, f"{path.name} relies on {sorted(set(missing))}, which the project does not have"
 
 
-def test_ci_runs_ruff_the_test_suite_and_the_chart_checks() -> None:
+def test_ci_runs_the_linters_the_test_suite_and_the_chart_checks() -> None:
     text = (REPO / ".github" / "workflows" / "ci.yml").read_text()
-    assert "ruff check ." in text
+    assert "make lint" in text
+    # The lint target checks style over the whole tree, types and the layer contracts; `make test`
+    # (what .ci/run calls) runs it before the suite.
+    makefile = (REPO / "Makefile").read_text()
+    lint = re.search(r"(?m)^lint:.*\n((?:\t.*\n)+)", makefile)
+    assert lint is not None
+    assert [line.strip() for line in lint.group(1).splitlines()] == [
+        "$(BIN)/ruff check .",
+        "$(BIN)/mypy",
+        "$(BIN)/lint-imports",
+    ]
+    test = re.search(r"(?m)^test:.*\n((?:\t.*\n)+)", makefile)
+    assert test is not None and "$(MAKE) --no-print-directory lint" in test.group(1)
     assert "make test" in text
     assert "pytest tests/deploy" in text
     on = _load(REPO / ".github" / "workflows" / "ci.yml")["on"]

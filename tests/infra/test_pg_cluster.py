@@ -132,6 +132,17 @@ def test_make_test_checks_the_prerequisites_before_it_installs_anything() -> Non
     assert (given.returncode, given.stderr) == (0, "")
 
 
+def test_prerequisites_name_node_when_the_javascript_clients_cannot_run(tmp_path: Path) -> None:
+    """The OAuth and bundle tests run real JavaScript tools: without node and npm, one line says so."""
+    env = _child_env(PATH=str(tmp_path), DOABLE_TEST_PG="postgresql://postgres@127.0.0.1:5432/test", DOABLE_SKIP_BROWSER="1")
+    done = subprocess.run(
+        [sys.executable, "-S", "-I", "tests/prereqs.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("missing prerequisite: Node.js >= 20 with npm")
+    assert "apt-get install nodejs npm" in done.stderr
+
+
 def test_a_cluster_whose_session_is_killed_is_stopped_and_removed() -> None:
     """`timeout`, or CI's time limit, kills pytest without its teardown: the cluster goes all the same."""
     owner = subprocess.Popen(

@@ -66,17 +66,25 @@ async def scenario(runtime: Runtime, clock: ManualClock, *, restarted_after: tim
         NewTask(title="Pay rent", priority="high", due=iso(timedelta(hours=2)), reminders=[{"at": iso(timedelta(minutes=90))}]),  # type: ignore[list-item]
         idempotency_key="add-rent",
     )
+    await service.add(
+        USER,
+        NewTask(title="Water plants", due=iso(timedelta(hours=1)), recurrence="daily"),
+        idempotency_key="add-plants",
+    )
     await delivery.settle()
     await service.update(USER, 2, TaskChanges(title="Buy oat milk"), idempotency_key="rename-milk")
+    # Two repeating tasks completed together: their next occurrences (tasks 5 and 6, in this
+    # order) are made in one unit of work for the batch (the recurrence worker's batch path).
     await service.complete(USER, 1, idempotency_key="done-weekly")
+    await service.complete(USER, 4, idempotency_key="done-plants")
     await delivery.settle()
     clock.set(T0 + restarted_after + timedelta(hours=3))  # every reminder of the day is due now
     await delivery.settle()
     await delivery.cron.tick()  # the sweeper, for any reminder whose job went missing
     await delivery.settle()
     await service.delete(USER, 2, idempotency_key="delete-milk")
-    # The next weekly occurrence is task 4 (a client read that id before it crashed, and retries it).
-    await service.complete(USER, 4, idempotency_key="done-weekly-2")
+    # The next weekly occurrence is task 5 (a client read that id before it crashed, and retries it).
+    await service.complete(USER, 5, idempotency_key="done-weekly-2")
     await delivery.settle()
     # Later: the sweeper runs again. A reminder whose sender died mid-send (claimed, never
     # finished) is sent once its claim's lease has expired; never a second time.

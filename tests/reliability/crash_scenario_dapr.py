@@ -1,8 +1,12 @@
-"""The crash scenario in Dapr mode: the API process's writes through its sidecar (the test's
-double, on a port), killed with SIGKILL just before its N-th call to the sidecar.
+"""The crash scenarios in Dapr mode, each process killed with SIGKILL just before its N-th call
+to its sidecar (the test's double, on a port):
 
-`python -m tests.reliability.crash_scenario_dapr SIDECAR_URL USER KILL_AT` (KILL_AT 0: never;
-prints the number of sidecar calls). Each run uses its own user, so runs share one double.
+- `python -m tests.reliability.crash_scenario_dapr SIDECAR_URL USER KILL_AT`: the API process's
+  writes (KILL_AT 0: never; prints the number of sidecar calls). Each run uses its own user, so
+  runs share one double.
+- `python -m tests.reliability.crash_scenario_dapr worker SIDECAR_URL PORT KILL_AT`: the audit
+  worker as `doable worker audit` runs it, handling the bulks the double delivers (prints
+  `startup_calls=N` once it is wired, `calls=N` when stopped).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from doable.runtime import Runtime, build
 from doable.settings import Settings
 
 DAPR_TOKEN = "dapr-token-" + "c" * 30
+APP_TOKEN = "app-token-" + "c" * 30
 JWT_SECRET = "crash-dapr-secret-" + "j" * 40
 EXPECTED = [("Buy oat milk", True), ("Pay rent", False), ("Call mom", False)]
 EVENTS = 7  # one per write below (a replayed write records nothing new)
@@ -82,5 +87,27 @@ async def main(sidecar: str, user: str, kill_at: int) -> None:
     print(f"calls={counter[0]}", flush=True)
 
 
+async def worker_main(sidecar: str, port: int, kill_at: int) -> None:
+    import uvicorn
+
+    from doable.dapr.wiring import worker_transport
+    from doable.delivery import build_worker_app
+
+    settings = settings_for(Path(os.environ.get("TMPDIR", "/tmp")), sidecar).model_copy(
+        update={"app_api_token": SecretStr(APP_TOKEN), "port": port}
+    )
+    counter = arm(kill_at)
+    transport = await worker_transport(settings, "audit")
+    print(f"startup_calls={counter[0]}", flush=True)
+    app = build_worker_app(settings, "audit", transport)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    # uvicorn re-raises the SIGTERM it stopped on once it is done: say the count then.
+    signal.signal(signal.SIGTERM, lambda *_: print(f"calls={counter[0]}", flush=True))
+    await uvicorn.Server(config).serve()
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    if sys.argv[1] == "worker":
+        asyncio.run(worker_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+    else:
+        asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))

@@ -19,10 +19,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from doable.domain.clock import ManualClock
 from doable.runtime import build
+from doable.service import TaskService
 from tests.reliability import crash_scenario
 from tests.reliability.fuzz import SOAK, record
 
@@ -108,15 +110,28 @@ BATCH_STATEMENTS = (
     "DELETE FROM scheduled_jobs",  # settling a chunk of fired jobs
     "INSERT INTO scheduled_jobs",  # a batch's jobs
     "INSERT INTO reminder_schedule",  # a batch's ledger rows
+    "INSERT INTO series_links",  # a batch's next occurrences (one unit of work for the batch)
 )
 
 
-async def test_a_crash_inside_a_batch_then_a_restart_loses_and_repeats_nothing(tmp_path: Path) -> None:
+async def test_a_crash_inside_a_batch_then_a_restart_loses_and_repeats_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The kill points are the statements of the batch transactions: SIGKILL in the middle of a
-    batch (its effects and its records commit together, or not at all), then recover."""
+    batch (its effects and its records commit together, or not at all), then recover. Every
+    statement of the batch of next occurrences is one of them: the kill falls between the first
+    completion's successor and the second's, inside their one transaction."""
     clock = ManualClock(crash_scenario.T0)
     runtime = await build(crash_scenario.settings_for(tmp_path / "reference"), clock=clock)
     texts: list[str] = []
+    occurrence_batches: list[int] = []
+    batch_of_occurrences = TaskService.create_next_occurrences
+
+    async def counted(self: TaskService, completed: Any) -> Any:
+        occurrence_batches.append(len(completed))
+        return await batch_of_occurrences(self, completed)
+
+    monkeypatch.setattr(TaskService, "create_next_occurrences", counted)
     try:
         assert runtime.sql_engine is not None
 
@@ -136,8 +151,14 @@ async def test_a_crash_inside_a_batch_then_a_restart_loses_and_repeats_nothing(t
         "INSERT INTO notifications",
         "DELETE FROM scheduled_jobs",
     }
+    assert occurrence_batches == [2], occurrence_batches  # the two completions' successors together
+    # Inside the batch of next occurrences: at the first successor's link, between the two
+    # successors, at the second's link and at its event (the batch's last write).
+    links = [i for i, text in enumerate(texts) if text.startswith("INSERT INTO series_links")]
+    last = next(i for i in range(links[1], len(texts)) if texts[i].startswith("INSERT INTO outbox"))
+    occurrence_points = {p + 1 for p in (links[0], (links[0] + links[1]) // 2, links[1], last)}
     count = len(batch_points) if POINTS == "all" else min(len(batch_points), 12 if SOAK else 6)
-    points = sorted(random.Random(16).sample(batch_points, count))
+    points = sorted(set(random.Random(16).sample(batch_points, count)) | occurrence_points)
     killed = await kill_and_recover(tmp_path, reference, points)
     assert killed >= len(points) * 0.8, (killed, len(points))
     record(

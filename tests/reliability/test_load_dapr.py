@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -54,7 +54,15 @@ from tests.conftest import PG_DSN
 from tests.dapr_double import DaprDouble
 from tests.dapr_double.manifests import render_chart
 from tests.reliability.fuzz import SOAK, record
-from tests.reliability.test_load import Client, Stats, _account, answer_every_write, lateness
+from tests.reliability.test_load import (
+    WRITES,
+    Client,
+    Stats,
+    _account,
+    answer_every_write,
+    lateness,
+    percentile_ms,
+)
 from tests.servers import DOABLE, clean_env, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -67,6 +75,10 @@ APP_TOKEN = "app-token-" + "l" * 30
 REMINDERS = topology.WORKER_APP_IDS["reminders"]
 NOTIFICATIONS = topology.WORKER_APP_IDS["notifications"]
 SWEEP_EVERY = 1.0  # the cron binding's schedule (production: @every 1m)
+CLAIM_LEASE = 3.0  # DOABLE_REMINDER_CLAIM_LEASE_SECONDS below
+# A reminder due this shortly before the SIGKILL may have been claimed by the worker that died
+# (sent by the sweeper once the lease ends): it belongs to the kill window, as in test_load.py.
+KILL_MARGIN = 1.0
 SETTINGS = {
     "DOABLE_RUNTIME": "dapr",
     "DAPR_API_TOKEN": DAPR_TOKEN,
@@ -250,11 +262,12 @@ async def test_mixed_load_with_a_worker_sigkill_midway_loses_and_duplicates_no_r
         api_token=DAPR_TOKEN,
         transport=httpx2.ASGITransport(app=cluster.double.sidecar_app(REMINDERS)),
     )
-    began = time.monotonic()
+    began, began_at = time.monotonic(), datetime.now(UTC)
     until = began + SECONDS
     kill_at = began + SECONDS / 2
     killed = asyncio.Event()
     outage: dict[str, datetime] = {}
+    outage_mono: dict[str, float] = {}
 
     async def user_loop(client: Client) -> None:
         while time.monotonic() < until:
@@ -265,9 +278,10 @@ async def test_mixed_load_with_a_worker_sigkill_midway_loses_and_duplicates_no_r
         await worker.kill()
         killed.set()
         outage["down"] = datetime.now(UTC)
-        down = time.monotonic()
+        down = outage_mono["down"] = time.monotonic()
         await worker.start()
         outage["up"] = datetime.now(UTC)
+        outage_mono["up"] = time.monotonic()
         return time.monotonic() - down
 
     try:
@@ -301,12 +315,20 @@ async def test_mixed_load_with_a_worker_sigkill_midway_loses_and_duplicates_no_r
     dropped_jobs = failed_jobs - {t.name for t in triggers if t.succeeded}
     sent_by = Counter(str(e.get("source")) for e in worker.events("reminder.sent"))
     latencies = sorted(stats.latencies)
+    # The kill-and-restart window (test_load.py's): from shortly before the SIGKILL to the
+    # restarted worker's readiness plus the claim lease. What fell due in it waits for the restart
+    # (job retries, the sweeper) or for the lease of the claim the dead worker held: no pipeline
+    # speed makes up for that. Issue 16's target (p99 <= 2 s in Dapr mode) is for the others.
+    window = (outage["down"] - timedelta(seconds=KILL_MARGIN), outage["up"] + timedelta(seconds=CLAIM_LEASE))
+    outside = [r for r in late if not window[0] <= r.due <= window[1]]
+    calm = [c for c in stats.calls if c.ended < outage_mono["down"] or c.started > outage_mono["up"]]
     failed = sum(stats.failed.values())
     figures = {
         "users": USERS,
         "seconds": SECONDS,
         "worker_sigkills": 1,
         "worker_restart_seconds": round(restart_seconds, 2),
+        "worker_killed_at_s": round(outage_mono["down"] - began, 1),
         "requests": stats.total,
         "failed_requests": failed,
         "error_rate": round(failed / max(1, stats.total), 4),
@@ -316,7 +338,21 @@ async def test_mixed_load_with_a_worker_sigkill_midway_loses_and_duplicates_no_r
         "reminders_expected": expected,
         "reminders_lost": lost,
         "reminders_duplicated": duplicated,
-        **lateness(late),
+        **lateness([r.seconds for r in late]),
+        "reminders_outside_kill_window": len(outside),
+        **lateness([r.seconds for r in outside], "outside_window_"),
+        "outside_window_due_before_acknowledged": sum(1 for r in outside if r.due < r.acknowledged),
+        **lateness([r.after_acknowledged for r in outside], "outside_window_after_ack_"),
+        # Where the late ones are: the worst lateness of the reminders due in each 10 s of the run.
+        "late_max_s_by_due_10s": {
+            f"{int(b * 10)}s": round(
+                max(r.seconds for r in late if (r.due - began_at) // timedelta(seconds=10) == b), 1
+            )
+            for b in sorted({(r.due - began_at) // timedelta(seconds=10) for r in late})
+        },
+        "requests_outside_kill_window": len(calm),
+        "error_rate_outside_kill_window": round(sum(1 for c in calm if not c.ok) / max(1, len(calm)), 4),
+        "write_p95_ms_outside_kill_window": percentile_ms(calm, WRITES, 0.95),
         "reminders_unexpected": unexpected,
         "reminders_due_while_worker_down": due_while_down,
         "job_triggers_failed": sum(1 for t in triggers if not t.succeeded),
@@ -333,3 +369,6 @@ async def test_mixed_load_with_a_worker_sigkill_midway_loses_and_duplicates_no_r
     assert killed.is_set()
     assert expected >= 10, figures  # the load really scheduled reminders
     assert (lost, duplicated, unexpected) == (0, 0, 0), figures
+    if SOAK:
+        # Issue 16's target: the API never went down, and no request fails outside the kill window.
+        assert figures["error_rate_outside_kill_window"] == 0, figures

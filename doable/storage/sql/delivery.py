@@ -9,11 +9,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from doable.domain.query import micros
+from doable.storage.sql.mapping import table_of
 from doable.storage.sql.transactions import transaction, upsert
 from doable.storage.sql.worker_schema import DeadLetterRow, ProcessedMessageRow
 
-processed_t = ProcessedMessageRow.__table__
-dead_t = DeadLetterRow.__table__
+processed_t = table_of(ProcessedMessageRow)
+dead_t = table_of(DeadLetterRow)
 
 
 class SqlProcessedMessages:
@@ -46,7 +47,7 @@ class SqlProcessedMessages:
         if not rows:
             return
         async with transaction(self._engine) as conn:
-            await conn.execute(upsert(conn, processed_t).values(rows).on_conflict_do_nothing())
+            await conn.execute(upsert(conn, processed_t).on_conflict_do_nothing(), rows)  # executemany
 
     async def prune(self, before: datetime) -> int:
         async with transaction(self._engine) as conn:

@@ -12,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from doable.domain.errors import NotFound
 from doable.domain.query import micros
 from doable.inbox import DeliveryState, NewNotification, Notification, Webhook, WebhookDelivery
+from doable.storage.sql.mapping import table_of
 from doable.storage.sql.transactions import from_micros, from_micros_or_none, transaction, upsert
 from doable.storage.sql.worker_schema import NotificationRow, WebhookDeliveryRow, WebhookRow
 
-notes_t = NotificationRow.__table__
-hooks_t = WebhookRow.__table__
-deliveries_t = WebhookDeliveryRow.__table__
+notes_t = table_of(NotificationRow)
+hooks_t = table_of(WebhookRow)
+deliveries_t = table_of(WebhookDeliveryRow)
 
 
 def _notification(row: Any) -> Notification:
@@ -90,8 +91,8 @@ class SqlInbox:
         ]
         stored: dict[tuple[str, str], Notification] = {}
         async with transaction(self._engine) as conn:
-            stmt = upsert(conn, notes_t).values(rows).on_conflict_do_nothing()
-            inserted = set((await conn.execute(stmt.returning(notes_t.c.id))).scalars())
+            stmt = upsert(conn, notes_t).on_conflict_do_nothing().returning(notes_t.c.id)
+            inserted = set((await conn.execute(stmt, rows)).scalars())  # executemany: compiled once
             for user_id in dict.fromkeys(n.user_id for n in news):
                 sources = sorted({n.source_id for n in news if n.user_id == user_id})
                 stmt2 = sa.select(notes_t).where(notes_t.c.user_id == user_id, notes_t.c.source_id.in_(sources))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 from datetime import UTC, datetime
 
@@ -71,7 +72,8 @@ class SqlOccurrenceLog:
         )
         return [OccurrenceRecord.model_validate_json(d) for d in (await self._conn.execute(stmt)).scalars()]
 
-    async def remove(self, user_id: str, series_id: str, ids: list[str]) -> None:
+    # builtins.list: below `def list` the class body's own method shadows the builtin.
+    async def remove(self, user_id: str, series_id: str, ids: builtins.list[str]) -> None:
         if ids:
             await self._conn.execute(
                 sa.delete(records_t).where(

@@ -11,11 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from doable.domain.query import micros
 from doable.domain.reminders import ScheduledReminder
+from doable.storage.sql.mapping import table_of
 from doable.storage.sql.transactions import from_micros, transaction, upsert
 from doable.storage.sql.worker_schema import ReminderScheduleRow, ReminderSentRow
 
-schedule_t = ReminderScheduleRow.__table__
-sent_t = ReminderSentRow.__table__
+schedule_t = table_of(ReminderScheduleRow)
+sent_t = table_of(ReminderSentRow)
 
 
 def _reminder(row: Any) -> ScheduledReminder:
@@ -169,12 +170,11 @@ class SqlReminderLedger:
             for r in {r.job_name: r for r in reminders}.values()
         ]
         async with transaction(self._engine) as conn:
-            stmt = upsert(conn, schedule_t).values(rows)
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[schedule_t.c.job_name], set_={"fire_us": stmt.excluded.fire_us}
-                )
+            stmt = upsert(conn, schedule_t)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[schedule_t.c.job_name], set_={"fire_us": stmt.excluded.fire_us}
             )
+            await conn.execute(stmt, rows)  # executemany: compiled once, not per batch size
 
     async def finished_many(self, reminders: list[ScheduledReminder]) -> set[str]:
         """The job names of `reminders` whose firing (at its fire time) was sent or skipped."""
@@ -206,13 +206,13 @@ class SqlReminderLedger:
             for r in {r.job_name: r for r in reminders}.values()
         ]
         async with transaction(self._engine) as conn:
-            stmt = upsert(conn, sent_t).values(rows)
+            stmt = upsert(conn, sent_t)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[sent_t.c.job_name, sent_t.c.fire_us],
                 set_={"claimed_us": stmt.excluded.claimed_us},
                 where=sa.and_(sent_t.c.state == "sending", sent_t.c.claimed_us < micros(lease_expired_before)),
             ).returning(sent_t.c.job_name)
-            return set((await conn.execute(stmt)).scalars())
+            return set((await conn.execute(stmt, rows)).scalars())  # executemany
 
     async def finish_many(
         self, reminders: list[ScheduledReminder], state: Literal["sent", "skipped"], at: datetime

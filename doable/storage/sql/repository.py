@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -19,16 +21,18 @@ from doable.domain.query import SortField, TaskFilter, TaskPage, TaskQuery, micr
 from doable.domain.task import Task
 from doable.ports import OutboxRecord
 from doable.storage.sql.idempotency import SqlIdempotencyKeys
+from doable.storage.sql.mapping import table_of
 from doable.storage.sql.occurrences import SqlActionTokens, SqlOccurrenceLog
 from doable.storage.sql.schema import OutboxRow, ProfileRow, TaskDataRow, TaskRow, TaskTagRow, UserCounterRow
 from doable.storage.sql.series import SqlSeriesLinks
+from doable.storage.sql.transactions import transaction, write_turn
 
-tasks_t = TaskRow.__table__
-data_t = TaskDataRow.__table__
-tags_t = TaskTagRow.__table__
-counters_t = UserCounterRow.__table__
-profiles_t = ProfileRow.__table__
-outbox_t = OutboxRow.__table__
+tasks_t = table_of(TaskRow)
+data_t = table_of(TaskDataRow)
+tags_t = table_of(TaskTagRow)
+counters_t = table_of(UserCounterRow)
+profiles_t = table_of(ProfileRow)
+outbox_t = table_of(OutboxRow)
 
 
 def _row_values(task: Task) -> dict[str, Any]:
@@ -170,7 +174,8 @@ class SqlTasks:
             SortField.UPDATED: tasks_t.c.updated_us,
         }[query.sort]
 
-    def _where(self, user_id: str, query: TaskQuery) -> list[sa.ColumnElement[bool]]:
+    # builtins.list: below `def list` the class body's own method shadows the builtin.
+    def _where(self, user_id: str, query: TaskQuery) -> builtins.list[sa.ColumnElement[bool]]:
         return [tasks_t.c.user_id == user_id, *self._conditions(user_id, query.filter)]
 
     def _expr(self, user_id: str, expr: Expr) -> sa.ColumnElement[bool]:
@@ -182,7 +187,7 @@ class SqlTasks:
         parts = [self._expr(user_id, p) for p in expr.parts]
         return sa.and_(*parts) if isinstance(expr, All) else sa.or_(*parts)
 
-    def _conditions(self, user_id: str, f: TaskFilter) -> list[sa.ColumnElement[bool]]:
+    def _conditions(self, user_id: str, f: TaskFilter) -> builtins.list[sa.ColumnElement[bool]]:
         c = tasks_t.c
         where: list[sa.ColumnElement[bool]] = []
         if f.expr is not None:
@@ -290,15 +295,24 @@ class SqlUnitOfWork:
         self._engine = engine
         self._write = write
         self._conn: AsyncConnection | None = None
+        self._turn: contextlib.AbstractAsyncContextManager[None] | None = None
 
     async def __aenter__(self) -> Self:
+        if self._write:
+            # This process's writers take turns, first come first served, after the event
+            # pipeline's (see write_turn).
+            self._turn = write_turn(self._engine, first=False)
+            await self._turn.__aenter__()
         try:
             conn = await self._engine.connect()
             if self._write:
                 conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
             await conn.begin()
-        except (OperationalError, DBAPIError, OSError) as exc:
-            raise Unavailable("the database is unavailable; try again shortly") from exc
+        except BaseException as exc:
+            await self._end_turn()
+            if isinstance(exc, OperationalError | DBAPIError | OSError):
+                raise Unavailable("the database is unavailable; try again shortly") from exc
+            raise
         self._conn = conn
         self.tasks = SqlTasks(conn)
         self.profiles = SqlProfiles(conn)
@@ -324,9 +338,17 @@ class SqlUnitOfWork:
             if self._conn.in_transaction():
                 await self._conn.rollback()
         finally:
-            await self._conn.close()
+            try:
+                await self._conn.close()
+            finally:
+                await self._end_turn()
         if isinstance(exc, OperationalError | OSError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
             raise Unavailable("the database is unavailable; try again shortly") from exc
+
+    async def _end_turn(self) -> None:
+        turn, self._turn = self._turn, None
+        if turn is not None:
+            await turn.__aexit__(None, None, None)
 
 
 class SqlUnitOfWorkFactory:
@@ -357,12 +379,12 @@ class SqlOutboxReader:
 
     async def mark_published(self, seqs: list[int]) -> None:
         if seqs:
-            async with self._engine.begin() as conn:
+            async with transaction(self._engine) as conn:
                 await conn.execute(sa.update(outbox_t).where(outbox_t.c.seq.in_(seqs)).values(published=True))
 
     async def mark_failed(self, seqs: list[int]) -> None:
         if seqs:
-            async with self._engine.begin() as conn:
+            async with transaction(self._engine) as conn:
                 await conn.execute(
                     sa.update(outbox_t).where(outbox_t.c.seq.in_(seqs)).values(attempts=outbox_t.c.attempts + 1)
                 )

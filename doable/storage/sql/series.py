@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from doable.domain.errors import Conflict
 from doable.domain.query import micros
+from doable.storage.sql.mapping import table_of
 from doable.storage.sql.worker_schema import SeriesLinkRow
 
-links_t = SeriesLinkRow.__table__
+links_t = table_of(SeriesLinkRow)
 
 
 class SqlSeriesLinks:

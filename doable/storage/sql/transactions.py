@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,13 +19,61 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from doable.domain.errors import Unavailable
 
 
+# SQLite has one writer at a time. Its busy handler makes the others sleep and poll (1 ms up to
+# 100 ms a try), so under load a writer may wait seconds while later ones get in, holding a pooled
+# connection all the while. This process's writers therefore queue first for their turn, without a
+# connection, on first-come first-served locks (asyncio.Lock); the busy timeout is left for writers
+# of other processes. The event pipeline's writers (these short batch transactions: a reminder
+# claimed, an inbox batch, a job settled) go before the requests' units of work: at most one of
+# those waits at the write lock itself, the others behind a gate, so a reminder's few writes never
+# queue behind every request in flight.
+@dataclass
+class _Turns:
+    loop: asyncio.AbstractEventLoop
+    write: asyncio.Lock = field(default_factory=asyncio.Lock)
+    gate: asyncio.Lock = field(default_factory=asyncio.Lock)  # the units of work's queue
+
+
+_turns: weakref.WeakKeyDictionary[sa.Engine, _Turns] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def write_turn(engine: AsyncEngine, *, first: bool = True) -> AsyncIterator[None]:
+    """Hold this process's turn to write to `engine` (SQLite; elsewhere nothing to wait for).
+    `first`: the event pipeline's short writes, ahead of the units of work (`first=False`)."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    turns = _turns.get(engine.sync_engine)
+    if turns is None or turns.loop is not loop:
+        turns = _turns[engine.sync_engine] = _Turns(loop)
+    if first:
+        async with turns.write:
+            yield
+        return
+    async with turns.gate:  # one unit of work at a time joins the queue at the write lock
+        await turns.write.acquire()
+    try:
+        yield
+    finally:
+        turns.write.release()
+
+
 @asynccontextmanager
 async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
     """One transaction, committed when the block ends without an error.
 
-    Write transactions take SQLite's write lock at BEGIN (like SqlUnitOfWork) so that concurrent
-    writers queue on the busy timeout instead of failing when a read upgrades to a write. A
-    database that cannot be reached surfaces as Unavailable, which handlers answer with RETRY."""
+    Write transactions wait for their turn (`write_turn`), then take SQLite's write lock at BEGIN
+    (like SqlUnitOfWork) so that a read never has to upgrade to a write. A database that cannot
+    be reached surfaces as Unavailable, which handlers answer with RETRY."""
+    async with write_turn(engine) if write else contextlib.nullcontext():
+        async with _transaction(engine, write=write) as conn:
+            yield conn
+
+
+@asynccontextmanager
+async def _transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConnection]:
     try:
         conn = await engine.connect()
     except (OperationalError, DBAPIError, OSError) as exc:
