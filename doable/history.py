@@ -82,6 +82,11 @@ class AuditStore(Protocol):
 
     async def latest(self, user_id: str, task_id: int) -> AuditEntry | None: ...
 
+    async def record_events(self, events: list[TaskEvent]) -> list[str]:
+        """Audit a batch in order, each event once (a repeat, in the batch or later, adds nothing);
+        the ids of the events recorded now."""
+        ...
+
     async def history(
         self, user_id: str, *, task_id: int | None, limit: int, before_id: int | None
     ) -> list[AuditEntry]:

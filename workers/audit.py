@@ -42,13 +42,7 @@ class Audit:
             except ValidationError as exc:
                 log.error("audit.bad_event", message_id=message.id, error=str(exc))
                 outcomes.append(Outcome.DROP)
-        record = getattr(self._store, "record_events", None)
-        if record is None:
-            for event in events:
-                previous = await self._store.latest(event.user_id, event.task_id)
-                await self._store.append(AuditEntry.of(event, previous.task_data if previous else None))
-            return outcomes
-        recorded = await record(events)
+        recorded = await self._store.record_events(events)
         if recorded:
             log.info("audit.recorded", count=len(recorded))
         return outcomes
