@@ -96,6 +96,10 @@ class InboxStore(Protocol):
         """Store `new` unless its source was stored before; (the notification, whether it is new)."""
         ...
 
+    async def add_many(self, news: list[NewNotification]) -> list[tuple[Notification, bool]]:
+        """`add` for each of `news`, in one transaction."""
+        ...
+
     async def recent(self, user_id: str, *, unread_only: bool, limit: int) -> list[Notification]:
         """Newest first."""
         ...
@@ -113,6 +117,10 @@ class InboxStore(Protocol):
 
 class WebhookStore(Protocol):
     async def get_webhook(self, user_id: str) -> Webhook | None: ...
+
+    async def webhooks_for(self, user_ids: list[str]) -> dict[str, Webhook]:
+        """The webhooks of those of `user_ids` that have one (one read)."""
+        ...
 
     async def set_webhook(self, webhook: Webhook) -> None: ...
 

@@ -26,28 +26,17 @@ class ProcessedMessages(Protocol):
 
     async def remember(self, consumer: str, message_id: str, at: datetime) -> None: ...
 
+    async def seen_many(self, consumer: str, message_ids: list[str]) -> set[str]:
+        """Which of `message_ids` `consumer` handled (one read)."""
+        ...
+
+    async def remember_many(self, consumer: str, message_ids: list[str], at: datetime) -> None:
+        """Record `message_ids` as handled by `consumer` (one write)."""
+        ...
+
     async def prune(self, before: datetime) -> int:
         """Forget records older than `before`; how many went."""
         ...
-
-
-async def seen_many(store: ProcessedMessages, consumer: str, message_ids: list[str]) -> set[str]:
-    """Which of `message_ids` `consumer` handled: one read when the store can (`seen_many`)."""
-    many = getattr(store, "seen_many", None)
-    if many is not None:
-        found: set[str] = await many(consumer, message_ids)
-        return found
-    return {m for m in message_ids if await store.seen(consumer, m)}
-
-
-async def remember_many(store: ProcessedMessages, consumer: str, message_ids: list[str], at: datetime) -> None:
-    """Record `message_ids` as handled by `consumer`: one write when the store can."""
-    many = getattr(store, "remember_many", None)
-    if many is not None:
-        await many(consumer, message_ids, at)
-        return
-    for m in message_ids:
-        await store.remember(consumer, m, at)
 
 
 def never(_: Message) -> bool:
@@ -97,7 +86,7 @@ class Deduplicator:
             recorded = [m.id for m in messages if needs_record is None or needs_record(m)]
             if not recorded:
                 return await handler(messages)
-            seen = await seen_many(self._store, consumer, recorded)
+            seen = await self._store.seen_many(consumer, recorded)
             if seen:
                 log.info("events.duplicates_skipped", consumer=consumer, count=len(seen))
             fresh = [m for m in messages if m.id not in seen]
@@ -115,7 +104,7 @@ class Deduplicator:
             keep = {m.id for m in messages if needs_record is None or needs_record(m)}
             done = [m for m in done if m in keep]
             if done:
-                await remember_many(self._store, consumer, done, self._clock.now())
+                await self._store.remember_many(consumer, done, self._clock.now())
                 await self._maybe_prune()
             return outcomes
 

@@ -105,8 +105,7 @@ class Notifications:
             news.append(self._entry(event))
         if not news:
             return outcomes
-        add_many = getattr(self._inbox, "add_many", None)
-        stored = await add_many(news) if add_many is not None else [await self._inbox.add(n) for n in news]
+        stored = await self._inbox.add_many(news)
         for note, created in stored:
             if created:
                 NOTIFICATIONS_DELIVERED.labels(channel="inbox").inc()
@@ -116,12 +115,7 @@ class Notifications:
         if await publish_many(self._publisher, topology.NOTIFICATIONS, entries):
             raise Unavailable("the live push could not be published")
         users = list(dict.fromkeys(n.user_id for n in notes))
-        hooks_for = getattr(self._webhooks, "webhooks_for", None)
-        hooks: dict[str, Webhook] = (
-            await hooks_for(users)
-            if hooks_for is not None
-            else {u: h for u in users if (h := await self._webhooks.get_webhook(u)) is not None}
-        )
+        hooks = await self._webhooks.webhooks_for(users)
         for note in notes:
             if note.user_id in hooks:
                 await self._queue_webhook(note, hooks[note.user_id])
