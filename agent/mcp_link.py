@@ -2,7 +2,9 @@
 
 Each turn opens its own connection carrying a freshly minted, short-lived token for the
 authenticated user (audience: the MCP server). Headers are fixed per connection, so a
-connection is never shared between users. The `user_id` tool parameter (kept on the MCP
+connection is never shared between users. The tool listing and the compiled output-schema
+validators are kept across turns (agent.tool_catalog), so a turn costs the MCP handshake and
+its tool calls only. The `user_id` tool parameter (kept on the MCP
 server for spec compatibility) is hidden from the model and dropped from calls: the
 user is whoever the token names, never someone the model chose.
 """
@@ -20,6 +22,7 @@ from agents.mcp import MCPServerStreamableHttp
 from mcp.types import CallToolResult
 from mcp.types import Tool as MCPTool
 
+from agent.tool_catalog import ToolCatalog
 from doable.auth import ServiceTokens
 from doable.settings import Settings
 
@@ -74,10 +77,35 @@ def _without_user_id(tool: MCPTool) -> MCPTool:
 class UserTaskTools(MCPServerStreamableHttp):
     """The MCP task tools for the one user named by the connection's token."""
 
+    def __init__(self, params: Any, *, user_id: str, catalog: ToolCatalog, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._user_id = user_id
+        self._catalog = catalog
+        self._primed = False
+
     async def list_tools(
         self, run_context: RunContextWrapper[Any] | None = None, agent: AgentBase | None = None
     ) -> list[MCPTool]:
-        return [_without_user_id(t) for t in await super().list_tools(run_context, agent)]
+        tools = self._catalog.listing(self._user_id)
+        if tools is None:
+            tools = self._catalog.remember(self._user_id, await super().list_tools(run_context, agent))
+            self._prime(None)
+        else:
+            self._prime(tools)
+        # A new list each time: the caller may change the list (never the tools: the Agents SDK
+        # copies a schema before it makes it strict).
+        return [_without_user_id(t) for t in tools]
+
+    def _prime(self, tools: list[MCPTool] | None) -> None:
+        if self._primed or self.session is None:
+            return
+        self._primed = True
+        self._catalog.prime(self.session, tools)
+        if tools is not None:
+            # What listing through this server would have cached: the SDK checks a call's
+            # required arguments against it before sending the call.
+            self._tools_list = tools
+            self._cache_dirty = False
 
     async def call_tool(
         self, tool_name: str, arguments: dict[str, Any] | None, meta: dict[str, Any] | None = None
@@ -86,7 +114,10 @@ class UserTaskTools(MCPServerStreamableHttp):
             # Only a confused or manipulated model sends this; the token decides the user anyway.
             log.warning("chat.user_id_argument_dropped", tool=tool_name)
             arguments = {k: v for k, v in arguments.items() if k != _HIDDEN_ARGUMENT}
-        return await super().call_tool(tool_name, arguments, meta)
+        result = await super().call_tool(tool_name, arguments, meta)
+        if self.session is not None:
+            self._catalog.collect(self.session)
+        return result
 
 
 class McpLink:
@@ -96,6 +127,7 @@ class McpLink:
         self.url = url
         self.client_factory = client_factory
         self._tokens = tokens
+        self.catalog = ToolCatalog()
         # Building an SSL context costs milliseconds of CPU (it loads the trust store); the default
         # MCP client builds one per turn. One shared context keeps a chat turn's overhead small.
         self._ssl = ssl.create_default_context()
@@ -114,7 +146,9 @@ class McpLink:
         }
         params["httpx_client_factory"] = self.client_factory or self._client
         return UserTaskTools(
-            params,  # type: ignore[arg-type]  # a TypedDict built incrementally
+            params,
+            user_id=user_id,
+            catalog=self.catalog,
             name="doable-tasks",
             cache_tools_list=True,
             # Tool calls hit the database; allow for a slow moment without hanging a turn forever.

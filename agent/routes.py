@@ -4,129 +4,40 @@ Both are JWT-authenticated like the rest of the API and share one ChatKit server
 conversation started on one continues on the other. Requests are checked before ChatKit
 sees them: once a stream has started, a missing thread could only be an error event,
 and the protocol promises clear 400/404 answers instead.
+
+This module mounts the routes without the chat stack: the ChatKit server (agent.chat_http, which
+imports the Agents SDK and ChatKit) is built when the app starts, or in the background once it
+is ready, and a chat request that comes first waits for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+import asyncio
+import importlib
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import structlog
-from chatkit.server import StreamingResult
-from chatkit.store import NotFoundError, Store
-from chatkit.types import (
-    AssistantMessageItem,
-    AttachmentsCreateReq,
-    AttachmentsDeleteReq,
-    ChatKitReq,
-    ErrorEvent,
-    InferenceOptions,
-    InputTranscribeReq,
-    ThreadAddUserMessageParams,
-    ThreadCreatedEvent,
-    ThreadCreateParams,
-    ThreadItemDoneEvent,
-    ThreadsAddClientToolOutputReq,
-    ThreadsAddStructuredInputReq,
-    ThreadsAddUserMessageReq,
-    ThreadsCreateReq,
-    ThreadsCustomActionReq,
-    ThreadsRetryAfterItemReq,
-    ThreadsSyncCustomActionReq,
-    ThreadStreamEvent,
-    UserMessageInput,
-    UserMessageItem,
-    UserMessageTagContent,
-    UserMessageTextContent,
-    WidgetItem,
-)
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from agent.context import ChatContext, ChatFailure
-from agent.mcp_link import McpLink, loopback_mcp_url
-from agent.models import select_model
-from agent.server import DoableChatServer
-from agent.store import build_chat_store
 from doable.auth import Identity, ServiceTokens
-from doable.runtime import Runtime
-from doable.web.errors import error_body, validation_message
+from doable.domain.clock import Clock
+from doable.service import TaskService
+from doable.settings import Settings
 from doable.web.security import CurrentUser
+
+if TYPE_CHECKING:
+    from chatkit.store import Store
+
+    from agent.chat_http import ChatEndpoints
+    from agent.context import ChatContext
 
 log = structlog.get_logger("doable.chat")
 
-_REQUEST = TypeAdapter[ChatKitReq](ChatKitReq)
-_EVENT = TypeAdapter[ThreadStreamEvent](ThreadStreamEvent)
-_UNSUPPORTED: dict[type[BaseModel], str] = {
-    AttachmentsCreateReq: "attachments are not supported",
-    AttachmentsDeleteReq: "attachments are not supported",
-    InputTranscribeReq: "dictation is not supported",
-    ThreadsSyncCustomActionReq: "synchronous widget actions are not supported",
-    ThreadsAddClientToolOutputReq: "this server defines no client tools",
-    ThreadsAddStructuredInputReq: "this server asks for no structured input",
-}
-
-
-class Rejected(Exception):
-    """A request refused before processing, with its HTTP status and a message for the client."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(error_body(self.code, self.message), status_code=self.status)
-
-
-def message_text(message: UserMessageInput) -> str:
-    return "".join(p.text for p in message.content if isinstance(p, UserMessageTextContent | UserMessageTagContent))
-
-
-def check_message(text: str, max_chars: int) -> None:
-    if not text.strip():
-        raise Rejected(422, "invalid_argument", "message: must not be empty")
-    if len(text) > max_chars:
-        raise Rejected(422, "invalid_argument", f"message: must be at most {max_chars} characters (got {len(text)})")
-
-
-async def preflight(request: ChatKitReq, store: Store[ChatContext], context: ChatContext, max_chars: int) -> None:
-    """Refuse what ChatKit would only fail on mid-stream: unsupported kinds, foreign or unknown
-    threads and items (404: another user's thread is simply not found), bad messages."""
-    if (reason := _UNSUPPORTED.get(type(request))) is not None:
-        raise Rejected(400, "unsupported", reason)
-    params = request.params
-    thread_id = getattr(params, "thread_id", None)
-    if isinstance(thread_id, str):
-        await store.load_thread(thread_id, context)
-        item_id = getattr(params, "item_id", None)
-        if isinstance(item_id, str):
-            item = await store.load_item(thread_id, item_id, context)
-            if isinstance(request, ThreadsRetryAfterItemReq) and not isinstance(item, UserMessageItem):
-                raise Rejected(400, "invalid_request", f"item {item_id} is not a user message")
-            if isinstance(request, ThreadsCustomActionReq) and not isinstance(item, WidgetItem):
-                raise Rejected(400, "invalid_request", f"item {item_id} is not a widget")
-    if isinstance(request, ThreadsCreateReq | ThreadsAddUserMessageReq):
-        if request.params.input.attachments:
-            raise Rejected(400, "unsupported", "attachments are not supported")
-        check_message(message_text(request.params.input), max_chars)
-
-
-async def _guarded(stream: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """Ends a broken stream with an error event rather than a cut connection."""
-    try:
-        async for chunk in stream:
-            yield chunk
-    except Exception as exc:
-        log.error("chat.stream_broken", error_type=type(exc).__name__)
-        event = ErrorEvent(message="The answer was interrupted. Please try again.", allow_retry=True)
-        yield b"data: " + event.model_dump_json().encode() + b"\n\n"
-
-
-# ---- the spec's endpoint -------------------------------------------------------------------
+# Builds the chat Store adapter the composition root chose (called once, when the chat loads).
+ChatStoreFactory = Callable[[], "Store[ChatContext]"]
 
 
 class SpecChatRequest(BaseModel):
@@ -157,72 +68,78 @@ async def same_user(user_id: str, identity: CurrentUser) -> Identity:
     return identity
 
 
-def _spec_request(conversation_id: str | None, message: str) -> str:
-    text_input = UserMessageInput(
-        content=[UserMessageTextContent(text=message)], attachments=[], inference_options=InferenceOptions()
-    )
-    if conversation_id is None:
-        return ThreadsCreateReq(params=ThreadCreateParams(input=text_input)).model_dump_json()
-    return ThreadsAddUserMessageReq(
-        params=ThreadAddUserMessageParams(thread_id=conversation_id, input=text_input)
-    ).model_dump_json()
+class LazyChat:
+    """The chat endpoints, built once: imported on a thread (so the event loop keeps serving),
+    then built on the loop. Every caller awaits the same build."""
+
+    def __init__(self, build: Callable[[], ChatEndpoints]) -> None:
+        self._build = build
+        self._loading: asyncio.Future[ChatEndpoints] | None = None
+
+    async def _load(self) -> ChatEndpoints:
+        await asyncio.to_thread(importlib.import_module, "agent.chat_http")
+        return self._build()
+
+    async def get(self) -> ChatEndpoints:
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load())
+        return await asyncio.shield(self._loading)
+
+    async def aclose(self) -> None:
+        loading, self._loading = self._loading, None
+        if loading is None:
+            return
+        if not loading.done():
+            loading.cancel()
+        try:
+            endpoints = await loading
+        except asyncio.CancelledError:
+            return
+        except Exception:  # the failed build was logged by its awaiters; nothing to close
+            return
+        await endpoints.aclose()
 
 
-async def _spec_turn(
-    server: DoableChatServer, context: ChatContext, thread_id: str | None, message: str
-) -> tuple[str, list[str], ErrorEvent | None]:
-    """Run one turn as a ChatKit client would (same persistence, same thread); return the
-    thread id, the assistant's replies and the error event, if any."""
-    result = await server.process(_spec_request(thread_id, message), context)
-    if not isinstance(result, StreamingResult):  # both request kinds stream; anything else is a ChatKit change
-        raise TypeError("ChatKit answered a streaming request without a stream")
-    replies: list[str] = []
-    error: ErrorEvent | None = None
-    async for chunk in result:
-        for line in chunk.split(b"\n"):
-            if not line.startswith(b"data: "):
-                continue
-            event = _EVENT.validate_json(line[len(b"data: ") :])
-            if isinstance(event, ThreadCreatedEvent):
-                thread_id = event.thread.id
-            elif isinstance(event, ThreadItemDoneEvent) and isinstance(event.item, AssistantMessageItem):
-                replies.append("".join(part.text for part in event.item.content))
-            elif isinstance(event, ErrorEvent):
-                error = event
-    return thread_id or "", replies, error
+def build_chat_router(
+    settings: Settings,
+    *,
+    service: TaskService,
+    clock: Clock,
+    store: ChatStoreFactory,
+    tokens: ServiceTokens,
+    load_in_background: bool = False,
+) -> APIRouter:
+    """The chat routes. The ChatKit server, its Store, model and MCP link are built once, when the
+    app starts (`load_in_background`: after it is ready, so chat costs a cold start nothing)."""
 
+    def build() -> ChatEndpoints:
+        from agent.chat_http import build_endpoints
 
-# ---- wiring --------------------------------------------------------------------------------
+        return build_endpoints(settings, service=service, clock=clock, store=store, tokens=tokens)
 
+    chat = LazyChat(build)
 
-def build_chat_router(runtime: Runtime, tokens: ServiceTokens) -> APIRouter:
-    """The chat routes, with the ChatKit server and its Store, model and MCP link built once."""
-    settings = runtime.settings
-    store = build_chat_store(runtime)
-    model = select_model(settings)
-    server = DoableChatServer(
-        store,
-        service=runtime.service,
-        clock=runtime.clock,
-        link=McpLink(settings.mcp_url or loopback_mcp_url(settings), tokens),
-        model=model,
-        history_tokens=settings.chat_history_tokens,
-        max_turns=settings.chat_max_turns,
-    )
-    max_chars = settings.chat_message_max_chars
+    async def publish(app: FastAPI) -> None:
+        # The ChatKit server, for tests and tools that reach into it (its model, its MCP link).
+        app.state.chat = (await chat.get()).server
+
+    async def preload(app: FastAPI) -> None:
+        try:
+            await publish(app)
+        except Exception as exc:  # each chat request answers with the failure; the app serves the rest
+            log.error("chat.load_failed", error_type=type(exc).__name__)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.chat = server
-        if model is None:
-            log.warning("chat.unconfigured", hint="set OPENAI_API_KEY or OPENAI_BASE_URL")
-        else:
-            log.info("chat.model", model=model.label, tracing=model.tracing)
+        loading = asyncio.create_task(preload(app)) if load_in_background else None
+        if loading is None:
+            await publish(app)
         try:
             yield
         finally:
-            if model is not None:
-                await model.aclose()
+            if loading is not None:
+                loading.cancel()
+            await chat.aclose()
 
     router = APIRouter(tags=["chat"], lifespan=lifespan)
 
@@ -240,26 +157,7 @@ def build_chat_router(runtime: Runtime, tokens: ServiceTokens) -> APIRouter:
     async def chatkit(request: Request, identity: CurrentUser) -> Response:
         """The single endpoint the ChatKit JS client talks to (`api.url`), authenticated by bearer JWT."""
         body = await request.body()
-        context = ChatContext(user_id=identity.user_id)
-        try:
-            parsed = _REQUEST.validate_json(body)
-        except ValidationError as exc:
-            message, fields = validation_message(list(exc.errors()))
-            return JSONResponse(error_body("invalid_request", message, fields=fields), status_code=400)
-        try:
-            await preflight(parsed, store, context, max_chars)
-            result = await server.process(body, context)
-        except Rejected as exc:
-            return exc.response()
-        except NotFoundError as exc:
-            return JSONResponse(error_body("not_found", str(exc)), status_code=404)
-        if isinstance(result, StreamingResult):
-            return StreamingResponse(
-                _guarded(result),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
-        return Response(content=result.json, media_type="application/json")
+        return await (await chat.get()).chatkit(body, identity.user_id)
 
     @router.post(
         "/api/{user_id}/chat",
@@ -274,29 +172,6 @@ def build_chat_router(runtime: Runtime, tokens: ServiceTokens) -> APIRouter:
     )
     async def spec_chat(body: SpecChatRequest, identity: Annotated[Identity, Depends(same_user)]) -> Response:
         """One turn: the reply text and the MCP tool calls the agent made. Threads are shared with ChatKit."""
-        context = ChatContext(user_id=identity.user_id)
-        thread_id = None if body.conversation_id is None else str(body.conversation_id)
-        try:
-            check_message(body.message, max_chars)
-            if thread_id is not None:
-                await store.load_thread(thread_id, context)
-        except Rejected as exc:
-            return exc.response()
-        except NotFoundError:
-            return JSONResponse(error_body("not_found", f"conversation {thread_id} not found"), status_code=404)
-        thread_id, replies, error = await _spec_turn(server, context, thread_id, body.message)
-        failure = context.failure or (
-            ChatFailure(500, "internal", error.message or "The answer failed. Please try again.") if error else None
-        )
-        if failure is not None:
-            return JSONResponse(
-                error_body(failure.code, failure.message, conversation_id=thread_id), status_code=failure.status
-            )
-        reply = SpecChatResponse(
-            conversation_id=thread_id,
-            response="\n\n".join(r for r in replies if r),
-            tool_calls=[ToolCallOut(**call.as_dict()) for call in context.tool_calls],
-        )
-        return Response(content=reply.model_dump_json(), media_type="application/json")
+        return await (await chat.get()).spec(body.conversation_id, body.message, identity.user_id)
 
     return router

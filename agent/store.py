@@ -2,7 +2,7 @@
 
 ChatKit does no authorization of its own, so each method filters by `context.user_id`:
 another user's thread is simply *not found* (404), never forbidden, so ids leak nothing.
-`build_chat_store` is the one place that picks the adapter for a runtime.
+The composition root (doable.bootstrap) picks this adapter or agent.dapr_store's.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from chatkit.store import NotFoundError, Store
+from chatkit.store import NotFoundError
 from chatkit.types import Page, ThreadItem, ThreadMetadata
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -22,7 +22,6 @@ from agent.thread_store import ITEM, PAGE_MAX, ThreadStore
 from doable.domain.clock import Clock
 from doable.domain.errors import Unavailable
 from doable.domain.query import micros
-from doable.runtime import Runtime
 from doable.storage.sql.schema import metadata
 from doable.storage.sql.transactions import transaction
 
@@ -195,14 +194,3 @@ class SqlChatStore(ThreadStore):
                     items_t.c.thread_id == thread_id, items_t.c.id == item_id, items_t.c.user_id == context.user_id
                 )
             )
-
-
-def build_chat_store(runtime: Runtime) -> Store[ChatContext]:
-    """The chat Store adapter for `runtime`: the one place that chooses it."""
-    if runtime.sql_engine is not None:
-        return SqlChatStore(runtime.sql_engine, runtime.clock)
-    if runtime.dapr is not None:
-        from agent.dapr_store import DaprChatStore
-
-        return DaprChatStore(runtime.dapr.client, runtime.dapr.store, runtime.clock)
-    raise RuntimeError(f"no chat store adapter is wired for the {runtime.settings.runtime!r} runtime")

@@ -77,7 +77,7 @@ async def serve(settings: Settings) -> None:
     import uvicorn
 
     from agent.models import ChatModel
-    from doable.runtime import build
+    from doable.bootstrap import build
     from doable.web.app import create_app
 
     runtime = await build(settings)

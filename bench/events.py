@@ -18,9 +18,9 @@ from pydantic import SecretStr
 from bench.core import Section
 from bench.procs import JWT_SECRET
 from doable import topology
+from doable.bootstrap import build
 from doable.inputs import NewTask, ReminderIn
 from doable.messaging import Message, Outcome, Subscription
-from doable.runtime import build
 from doable.settings import Settings
 
 TASK_EVENT_CONSUMERS = ("audit-task-events", "recurrence-task-events", "reminders-task-events")

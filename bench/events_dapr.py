@@ -143,9 +143,9 @@ async def _serve(app: Any, port: int, *, lifespan: str) -> tuple[Any, asyncio.Ta
 
 
 async def one_run(work: Path, users: int, per_user: int) -> dict[str, Any]:
-    from doable.dapr.wiring import worker_transport
-    from doable.delivery import build_worker_app
-    from doable.runtime import build
+    from doable.bootstrap import build
+    from doable.bootstrap.dapr import worker_transport
+    from doable.bootstrap.workers import build_worker_app
     from doable.web.app import create_app
 
     app_ids = {topology.API_APP_ID: "api", **{topology.WORKER_APP_IDS[w]: w for w in WORKERS}}

@@ -1,8 +1,10 @@
-"""1. MCP tool latency: add_task, list_tasks (100 tasks), complete_task through the MCP SDK client over
-streamable HTTP to a real `doable serve` (embedded SQLite), and the same operations as direct
-TaskService calls in this process (its own embedded runtime, relay and workers running, as in serve).
-Each run uses a fresh user: 100 adds, 30 lists of all 100 tasks, 100 completes. The same calls
-are also made as bare JSON-RPC POSTs (no SDK client), which isolates the server's share."""
+"""1. MCP tool latency: add_task, list_tasks (a page of 50 of the user's 100 tasks), complete_task
+through the MCP SDK client over streamable HTTP to a real `doable serve` (embedded SQLite), and the
+same operations as direct TaskService calls in this process (its own embedded runtime, relay and
+workers running, as in serve). Each run uses a fresh user: 100 adds, 30 lists, 100 completes. The
+same calls are also made as bare JSON-RPC POSTs (no SDK client), which isolates the server's share,
+and as hand-written SQL through the bare drivers (`bench/write_floor.py`): the raw floor of the
+same rows, against which the direct service call is compared (issue 19)."""
 
 from __future__ import annotations
 
@@ -15,13 +17,16 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
+from bench import write_floor
 from bench.core import Section, Timer, ratio_figure, summarize
 from bench.procs import JWT_SECRET, auth, doable_serve, token
+from doable.bootstrap import build
 from doable.inputs import ListRequest, NewTask
-from doable.runtime import build
 from doable.settings import Settings
 
 OPS = ("add_task", "list_tasks", "complete_task")
+PAGE = 50  # list_tasks' page, issue 19's target
+FLOORS = ("raw_sqlite3", "raw_aiosqlite")
 
 
 def _new(i: int) -> dict[str, Any]:
@@ -43,8 +48,8 @@ async def _http_run(client: Client, n_tasks: int, n_lists: int) -> dict[str, Tim
         ids.append(r.structured_content["task_id"])
     for _ in range(n_lists):
         with timers["list_tasks"]:
-            r = await client.call_tool("list_tasks", {"limit": 100})
-        assert not r.is_error and len(r.structured_content["tasks"]) == n_tasks, r.content
+            r = await client.call_tool("list_tasks", {"limit": PAGE})
+        assert not r.is_error and len(r.structured_content["tasks"]) == min(PAGE, n_tasks), r.content
     for tid in ids:
         with timers["complete_task"]:
             r = await client.call_tool("complete_task", {"task_id": tid})
@@ -73,7 +78,7 @@ async def _raw_run(http: httpx2.AsyncClient, url: str, n_tasks: int, n_lists: in
 
     ids = [(await call("add_task", _new(i), timers["add_task"]))["task_id"] for i in range(n_tasks)]
     for _ in range(n_lists):
-        assert len((await call("list_tasks", {"limit": 100}, timers["list_tasks"]))["tasks"]) == n_tasks
+        assert len((await call("list_tasks", {"limit": PAGE}, timers["list_tasks"]))["tasks"]) == min(PAGE, n_tasks)
     for tid in ids:
         await call("complete_task", {"task_id": tid}, timers["complete_task"])
     return timers
@@ -89,23 +94,52 @@ async def _direct_run(runtime: Any, user: str, n_tasks: int, n_lists: int) -> di
         ids.append(task.task_id)
     for _ in range(n_lists):
         with timers["list_tasks"]:
-            page, _ = await service.list(user, ListRequest(limit=100))
-        assert len(page.tasks) == n_tasks
+            page, _ = await service.list(user, ListRequest(limit=PAGE))
+        assert len(page.tasks) == min(PAGE, n_tasks)
     for tid in ids:
         with timers["complete_task"]:
             await service.complete(user, tid)
     return timers
 
 
+async def _floor_run(floor: write_floor.Floor, user: str, n_tasks: int, n_lists: int) -> dict[str, Timer]:
+    timers = {op: Timer() for op in OPS}
+    ids = []
+    for i in range(n_tasks):
+        with timers["add_task"]:
+            ids.append(await floor.add(user, _new(i)))
+    for _ in range(n_lists):
+        with timers["list_tasks"]:
+            page = await floor.list(user, PAGE)
+        assert len(page) == min(PAGE, n_tasks)
+    for tid in ids:
+        with timers["complete_task"]:
+            await floor.complete(user, tid)
+    return timers
+
+
+async def _floor_runs(work: Path, user: str, size: tuple[int, int]) -> dict[str, dict[str, Timer]]:
+    out = {}
+    for name, make in (("raw_sqlite3", write_floor.sqlite3_floor), ("raw_aiosqlite", write_floor.aiosqlite_floor)):
+        made = make(work / "floor.db")
+        floor, close = made if isinstance(made, tuple) else await made
+        try:
+            out[name] = await _floor_run(floor, f"{user}-{name}", *size)
+        finally:
+            await close()
+    return out
+
+
 async def run(section: Section, *, quick: bool, work: Path, log: Any = print) -> None:
     runs = 1 if quick else 3
     n_tasks, n_lists = (100, 5) if quick else (100, 30)
-    section.params.update(runs=runs, tasks_per_run=n_tasks, lists_per_run=n_lists, list_size=n_tasks)
+    section.params.update(runs=runs, tasks_per_run=n_tasks, lists_per_run=n_lists, list_page=PAGE)
     settings = Settings(
         data_dir=work / "direct", jwt_secret=SecretStr(JWT_SECRET), log_format="json", log_level="warning"
     )
     runtime = await build(settings)
     await runtime.start()
+    await write_floor.prepare(work / "floor.db")
     served = doable_serve(work / "serve")
     try:
         served.start()
@@ -118,12 +152,15 @@ async def run(section: Section, *, quick: bool, work: Path, log: Any = print) ->
                     http_t = await _http_run(client, *size)
                 raw_t = await _raw_run(http, f"{served.base}/mcp", *size) if r else None
             direct_t = await _direct_run(runtime, user, *size)
+            floor_t = await _floor_runs(work, user, size)
             if raw_t is None:
                 continue
             for op in OPS:
                 section.figure(f"{op}.http_mcp").add_run(summarize(http_t[op].samples, (50, 95, 99)))
                 section.figure(f"{op}.http_jsonrpc_server_share").add_run(summarize(raw_t[op].samples, (50, 95, 99)))
                 section.figure(f"{op}.direct").add_run(summarize(direct_t[op].samples, (50, 95, 99)))
+                for floor in FLOORS:
+                    section.figure(f"{op}.{floor}").add_run(summarize(floor_t[floor][op].samples, (50, 95, 99)))
     finally:
         served.stop()
         await runtime.aclose()
@@ -134,6 +171,20 @@ async def run(section: Section, *, quick: bool, work: Path, log: Any = print) ->
         raw_ratio = ratio_figure(section, f"{op}.server_share_ratio", raw_f, direct_f)
         section.target("1", f"{op} p95 over HTTP+MCP (SDK client)", http_f.median("p95"), 10.0, "ms")
         section.target("1", f"{op} HTTP+MCP / direct (p50, same run)", ratio.median("p50"), 3.0, "x")
+        floor_ratio = ratio_figure(section, f"{op}.service_raw_ratio", direct_f, section.figures[f"{op}.raw_sqlite3"])
+        aio_ratio = ratio_figure(
+            section, f"{op}.service_raw_aiosqlite_ratio", direct_f, section.figures[f"{op}.raw_aiosqlite"]
+        )
+        if op != "list_tasks":
+            section.target(
+                "19", f"{op} direct service / raw-SQL floor (p50, same run)", floor_ratio.median("p50"), 5.0, "x"
+            )
+        section.info[f"{op}_raw_floor"] = {
+            floor: {k: round(section.figures[f"{op}.{floor}"].median(k), 3) for k in ("p50", "p95")} for floor in FLOORS
+        } | {
+            "service_raw_sqlite3_p50": round(floor_ratio.median("p50"), 2),
+            "service_raw_aiosqlite_p50": round(aio_ratio.median("p50"), 2),
+        }
         section.info[f"{op}_server_share"] = {
             "p50_ms": round(raw_f.median("p50"), 2),
             "p95_ms": round(raw_f.median("p95"), 2),

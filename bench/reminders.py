@@ -19,11 +19,11 @@ from pydantic import SecretStr
 from bench.core import Section, percentile
 from bench.procs import JWT_SECRET
 from doable import topology
+from doable.bootstrap import build
 from doable.domain.query import micros
 from doable.domain.reminders import ScheduledReminder, wanted_reminders
 from doable.domain.task import Reminder, Task
 from doable.messaging import Message, Outcome, Subscription
-from doable.runtime import build
 from doable.settings import Settings
 from doable.storage.sql.repository import _data_values, _row_values
 from doable.storage.sql.schema import TaskDataRow, TaskRow, UserCounterRow

@@ -1,5 +1,5 @@
 """Which modules a worker process loads: `python -m bench.worker_probe` builds every worker's app the
-way `doable worker NAME` does (doable.cli, doable.delivery.build_worker_app, the Dapr wiring when
+way `doable worker NAME` does (doable.cli, doable.bootstrap.workers.build_worker_app, the Dapr wiring when
 present) and prints JSON: the chat-stack modules it imported (must be none) and its RSS."""
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ def main() -> None:
     import psutil
 
     importlib.import_module("doable.cli")
-    from doable.delivery import WorkerTransport, build_worker_app
+    from doable.bootstrap.workers import WorkerTransport, build_worker_app
     from doable.settings import Settings
     from doable.topology import WORKER_APP_IDS
 
     try:
-        importlib.import_module("doable.dapr.wiring")
+        importlib.import_module("doable.bootstrap.dapr")
         wiring = True
     except ImportError:
         wiring = False

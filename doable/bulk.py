@@ -17,13 +17,16 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from doable.domain.clock import localize
+from doable.domain.due import parse_due
 from doable.domain.errors import InvalidArgument, Stale
 from doable.domain.query import LIMIT_MAX, SortField
 from doable.domain.task import Task
 from doable.inputs import ListRequest, TaskChanges
 from doable.ports import ActionToken, UnitOfWork
-from doable.service import TaskService, parse_due
-from doable.undo import Receipt, UndoLog, new_token
+from doable.usecases.list_query import build_query
+from doable.usecases.runner import Outcome, UseCaseRunner, model_codec, profile_of
+from doable.usecases.task_steps import TaskSteps
+from doable.usecases.undo_log import UndoLog, new_token
 from doable.views import local
 
 Action = Literal["complete", "reopen", "delete", "reschedule"]
@@ -55,10 +58,11 @@ def _applies(action: str, task: Task) -> bool:
 
 
 class Bulk:
-    """The bulk use case, on the task service's plumbing and per-task steps."""
+    """The bulk use case, on the runner every use case runs on and the per-task steps."""
 
-    def __init__(self, service: TaskService) -> None:
-        self._service = service
+    def __init__(self, runner: UseCaseRunner, steps: TaskSteps) -> None:
+        self._run = runner
+        self._steps = steps
 
     async def run(
         self,
@@ -70,11 +74,11 @@ class Bulk:
         due: str | None = None,
         confirm_token: str | None = None,
         idempotency_key: str | None = None,
-        receipt: Receipt | None = None,
-    ) -> BulkOutcome:
-        """Without `confirm_token`: a preview and a token. With it: the change, as previewed."""
+    ) -> Outcome[BulkOutcome]:
+        """Without `confirm_token`: a preview and a token. With it: the change, as previewed (and
+        the token that undoes it)."""
         if confirm_token is not None:
-            return await self._confirm(user_id, confirm_token, action, idempotency_key, receipt)
+            return await self._confirm(user_id, confirm_token, action, idempotency_key)
         if action not in ACTIONS:
             raise InvalidArgument("action", f"must be one of {', '.join(ACTIONS)}")
         if (task_ids is None) == (filter is None):
@@ -87,11 +91,10 @@ class Bulk:
 
     async def _preview(
         self, user_id: str, action: str, task_ids: list[int] | None, text: str | None, due: str | None
-    ) -> BulkOutcome:
-        svc = self._service
-
-        async def work(uow: UnitOfWork) -> BulkOutcome:
-            profile = await svc._profile(uow, user_id)
+    ) -> Outcome[BulkOutcome]:
+        async def work(uow: UnitOfWork) -> Outcome[BulkOutcome]:
+            profile = await profile_of(uow, user_id)
+            cal = self._run.calendar(profile)
             if due is not None:
                 parse_due(due, profile.tz)  # refuse a bad date now, not at confirmation
             missing: list[int] = []
@@ -106,31 +109,27 @@ class Bulk:
                     else:
                         found.append(task)
             else:
-                query = svc.build_query(
-                    ListRequest(filter=text, sort=SortField.DUE, limit=BULK_MAX), svc.calendar(profile)
-                )
+                query = build_query(ListRequest(filter=text, sort=SortField.DUE, limit=BULK_MAX), cal)
                 page = await uow.tasks.list(user_id, replace(query, limit=BULK_MAX + 1))
                 found, truncated = page.tasks[:BULK_MAX], len(page.tasks) > BULK_MAX
             tasks = [t for t in found if _applies(action, t)]
             outcome = BulkOutcome(action=action, confirmed=False, tasks=tasks, missing=missing, truncated=truncated)
             if not tasks:
-                return outcome
-            now = svc._clock.now()
+                return Outcome(outcome, cal)
+            now = self._run.now()
             token = new_token("b-")
             data = {"action": action, "tasks": {str(t.task_id): t.version for t in tasks}, "due": due}
             await uow.tokens.put(ActionToken(user_id, token, KIND, now, now + CONFIRM_WINDOW, data))
-            return outcome.model_copy(update={"confirm_token": token, "expires_at": now + CONFIRM_WINDOW})
+            return Outcome(outcome.model_copy(update={"confirm_token": token, "expires_at": now + CONFIRM_WINDOW}), cal)
 
-        return await svc._atomic(work)
+        return await self._run.atomic(work)
 
     async def _confirm(
-        self, user_id: str, token: str, action: str | None, idempotency_key: str | None, receipt: Receipt | None
-    ) -> BulkOutcome:
-        svc = self._service
-
+        self, user_id: str, token: str, action: str | None, idempotency_key: str | None
+    ) -> Outcome[BulkOutcome]:
         async def work(uow: UnitOfWork, undo: UndoLog) -> BulkOutcome:
             record = await uow.tokens.get(user_id, token)
-            now = svc._clock.now()
+            now = self._run.now()
             if record is None or record.kind != KIND:
                 raise InvalidArgument(
                     "confirm_token", "is not a current confirmation token: used already, or never issued"
@@ -152,29 +151,21 @@ class Bulk:
                 raise Stale(
                     f"task(s) {', '.join(changed)} changed since the preview; nothing was changed: preview again"
                 )
-            tz = (await svc._profile(uow, user_id)).tz
+            tz = (await profile_of(uow, user_id)).tz
             done: list[Task] = []
             for task in tasks:
                 if bound == "delete":
-                    done.append(await svc.delete_in(uow, task, undo, cause="bulk"))
+                    done.append(await self._steps.delete_in(uow, task, undo, cause="bulk"))
                 elif bound == "reschedule":
                     changes = TaskChanges(due=_due_for(task, record.data["due"], tz))
-                    done.append(await svc.update_in(uow, task, changes, undo, cause="bulk"))
+                    done.append(await self._steps.update_in(uow, task, changes, undo, cause="bulk"))
                 else:
-                    done.append(await svc.set_completed_in(uow, task, bound == "complete", undo, cause="bulk"))
+                    done.append(await self._steps.set_completed_in(uow, task, bound == "complete", undo, cause="bulk"))
             await uow.tokens.remove(user_id, token)
             return BulkOutcome(action=bound, confirmed=True, tasks=done)
 
         request: dict[str, object] = {"op": "bulk", "confirm_token": token}
-        return await svc._once(
-            user_id,
-            idempotency_key,
-            request,
-            work,
-            receipt=receipt,
-            dump=lambda r: r.model_dump(mode="json"),
-            load=BulkOutcome.model_validate,
-        )
+        return await self._run.change(user_id, idempotency_key, request, work, model_codec(BulkOutcome))
 
 
 def _due_for(task: Task, due: str, tz: ZoneInfo) -> str:

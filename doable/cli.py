@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from types import FrameType
+from typing import Any
 
 import structlog
 
@@ -22,23 +23,39 @@ def _settings(**overrides: object) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
 
+def _server_config(app: Any, settings: Settings, **options: Any) -> Any:
+    import uvicorn
+
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on", **options
+    )
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a server on uvloop when installed (faster sockets and timers), else on asyncio's loop:
+    the CLI starts the loop itself, so uvicorn's own choice (loop="auto") never applies."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 async def _serve(settings: Settings) -> None:
     import uvicorn
 
-    from doable.runtime import build
+    from doable.bootstrap import build
     from doable.web.app import create_app, public_url
     from doable.web.limits import server_options
 
     runtime = await build(settings)
     try:
-        app = create_app(runtime)
-        config = uvicorn.Config(
+        # The chat server is built once the app answers: `doable serve` is ready without the chat stack.
+        app = create_app(runtime, chat_in_background=True)
+        config = _server_config(
             app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
+            settings,
             # Open live streams (SSE) never end by themselves; don't let them hold up a shutdown.
             timeout_graceful_shutdown=5,
             # Deadlines for heads and keep-alive, the largest head (doable.web.limits).
@@ -54,7 +71,7 @@ async def _serve(settings: Settings) -> None:
 
         loop = asyncio.get_running_loop()
         server.handle_exit = handle_exit  # type: ignore[method-assign]
-        base = public_url(runtime)
+        base = public_url(settings)
         log.info("doable.serving", url=base, mcp=f"{base}/mcp", runtime=settings.runtime)
         print(
             f"Doable is running at {base}  (MCP: {base}/mcp, REST: {base}/api/tasks, docs: {base}/docs)\n"
@@ -69,9 +86,9 @@ async def _serve(settings: Settings) -> None:
 
 async def _mcp_stdio(settings: Settings) -> None:
     from doable.auth import InvalidToken
-    from doable.runtime import build
+    from doable.bootstrap import build
     from mcp_server.identity import fixed_user
-    from mcp_server.server import mcp_for_runtime
+    from mcp_server.server import build_mcp, request_state_security
 
     runtime = await build(settings)
     try:
@@ -81,46 +98,38 @@ async def _mcp_stdio(settings: Settings) -> None:
             except InvalidToken as exc:
                 raise SystemExit(f"DOABLE_TOKEN is not valid: {exc}") from None
             user = identity.user_id
-        elif settings.runtime == "embedded" and not settings.jwt_jwks_url:
+        elif runtime.standalone and not settings.jwt_jwks_url:
             user = settings.local_user
         else:
             raise SystemExit("set DOABLE_TOKEN to a token for the user this MCP server acts for")
         if settings.timezone and (await runtime.service.get_profile(user)).timezone != settings.timezone:
             await runtime.service.set_timezone(user, settings.timezone)
         # Claude Desktop may be all that runs: then this process is the one that sends reminders and
-        # creates next occurrences (embedded mode; in Dapr mode the workers are apps of their own).
-        workers = settings.runtime == "embedded" and settings.mcp_stdio_workers
+        # creates next occurrences (standalone; in Dapr mode the workers are apps of their own).
+        workers = runtime.standalone and settings.mcp_stdio_workers
         log.info("mcp.stdio.start", user_id=user, workers=workers)
         if workers:
             await runtime.start()
-        # The same tool registry as /mcp over HTTP (mcp_server.server.mcp_for_runtime).
-        await mcp_for_runtime(runtime, fixed_user(user)).run_stdio_async()
+        # The same tool registry as /mcp over HTTP (doable.web.app.create_app).
+        mcp = build_mcp(
+            runtime.service,
+            fixed_user(user),
+            inbox=runtime.inbox,
+            history=runtime.history,
+            request_state=request_state_security(
+                [key.get_secret_value() for key in settings.mcp_request_state_keys],
+                settings.internal_token_secret.get_secret_value() if settings.internal_token_secret else runtime.signing_secret,
+                replicated=not runtime.standalone,
+            ),
+        )
+        await mcp.run_stdio_async()
     finally:
         await runtime.aclose()
 
 
-async def _dapr_signing_settings(settings: Settings) -> Settings:
-    """Dapr mode: the settings with the token key filled in from the Dapr secret store, read
-    through the sidecar exactly as the API reads it (doable.dapr.wiring.load_secrets)."""
-    from doable.dapr.wiring import load_secrets, sidecar_client, sidecar_endpoint
-    from doable.domain.errors import Unavailable
-
-    client = sidecar_client(settings)
-    try:
-        try:
-            await client.wait_ready(settings.dapr_startup_timeout)
-        except Unavailable as exc:
-            raise SystemExit(
-                f"the Dapr sidecar at {sidecar_endpoint(settings)} is not answering ({exc}); run `doable token` "
-                "in a container next to it, e.g. kubectl exec deploy/doable-api -c api -- doable token --user NAME"
-            ) from None
-        return await load_secrets(settings, client)
-    finally:
-        await client.aclose()
-
-
 def _token(settings: Settings, user: str, ttl: str) -> str:
     from doable.auth import ensure_local_secret, mint, parse_ttl
+    from doable.bootstrap import signing_settings
     from doable.service import check_user_id
 
     check_user_id(user)
@@ -128,15 +137,11 @@ def _token(settings: Settings, user: str, ttl: str) -> str:
         seconds = parse_ttl(ttl)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    if settings.runtime == "dapr" and settings.jwt_secret is None and not settings.jwt_jwks_url:
-        # The API verifies with the key in the secret store: sign with that one, never a local file.
-        settings = asyncio.run(_dapr_signing_settings(settings))
-        if settings.jwt_secret is None and not settings.jwt_jwks_url:
-            raise SystemExit(
-                f"no jwt-secret in the secret {settings.dapr_secret_name!r} of the Dapr secret store "
-                "(the API cannot verify tokens either); create it, e.g. kubectl create secret generic "
-                f"{settings.dapr_secret_name} --from-literal=jwt-secret=..."
-            )
+    try:
+        # Dapr mode: the key the API verifies with, from the secret store (never a local file).
+        settings = asyncio.run(signing_settings(settings))
+    except DoableError as exc:
+        raise SystemExit(exc.message) from None
     if settings.jwt_jwks_url:
         raise SystemExit("tokens come from your identity provider when DOABLE_JWT_JWKS_URL is set")
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ensure_local_secret(settings.data_dir)
@@ -144,37 +149,23 @@ def _token(settings: Settings, user: str, ttl: str) -> str:
 
 
 async def _migrate(settings: Settings) -> None:
-    from doable.runtime import sql_engine
-    from doable.storage.sql.engine import migrate
+    from doable.bootstrap import migrate_database
 
-    # The engine `serve` uses (URL, DOABLE_DATABASE_SCHEMA, timeouts): both migrate the same schema.
-    engine = sql_engine(settings)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
+    await migrate_database(settings)
     print("database is at the newest schema", file=sys.stderr)
 
 
 async def _worker(settings: Settings, name: str) -> None:
-    if settings.runtime != "dapr":
-        raise SystemExit(
-            f"in embedded mode the workers run inside `doable serve`; `doable worker {name}` runs one worker "
-            "as its own Dapr app (set DOABLE_RUNTIME=dapr)"
-        )
     import uvicorn
 
-    from doable.delivery import build_worker_app
+    from doable.bootstrap import WrongRuntime, worker_app
 
     try:
-        from doable.dapr.wiring import worker_transport
-    except ImportError:
-        raise SystemExit("this build has no Dapr worker transport (doable.dapr.wiring.worker_transport)") from None
-    transport = await worker_transport(settings, name)
-    app = build_worker_app(settings, name, transport)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on")
+        app = await worker_app(settings, name)
+    except WrongRuntime as exc:
+        raise SystemExit(exc.message) from None
     log.info("doable.worker", worker=name, port=settings.port)
-    await uvicorn.Server(config).serve()
+    await uvicorn.Server(_server_config(app, settings)).serve()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -217,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     try:
         if args.command == "serve":
-            asyncio.run(_serve(settings))
+            _run(_serve(settings))
         elif args.command == "mcp":
             asyncio.run(_mcp_stdio(settings))
         elif args.command == "token":
@@ -225,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "worker":
-            asyncio.run(_worker(settings, args.name))
+            _run(_worker(settings, args.name))
     except KeyboardInterrupt:
         pass
     except DoableError as exc:

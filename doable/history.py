@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
@@ -13,6 +13,7 @@ from doable.domain.errors import InvalidArgument
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.occurrences import OccurrenceRecord
 from doable.domain.query import TASK_ID_MAX, check_int
+from doable.ports.history import AuditStore
 from doable.views import local
 
 LIMIT_DEFAULT = 20
@@ -73,25 +74,6 @@ def changed_fields(before: dict[str, Any] | None, after: dict[str, Any]) -> tupl
         for f in TRACKED_FIELDS
         if json.dumps(before.get(f), sort_keys=True) != json.dumps(after.get(f), sort_keys=True)
     )
-
-
-class AuditStore(Protocol):
-    async def append(self, entry: AuditEntry) -> bool:
-        """Record `entry` once (keyed by its event id); False when it was already recorded."""
-        ...
-
-    async def latest(self, user_id: str, task_id: int) -> AuditEntry | None: ...
-
-    async def record_events(self, events: list[TaskEvent]) -> list[str]:
-        """Audit a batch in order, each event once (a repeat, in the batch or later, adds nothing);
-        the ids of the events recorded now."""
-        ...
-
-    async def history(
-        self, user_id: str, *, task_id: int | None, limit: int, before_id: int | None
-    ) -> list[AuditEntry]:
-        """The user's entries (one task's when `task_id`), newest first, ids below `before_id`."""
-        ...
 
 
 class History:

@@ -1,5 +1,6 @@
-"""The notification inbox and per-user webhooks: models, storage ports and the read/settings use
-cases that REST and MCP call. The notifications worker (`workers.notifications`) writes them.
+"""The notification inbox and per-user webhooks: models and the read/settings use cases that REST
+and MCP call (their storage ports are in `doable.ports.inbox`). The notifications worker
+(`workers.notifications`) writes them.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from doable.domain.clock import Clock
 from doable.domain.errors import InvalidArgument, NotFound
 from doable.domain.query import check_int
+from doable.ports.inbox import InboxStore, WebhookStore
 from doable.views import local
 
 LIST_LIMIT_DEFAULT = 20
@@ -89,60 +91,6 @@ class WebhookDelivery(BaseModel):
     last_error: str | None = None
     created_at: datetime
     updated_at: datetime
-
-
-class InboxStore(Protocol):
-    async def add(self, new: NewNotification) -> tuple[Notification, bool]:
-        """Store `new` unless its source was stored before; (the notification, whether it is new)."""
-        ...
-
-    async def add_many(self, news: list[NewNotification]) -> list[tuple[Notification, bool]]:
-        """`add` for each of `news`, in one transaction."""
-        ...
-
-    async def recent(self, user_id: str, *, unread_only: bool, limit: int) -> list[Notification]:
-        """Newest first."""
-        ...
-
-    async def since(self, user_id: str, after_id: int, limit: int) -> list[Notification]:
-        """Notifications with an id above `after_id`, oldest first (stream resumption)."""
-        ...
-
-    async def unread_count(self, user_id: str) -> int: ...
-
-    async def mark_read(self, user_id: str, ids: list[int] | None, at: datetime) -> int:
-        """Mark the user's notifications `ids` (all when None) read; how many changed."""
-        ...
-
-
-class WebhookStore(Protocol):
-    async def get_webhook(self, user_id: str) -> Webhook | None: ...
-
-    async def webhooks_for(self, user_ids: list[str]) -> dict[str, Webhook]:
-        """The webhooks of those of `user_ids` that have one (one read)."""
-        ...
-
-    async def set_webhook(self, webhook: Webhook) -> None: ...
-
-    async def delete_webhook(self, user_id: str) -> bool: ...
-
-    async def add_delivery(
-        self, user_id: str, notification_id: int, url: str, body: str, at: datetime
-    ) -> WebhookDelivery:
-        """A pending delivery of one notification, or the one already recorded for it."""
-        ...
-
-    async def get_delivery(self, delivery_id: int) -> WebhookDelivery | None: ...
-
-    async def record_attempt(
-        self, delivery_id: int, *, state: DeliveryState, status: int | None, error: str | None, at: datetime
-    ) -> WebhookDelivery:
-        """Count one attempt and its result."""
-        ...
-
-    async def deliveries(self, user_id: str, limit: int) -> list[WebhookDelivery]:
-        """The user's latest deliveries, newest first."""
-        ...
 
 
 def check_webhook_url(url: str, *, allow_private: bool) -> str:

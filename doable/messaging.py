@@ -1,8 +1,10 @@
-"""Ports for delivery: publishing events, consuming them, and scheduling jobs at exact times.
+"""Delivery's messages and jobs: what handlers receive (Message, Job), what they answer (Outcome),
+and how they are subscribed (Subscription, Cron).
 
-Embedded mode implements them in-process (`doable.events.inprocess`, `doable.jobs.embedded`);
-Dapr mode through the sidecar (`doable.events.dapr`, `doable.jobs.dapr`). Handlers are written
-once against these ports and run unchanged in both.
+The ports that carry them (EventPublisher, JobScheduler, DeadLetterSink) are in
+`doable.ports.events`; embedded mode implements them in-process (`doable.events.inprocess`,
+`doable.jobs.embedded`), Dapr mode through the sidecar (`doable.dapr.adapters`). Handlers are
+written once against these ports and run unchanged in both.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from doable.domain.errors import Conflict, DoableError, Unavailable
+
+if TYPE_CHECKING:
+    # Only for annotations: doable.ports.events imports this module's types at run time.
+    from doable.ports.events import EventPublisher
 
 
 class Outcome(StrEnum):
@@ -95,37 +101,6 @@ async def one_by_one(handler: Handler, messages: Sequence[Message]) -> list[Outc
     return outcomes
 
 
-class DeadLetterSink(Protocol):
-    """Where dead letters are recorded: the bus in embedded mode (`doable.events.inprocess`),
-    the dead-letter topic's consumer in Dapr mode (`workers.dead_letters`)."""
-
-    async def record(
-        self,
-        *,
-        subscription: str,
-        topic: str,
-        message_id: str,
-        key: str,
-        data: dict[str, Any],
-        reason: str,
-        attempts: int,
-        at: datetime,
-    ) -> bool:
-        """Record one dead letter; False if (subscription, message_id) was already recorded (a
-        redelivery), which changes nothing."""
-        ...
-
-
-class EventPublisher(Protocol):
-    async def publish(
-        self, topic: str, data: dict[str, Any], *, key: str, event_id: str, trace_id: str | None = None
-    ) -> None:
-        """Publish `data` on `topic`; `key` orders messages (the user id), `event_id` becomes the CloudEvent id.
-
-        Raises Unavailable when the broker cannot take it now (the outbox relay retries)."""
-        ...
-
-
 @dataclass(frozen=True)
 class Outgoing:
     """One message of a batch publish."""
@@ -136,30 +111,12 @@ class Outgoing:
     trace_id: str | None = None
 
 
-class BatchPublisher(Protocol):
-    async def publish_batch(self, topic: str, entries: Sequence[Outgoing]) -> set[str]:
-        """Publish `entries` on `topic` (each key's entries in order); the event ids that were not
-        taken (empty when all were). Raises Unavailable when none could be."""
-        ...
-
-
 async def publish_many(publisher: EventPublisher, topic: str, entries: Sequence[Outgoing]) -> set[str]:
-    """`entries` through the publisher's batch publish when it has one, else one by one in order
-    (stopping at the first failure: those not published are returned)."""
+    """`entries` through the publisher's batch publish (nothing to do for none): the event ids
+    that were not taken."""
     if not entries:
         return set()
-    batch = getattr(publisher, "publish_batch", None)
-    if batch is not None:
-        failed: set[str] = await batch(topic, entries)
-        return failed
-    for i, entry in enumerate(entries):
-        try:
-            await publisher.publish(topic, entry.data, key=entry.key, event_id=entry.event_id, trace_id=entry.trace_id)
-        except Exception:
-            if i == 0:
-                raise
-            return {e.event_id for e in entries[i:]}
-    return set()
+    return await publisher.publish_batch(topic, entries)
 
 
 @dataclass(frozen=True)
@@ -184,16 +141,6 @@ class Cron:
     binding: str  # the Dapr input binding's name; Dapr POSTs /{binding}
     handler: CronHandler
     every_seconds: float  # embedded mode's period (Dapr mode uses the component's schedule)
-
-
-class JobScheduler(Protocol):
-    async def schedule(self, job: Job) -> None:
-        """Create or overwrite the job `job.name` to fire once at `job.due_at`."""
-        ...
-
-    async def cancel(self, name: str) -> None:
-        """Delete the job if it exists (no error otherwise)."""
-        ...
 
 
 def outcome_for(exc: BaseException) -> Outcome:

@@ -24,7 +24,7 @@ from doable.domain.series import occurrence_wall
 from doable.domain.task import Anchor, Recurrence, SeriesValues, Task
 from doable.inputs import RecurrenceIn
 from doable.ports import UnitOfWork
-from doable.undo import UndoLog
+from doable.usecases.undo_log import UndoLog
 
 Scope = Literal["this", "future", "all"]
 # Input field names -> the task fields they set.

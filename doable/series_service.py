@@ -3,8 +3,6 @@ history. (Completing an occurrence and creating the next one are the task servic
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from doable.domain.errors import InvalidArgument
 from doable.domain.events import EventType
 from doable.domain.occurrences import OccurrenceRecord, OccurrenceStatus
@@ -13,33 +11,28 @@ from doable.domain.task import Task
 from doable.offload import off_loop
 from doable.ports import UnitOfWork
 from doable.series_edits import occurrence_record
-from doable.undo import Receipt, UndoLog
-
-if TYPE_CHECKING:
-    from doable.service import TaskService
+from doable.usecases.runner import TASK_CODEC, Outcome, UseCaseRunner, profile_of, task_of
+from doable.usecases.undo_log import UndoLog
 
 
 class SeriesActions:
-    """Runs on the task service's plumbing (unit of work, idempotency, undo records, events)."""
+    """Runs on the runner every use case runs on (unit of work, idempotency, undo records, events)."""
 
-    def __init__(self, service: TaskService) -> None:
-        self._service = service
+    def __init__(self, runner: UseCaseRunner) -> None:
+        self._run = runner
 
-    async def skip(
-        self, user_id: str, task_id: int, *, idempotency_key: str | None = None, receipt: Receipt | None = None
-    ) -> Task:
+    async def skip(self, user_id: str, task_id: int, *, idempotency_key: str | None = None) -> Outcome[Task]:
         """Skip this occurrence of a repeating task: it moves to the series' next date that is not
         yet past (recorded as skipped; dates passed on the way as missed)."""
-        svc = self._service
 
         async def work(uow: UnitOfWork, undo: UndoLog) -> Task:
-            task = await svc._task(uow, user_id, task_id)
+            task = await task_of(uow, user_id, task_id)
             if task.recurrence is None or task.series_id is None or task.due_at is None:
                 raise InvalidArgument("skip", f"task {task_id} does not repeat; complete or delete it instead")
             if task.completed:
                 raise InvalidArgument("skip", f"task {task_id} is completed; only a pending occurrence can be skipped")
-            tz = (await svc._profile(uow, user_id)).tz
-            now = svc._clock.now()
+            tz = (await profile_of(uow, user_id)).tz
+            now = self._run.now()
             plan = await off_loop(plan_skip, task, tz, now)  # expands the rule: off the event loop
             if plan is None:
                 raise InvalidArgument("skip", "this is the series' last occurrence; complete or delete it instead")
@@ -47,7 +40,7 @@ class SeriesActions:
             # The next occurrence takes the series' values, not this one's one-off changes.
             moved_task = task.series_base().evolve(**moved(task, plan.due_at, tz), updated_at=now)
             await uow.tasks.update(moved_task)
-            await uow.events.add(svc._event(EventType.UPDATED, moved_task, "skip"))
+            await uow.events.add(self._run.event(EventType.UPDATED, moved_task, "skip"))
             undo.task(task, moved_task)
             records = [occurrence_record(task, OccurrenceStatus.SKIPPED, now, tz)]
             records += [occurrence_record(task, OccurrenceStatus.MISSED, now, tz, due_at=d) for d in plan.missed]
@@ -56,7 +49,7 @@ class SeriesActions:
             return moved_task
 
         request = {"op": "skip", "task_id": task_id}
-        return await svc._once(user_id, idempotency_key, request, work, receipt=receipt)
+        return await self._run.change(user_id, idempotency_key, request, work, TASK_CODEC)
 
     async def occurrences(self, user_id: str, task_id: int, limit: int = 50) -> list[OccurrenceRecord] | None:
         """The per-occurrence history of the series `task_id` belongs to (None: it is in none, or is gone)."""
@@ -67,4 +60,4 @@ class SeriesActions:
                 return None
             return await uow.occurrences.list(user_id, task.series_id, limit)
 
-        return await self._service._read(work)
+        return await self._run.read(work)

@@ -10,10 +10,8 @@ a token of its own (so an undo can be undone: a redo).
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -22,76 +20,10 @@ from doable.domain.events import EventType
 from doable.domain.occurrences import OccurrenceRecord, OccurrenceStatus
 from doable.domain.profile import Profile
 from doable.domain.task import Task
-from doable.ports import ActionToken, UnitOfWork
-
-if TYPE_CHECKING:
-    from doable.service import TaskService
-
-UNDO_WINDOW = timedelta(hours=24)
-KIND = "undo"
-
-
-@dataclass
-class Receipt:
-    """Filled in by a mutating use case for callers that want it: the token that undoes the change."""
-
-    undo: str | None = None
-
-
-@dataclass
-class UndoLog:
-    """What one change did, step by step, as its inverse needs it."""
-
-    label: str
-    steps: list[dict[str, Any]] = field(default_factory=list)
-
-    def task(self, before: Task | None, after: Task | None) -> None:
-        """`before` became `after` (None: did not exist / no longer exists)."""
-        ref = after or before
-        assert ref is not None
-        self.steps.append(
-            {
-                "kind": "task",
-                "task_id": ref.task_id,
-                "before": before.model_dump(mode="json") if before else None,
-                "after": after.version if after else None,
-            }
-        )
-
-    def records_added(self, records: list[OccurrenceRecord]) -> None:
-        if records:
-            self.steps.append({"kind": "records_added", "records": [r.model_dump(mode="json") for r in records]})
-
-    def records_removed(self, records: list[OccurrenceRecord]) -> None:
-        if records:
-            self.steps.append({"kind": "records_removed", "records": [r.model_dump(mode="json") for r in records]})
-
-    def profile(self, before: Profile | None, after: Profile) -> None:
-        self.steps.append(
-            {
-                "kind": "profile",
-                "before": before.model_dump(mode="json") if before else None,
-                "after": after.model_dump(mode="json"),
-            }
-        )
-
-    @property
-    def task_ids(self) -> list[int]:
-        return [s["task_id"] for s in self.steps if s["kind"] == "task"]
-
-
-def new_token(prefix: str) -> str:
-    return prefix + secrets.token_urlsafe(12)
-
-
-async def save(uow: UnitOfWork, user_id: str, log: UndoLog, now: datetime) -> str | None:
-    """Store `log` as an undo record in `uow`; its token (None when the change changed nothing)."""
-    if not log.steps:
-        return None
-    token = new_token("u-")
-    data = {"label": log.label, "steps": log.steps}
-    await uow.tokens.put(ActionToken(user_id, token, KIND, now, now + UNDO_WINDOW, data))
-    return token
+from doable.ports import UnitOfWork
+from doable.usecases.runner import Outcome, UseCaseRunner, model_codec
+from doable.usecases.task_steps import TaskSteps
+from doable.usecases.undo_log import KIND, UNDO_WINDOW, UndoLog
 
 
 class Reverted(BaseModel):
@@ -108,22 +40,21 @@ class UndoResult(BaseModel):
 
 
 class Undo:
-    """The undo use case. It runs on the task service's own plumbing (unit of work with retries,
-    idempotency, events), as one of its use cases kept in a module of its own."""
+    """The undo use case: on the runner every use case runs on (unit of work with retries,
+    idempotency, events); the task quota from the task steps."""
 
-    def __init__(self, service: TaskService) -> None:
-        self._service = service
+    def __init__(self, runner: UseCaseRunner, steps: TaskSteps) -> None:
+        self._run = runner
+        self._steps = steps
 
-    async def undo(
-        self, user_id: str, token: str, *, idempotency_key: str | None = None, receipt: Receipt | None = None
-    ) -> UndoResult:
-        """Reverse the change `token` was issued for, if nothing it touched changed since."""
-        svc = self._service
+    async def undo(self, user_id: str, token: str, *, idempotency_key: str | None = None) -> Outcome[UndoResult]:
+        """Reverse the change `token` was issued for, if nothing it touched changed since; the
+        outcome's undo token undoes the undo (a redo)."""
         if not isinstance(token, str) or not token.startswith("u-") or len(token) > 64:
             raise InvalidArgument("token", "must be an undo token from a change's result (starts with 'u-')")
 
         async def work(uow: UnitOfWork, redo: UndoLog) -> UndoResult:
-            now = svc._clock.now()
+            now = self._run.now()
             record = await uow.tokens.get(user_id, token)
             if record is None or record.kind != KIND:
                 raise InvalidArgument("token", "is not a current undo token of yours: used already, or never issued")
@@ -157,15 +88,8 @@ class Undo:
             await uow.tokens.remove(user_id, token)
             return result
 
-        return await svc._once(
-            user_id,
-            idempotency_key,
-            {"op": "undo", "token": token},
-            work,
-            receipt=receipt,
-            dump=lambda r: r.model_dump(mode="json"),
-            load=UndoResult.model_validate,
-        )
+        request = {"op": "undo", "token": token}
+        return await self._run.change(user_id, idempotency_key, request, work, model_codec(UndoResult))
 
     @staticmethod
     async def _check(uow: UnitOfWork, user_id: str, steps: list[dict[str, Any]]) -> dict[int, Task | None]:
@@ -195,7 +119,7 @@ class Undo:
         removed = sum(1 for s in steps if s["kind"] == "task" and not s["before"] and current[s["task_id"]] is not None)
         if recreated <= removed:
             return
-        quota = self._service.task_quota
+        quota = self._steps.limits.tasks_per_user
         if await uow.tasks.count(user_id) + recreated - removed > quota:
             raise LimitExceeded(
                 "tasks", f"limit of {quota} tasks per user reached; undoing this would re-create {recreated}"
@@ -204,19 +128,18 @@ class Undo:
     async def _task(
         self, uow: UnitOfWork, step: dict[str, Any], task: Task | None, result: UndoResult, redo: UndoLog, now: datetime
     ) -> None:
-        svc = self._service
         before = Task.model_validate(step["before"]) if step["before"] else None
         if before is None:
             assert task is not None
             await uow.tasks.remove(task)
-            await uow.events.add(svc._event(EventType.DELETED, task, "undo"))
+            await uow.events.add(self._run.event(EventType.DELETED, task, "undo"))
             redo.task(task, None)
             result.tasks.append(Reverted(status="deleted", task=task))
             return
         if task is None:
             restored = before.model_copy(update={"version": before.version + 1, "updated_at": now})
             await uow.tasks.add(restored)
-            await uow.events.add(svc._event(EventType.CREATED, restored, "undo"))
+            await uow.events.add(self._run.event(EventType.CREATED, restored, "undo"))
             redo.task(None, restored)
             result.tasks.append(Reverted(status="recreated", task=restored))
             return
@@ -225,7 +148,7 @@ class Undo:
         kind = EventType.UPDATED
         if restored.completed != task.completed:
             kind = EventType.COMPLETED if restored.completed else EventType.REOPENED
-        await uow.events.add(svc._event(kind, restored, "undo"))
+        await uow.events.add(self._run.event(kind, restored, "undo"))
         redo.task(task, restored)
         result.tasks.append(Reverted(status="restored", task=restored))
         if task.completed and not restored.completed and task.series_id and task.recurrence and task.due_at:
@@ -250,7 +173,7 @@ class Undo:
                     f"task {spawned.task_id}, the occurrence its completion created, changed since; nothing was undone"
                 )
             await uow.tasks.remove(spawned)
-            await uow.events.add(self._service._event(EventType.DELETED, spawned, "undo"))
+            await uow.events.add(self._run.event(EventType.DELETED, spawned, "undo"))
             result.tasks.append(Reverted(status="deleted", task=spawned))
         if spawned_id is not None:
             await uow.series.unlink(user_id, series_id, slot)

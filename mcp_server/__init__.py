@@ -1,5 +1,2 @@
-"""The MCP tool server: Doable's task tools for agents and MCP clients (Claude Desktop, the chat agent)."""
-
-from mcp_server.server import build_mcp
-
-__all__ = ["build_mcp"]
+"""The MCP server: the task tools (mcp_server.tools, built into a server by mcp_server.server.build_mcp),
+prompts, resources, and the guard and token verifier in front of the HTTP endpoint."""

@@ -15,7 +15,6 @@ the answer the person is asked again rather than confirming something they did n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
@@ -24,9 +23,10 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, ConfigDict
 
-from doable.bulk import Bulk, BulkOutcome
+from doable.bulk import BulkOutcome
 from doable.domain.errors import DoableError
-from mcp_server.identity import UserResolver, resolve_user
+from doable.usecases.runner import Outcome
+from mcp_server.tooling import tool_deps
 
 # The first revision that carries elicitation inside the call's own result (no back-channel needed).
 _SESSIONLESS = "2026-07-28"
@@ -38,15 +38,6 @@ class ConfirmChange(BaseModel):
     """Nothing to fill in: accepting the form is the confirmation."""
 
     model_config = ConfigDict(title="Confirm")
-
-
-@dataclass(frozen=True)
-class BulkAsker:
-    """What the resolvers need from the server they run in (they are module-level functions, so
-    the SDK can name them the same in every process)."""
-
-    bulk: Bulk
-    user: UserResolver
 
 
 def client_can_ask(ctx: Context[Any, Any]) -> bool:
@@ -62,13 +53,6 @@ def client_can_ask(ctx: Context[Any, Any]) -> bool:
     return bool(ctx.session.can_send_request)
 
 
-def _asker(ctx: Context[Any, Any]) -> BulkAsker:
-    asker = getattr(ctx.mcp_server, "bulk_asker", None)
-    if not isinstance(asker, BulkAsker):
-        raise RuntimeError("this MCP server has no bulk_asker; build it with mcp_server.server.build_mcp")
-    return asker
-
-
 async def preview_for_the_person(
     ctx: Context[Any, Any],
     action: Any,
@@ -77,15 +61,16 @@ async def preview_for_the_person(
     due: Any,
     confirm_token: Any,
     user_id: Any,
-) -> BulkOutcome | None:
-    """The preview the person is asked about; None when the call takes the token path (a
-    confirm_token was given, or the client cannot ask)."""
+) -> Outcome[BulkOutcome] | None:
+    """The preview the person is asked about (with the user's calendar, to show it); None when
+    the call takes the token path (a confirm_token was given, or the client cannot ask). The
+    resolvers are module-level functions, so the SDK names them the same in every process; they
+    reach the use cases through the server's tool dependencies, as the tools do."""
     if confirm_token is not None or not client_can_ask(ctx):
         return None
-    asker = _asker(ctx)
+    deps = tool_deps(ctx)
     try:
-        uid = resolve_user(asker.user, user_id)
-        return await asker.bulk.run(uid, action, task_ids=task_ids, filter=filter, due=due)
+        return await deps.bulk.run(deps.caller(user_id), action, task_ids=task_ids, filter=filter, due=due)
     except DoableError as exc:
         raise ToolError(str(exc)) from None
 
@@ -106,9 +91,9 @@ def question(outcome: BulkOutcome, due: str | None = None) -> str:
 
 
 async def ask_the_person(
-    preview: Annotated[BulkOutcome | None, Resolve(preview_for_the_person)], due: Any
+    preview: Annotated[Outcome[BulkOutcome] | None, Resolve(preview_for_the_person)], due: Any
 ) -> Elicit[ConfirmChange] | None:
     """The question, when there is something to confirm and the client can ask."""
-    if preview is None or preview.confirm_token is None:
+    if preview is None or preview.value.confirm_token is None:
         return None
-    return Elicit(question(preview, due), ConfirmChange)
+    return Elicit(question(preview.value, due), ConfirmChange)

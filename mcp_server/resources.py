@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
@@ -19,9 +18,8 @@ from pydantic import BaseModel
 from doable.domain.errors import DoableError, NotFound
 from doable.domain.query import SortField, Status
 from doable.inputs import ListRequest
-from doable.service import TaskService
 from doable.views import list_view, task_result
-from mcp_server.identity import UserResolver
+from mcp_server.tooling import ToolDeps
 
 TODAY_URI = "tasks://today"
 TASK_URI = "tasks://task/{id}"
@@ -47,9 +45,7 @@ async def _read(work: Callable[[], Awaitable[str]], uri: str) -> str:
         raise ResourceError(str(exc)) from None
 
 
-def add_resources(
-    mcp: MCPServer[Any], service: TaskService, user: UserResolver, tz_of: Callable[[str], Awaitable[ZoneInfo]]
-) -> None:
+def add_resources(mcp: MCPServer[Any], deps: ToolDeps) -> None:
     @mcp.resource(
         TODAY_URI,
         name="today",
@@ -59,10 +55,9 @@ def add_resources(
     )
     async def today() -> str:
         async def work() -> str:
-            uid = user()
             request = ListRequest(status=Status.PENDING, filter="overdue | today", sort=SortField.DUE, limit=TODAY_MAX)
-            page, cal = await service.list(uid, request)
-            return _text(list_view(page, cal, description_max=DESCRIPTION_MAX))
+            page = await deps.tasks.list(deps.user(), request)
+            return _text(list_view(page.value, page.calendar, description_max=DESCRIPTION_MAX))
 
         return await _read(work, TODAY_URI)
 
@@ -77,10 +72,10 @@ def add_resources(
         uri = TASK_URI.replace("{id}", id)
 
         async def work() -> str:
-            uid = user()
+            uid = deps.user()
             if not id.isdigit() or not 1 <= int(id) <= 2**53:
                 raise NotFound(f"no such task: {uri}")
-            found = await service.get(uid, int(id))
-            return _text(task_result(found, "found", await tz_of(uid)))
+            found = await deps.tasks.get(uid, int(id))
+            return _text(task_result(found.value, "found", found.calendar.tz))
 
         return await _read(work, uri)

@@ -58,3 +58,51 @@ def compact_schema(schema: dict[str, Any], *, nullable: frozenset[str] = frozens
         original = schema["properties"][name]
         result["properties"][name] = walk(original, keep_null=True)
     return result
+
+
+def flat_output_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The same result shape, cheap to validate. A client validates every structured result
+    against the tool's output schema, and its validator's cost is one step per (value, subschema)
+    pair: a page of 50 tasks described field by field is ~1,000 steps (~15 ms with the official
+    client's jsonschema, `$ref` or not). So, flat: `$ref`s inlined; an optional value as
+    `type: [X, "null"]` rather than an `anyOf` tried branch by branch; no titles; and an object
+    inside a list (a task of a page) keeps its type, its required fields and its field names, each
+    field's type being the one the tool's single-object schema gives (get_task's `task`)."""
+    defs: dict[str, Any] = schema.get("$defs", {})
+
+    def walk(node: Any, in_list: bool = False) -> Any:
+        if isinstance(node, list):
+            return [walk(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            target = defs[node["$ref"].rsplit("/", 1)[-1]]
+            return walk({**target, **{k: v for k, v in node.items() if k != "$ref"}}, in_list)
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in ("title", "$defs"):
+                continue
+            if key == "properties":
+                # `true` accepts anything and costs a validator no step.
+                out[key] = {name: True if in_list else walk(prop) for name, prop in value.items()}
+            else:
+                out[key] = walk(value, in_list=key == "items")
+        return _nullable_as_type(out)
+
+    flat: dict[str, Any] = walk(schema)
+    return flat
+
+
+def _nullable_as_type(node: dict[str, Any]) -> dict[str, Any]:
+    """`anyOf: [X, {type: null}]` as X with `null` added to its type, when X has a single type
+    and nothing that would also constrain null (an enum gains None; a `const` keeps the anyOf)."""
+    branches = node.get("anyOf")
+    if not isinstance(branches, list) or len(branches) != 2 or {"type": "null"} not in branches:
+        return node
+    other = branches[0] if branches[1] == {"type": "null"} else branches[1]
+    if not isinstance(other, dict) or not isinstance(other.get("type"), str) or "const" in other:
+        return node
+    merged = {**other, **{k: v for k, v in node.items() if k != "anyOf"}, "type": [other["type"], "null"]}
+    if "enum" in other:
+        merged["enum"] = [*other["enum"], None]
+    return merged

@@ -19,8 +19,8 @@ import pytest
 from pydantic import SecretStr
 
 from doable.auth import mint
+from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
-from doable.runtime import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
 from tests import pg_cluster

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from doable.domain.clock import Clock
+from doable.messaging import JobHandler
 from doable.web.callbacks import callback_router
 from doable.web.middleware import RequestContext
 from workers.registry import Worker
@@ -30,9 +31,11 @@ def create_worker_app(
     readiness: Readiness | None = None,
     lifespan: Lifespan | None = None,
     app_token: str | None = None,
+    on_job: JobHandler | None = None,
 ) -> FastAPI:
     """The ASGI app of `worker`. `readiness` reports each backend ("ok" or not); `lifespan`
-    opens and closes what the worker's ports hold (database engine, sidecar client)."""
+    opens and closes what the worker's ports hold (database engine, sidecar client); `on_job`
+    answers the job triggers in place of the worker's own handler (the transport's batching)."""
 
     @asynccontextmanager
     async def no_lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -58,7 +61,7 @@ def create_worker_app(
 
     app.include_router(
         callback_router(
-            worker.subscriptions, clock=clock, on_job=worker.on_job, crons=worker.crons, app_token=app_token
+            worker.subscriptions, clock=clock, on_job=on_job or worker.on_job, crons=worker.crons, app_token=app_token
         )
     )
     app.add_middleware(RequestContext)

@@ -8,8 +8,9 @@ import structlog
 from pydantic import ValidationError
 
 from doable.domain.events import TaskEvent
-from doable.history import AuditEntry, AuditStore
+from doable.history import AuditEntry
 from doable.messaging import Message, Outcome
+from doable.ports import AuditStore
 
 log = structlog.get_logger("doable.audit")
 

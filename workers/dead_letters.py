@@ -22,8 +22,9 @@ import structlog
 from doable import topology
 from doable.domain.clock import Clock
 from doable.domain.errors import Conflict, Unavailable
-from doable.messaging import MALFORMED_ATTRIBUTE, DeadLetterSink, Message, Outcome
+from doable.messaging import MALFORMED_ATTRIBUTE, Message, Outcome
 from doable.metrics import EVENTS_DEAD_LETTERED
+from doable.ports import DeadLetterSink
 
 log = structlog.get_logger("doable.dead_letters")
 

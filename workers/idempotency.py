@@ -9,34 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import structlog
 
 from doable.domain.clock import Clock
 from doable.messaging import BatchHandler, Handler, Message, Outcome
+from doable.ports import ProcessedMessages
 
 log = structlog.get_logger("doable.workers")
 
 PRUNE_EVERY = timedelta(hours=1)
-
-
-class ProcessedMessages(Protocol):
-    async def seen(self, consumer: str, message_id: str) -> bool: ...
-
-    async def remember(self, consumer: str, message_id: str, at: datetime) -> None: ...
-
-    async def seen_many(self, consumer: str, message_ids: list[str]) -> set[str]:
-        """Which of `message_ids` `consumer` handled (one read)."""
-        ...
-
-    async def remember_many(self, consumer: str, message_ids: list[str], at: datetime) -> None:
-        """Record `message_ids` as handled by `consumer` (one write)."""
-        ...
-
-    async def prune(self, before: datetime) -> int:
-        """Forget records older than `before`; how many went."""
-        ...
 
 
 def never(_: Message) -> bool:

@@ -23,9 +23,10 @@ from doable import topology
 from doable.domain.clock import Clock
 from doable.domain.errors import Unavailable
 from doable.domain.reminders import ReminderEvent
-from doable.inbox import InboxStore, NewNotification, Notification, Webhook, WebhookStore
-from doable.messaging import EventPublisher, Job, JobScheduler, Message, Outcome, Outgoing, publish_many
+from doable.inbox import NewNotification, Notification, Webhook
+from doable.messaging import Job, Message, Outcome, Outgoing, publish_many
 from doable.metrics import NOTIFICATIONS_DELIVERED, NOTIFICATIONS_FAILED
+from doable.ports import EventPublisher, InboxStore, JobScheduler, WebhookStore
 from workers.webhooks import WebhookSender
 
 log = structlog.get_logger("doable.notifications")

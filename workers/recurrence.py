@@ -10,7 +10,6 @@ through the `OccurrenceCreator` port: in-process here, by service invocation of 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -19,24 +18,10 @@ from doable.domain.errors import Unavailable
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.task import Task
 from doable.messaging import Message, Outcome, one_by_one
+from doable.ports import OccurrenceCreator
 from doable.service import TaskService
 
 log = structlog.get_logger("doable.recurrence")
-
-
-class OccurrenceCreator(Protocol):
-    async def create_next(self, completed: Task) -> Task | None:
-        """Create (once) the occurrence after `completed`; None when the series has ended.
-
-        Raises Conflict/Unavailable when it may be retried, InvalidArgument when it never will."""
-        ...
-
-
-class BatchOccurrenceCreator(OccurrenceCreator, Protocol):
-    async def create_next_many(self, completed: Sequence[Task]) -> list[Task | None]:
-        """`create_next` for each of `completed` in one unit of work, all or nothing (raises
-        what the first failing item raised, keeping none of the batch)."""
-        ...
 
 
 class ServiceOccurrences:
@@ -90,17 +75,17 @@ class Recurrence:
 
     async def on_task_events(self, messages: Sequence[Message]) -> list[Outcome]:
         """A batch, in order: only completions of repeating tasks do work, and their next
-        occurrences are created together in one unit of work when the creator can
-        (`create_next_many`). If that fails (one user at the task limit, a conflict that outlasted
-        its retries), nothing of it was kept: the batch is handled again message by message, so
-        each completion is settled on its own (a bad one dropped or retried, the rest created)."""
-        many = getattr(self._creator, "create_next_many", None)
+        occurrences are created together (`create_next_many`; in-process in one unit of work). If
+        that fails (one user at the task limit, a conflict that outlasted its retries), the batch
+        is handled again message by message (creating an occurrence is idempotent, so what the
+        failed batch kept is found, not repeated): each completion is settled on its own (a bad
+        one dropped or retried, the rest created)."""
         parsed = [self._completed_task(m) for m in messages]
         completions = [(i, t) for i, t in enumerate(parsed) if isinstance(t, Task)]
-        if many is None or len(completions) < 2:
+        if len(completions) < 2:
             return await one_by_one(self.on_task_event, messages)
         try:
-            created: list[Task | None] = await many([t for _, t in completions])
+            created = await self._creator.create_next_many([t for _, t in completions])
         except Unavailable:
             raise  # the bus waits for the database; one by one would fail the same way
         except Exception as exc:

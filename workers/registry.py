@@ -14,26 +14,25 @@ from typing import TypeVar
 
 from doable import topology
 from doable.domain.clock import Clock
-from doable.history import AuditStore
-from doable.inbox import InboxStore, WebhookStore
-from doable.messaging import (
-    BatchHandler,
-    Cron,
+from doable.messaging import BatchHandler, Cron, Handler, JobBatchHandler, JobHandler, Message, Subscription
+from doable.ports import (
+    AuditStore,
     DeadLetterSink,
     EventPublisher,
-    Handler,
-    JobBatchHandler,
-    JobHandler,
+    InboxStore,
     JobScheduler,
-    Message,
-    Subscription,
+    OccurrenceCreator,
+    ProcessedMessages,
+    ReminderLedger,
+    TaskLookup,
+    WebhookStore,
 )
 from workers.audit import Audit
 from workers.dead_letters import DeadLetters
-from workers.idempotency import Deduplicator, ProcessedMessages, never
+from workers.idempotency import Deduplicator, never
 from workers.notifications import Notifications, WebhookPolicy
-from workers.recurrence import OccurrenceCreator, Recurrence
-from workers.reminders import ReminderLedger, ReminderOptions, Reminders, TaskLookup
+from workers.recurrence import Recurrence
+from workers.reminders import ReminderOptions, Reminders
 from workers.webhooks import WebhookSender
 
 WORKER_NAMES = tuple(topology.WORKER_APP_IDS)
@@ -84,72 +83,86 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
     """The handler set of worker `name` (one of WORKER_NAMES)."""
     if name not in topology.WORKER_APP_IDS:
         raise ValueError(f"unknown worker {name!r}; choose one of {', '.join(WORKER_NAMES)}")
-    dedupe = Deduplicator(ports.processed, ports.clock, ttl=ports.options.processed_ttl)
+    return _BUILDERS[name](_Subscriber(name, ports), ports)
 
-    def subscription(
+
+class _Subscriber:
+    """Subscriptions of one worker, deduplicated per subscription (`Deduplicator`)."""
+
+    def __init__(self, worker: str, ports: WorkerPorts) -> None:
+        self.worker = worker
+        self.app_id = topology.WORKER_APP_IDS[worker]
+        self._dedupe = Deduplicator(ports.processed, ports.clock, ttl=ports.options.processed_ttl)
+
+    def __call__(
+        self,
         topic: str,
         handler: Handler,
         needs_record: Callable[[Message], bool] | None = None,
         batch: BatchHandler | None = None,
     ) -> Subscription:
-        sub_name = f"{name}-{topic}"
+        name = f"{self.worker}-{topic}"
         return Subscription(
             topic=topic,
-            handler=dedupe.wrap(sub_name, handler, needs_record=needs_record),
-            name=sub_name,
-            batch_handler=dedupe.wrap_batch(sub_name, batch, needs_record=needs_record) if batch else None,
+            handler=self._dedupe.wrap(name, handler, needs_record=needs_record),
+            name=name,
+            batch_handler=self._dedupe.wrap_batch(name, batch, needs_record=needs_record) if batch else None,
         )
 
-    app_id = topology.WORKER_APP_IDS[name]
-    if name == "reminders":
-        reminders = Reminders(
-            _need(ports.ledger, name, "ledger"),
-            _need(ports.jobs, name, "jobs")(name),
-            _need(ports.tasks, name, "tasks"),
-            ports.publisher,
-            ports.clock,
-            ports.options.reminders,
-        )
-        return Worker(
-            name=name,
-            app_id=app_id,
-            # Idempotent by itself: it schedules what the task, read afresh, wants now.
-            subscriptions=(
-                subscription(topology.TASK_EVENTS, reminders.on_task_event, never, reminders.on_task_events),
-            ),
-            on_job=reminders.on_job,
-            on_jobs=reminders.on_jobs,
-            crons=(Cron(topology.REMINDER_SWEEP_BINDING, reminders.sweep, ports.options.sweep_every_seconds),),
-        )
-    if name == "notifications":
-        notifications = Notifications(
-            _need(ports.inbox, name, "inbox"),
-            _need(ports.webhooks, name, "webhooks"),
-            ports.publisher,
-            _need(ports.jobs, name, "jobs")(name),
-            _need(ports.sender, name, "sender"),
-            ports.clock,
-            ports.options.webhooks,
-        )
-        return Worker(
-            name=name,
-            app_id=app_id,
-            subscriptions=(
-                subscription(topology.REMINDERS, notifications.on_reminder, batch=notifications.on_reminders),
-            ),
-            on_job=notifications.on_job,
-        )
-    if name == "recurrence":
-        recurrence = Recurrence(_need(ports.occurrences, name, "occurrences"))
-        return Worker(
-            name=name,
-            app_id=app_id,
-            subscriptions=(
-                subscription(
-                    topology.TASK_EVENTS, recurrence.on_task_event, recurrence.acts_on, recurrence.on_task_events
-                ),
-            ),
-        )
+
+def _reminders(subscribe: _Subscriber, ports: WorkerPorts) -> Worker:
+    name = subscribe.worker
+    reminders = Reminders(
+        _need(ports.ledger, name, "ledger"),
+        _need(ports.jobs, name, "jobs")(name),
+        _need(ports.tasks, name, "tasks"),
+        ports.publisher,
+        ports.clock,
+        ports.options.reminders,
+    )
+    return Worker(
+        name=name,
+        app_id=subscribe.app_id,
+        # Idempotent by itself: it schedules what the task, read afresh, wants now.
+        subscriptions=(subscribe(topology.TASK_EVENTS, reminders.on_task_event, never, reminders.on_task_events),),
+        on_job=reminders.on_job,
+        on_jobs=reminders.on_jobs,
+        crons=(Cron(topology.REMINDER_SWEEP_BINDING, reminders.sweep, ports.options.sweep_every_seconds),),
+    )
+
+
+def _notifications(subscribe: _Subscriber, ports: WorkerPorts) -> Worker:
+    name = subscribe.worker
+    notifications = Notifications(
+        _need(ports.inbox, name, "inbox"),
+        _need(ports.webhooks, name, "webhooks"),
+        ports.publisher,
+        _need(ports.jobs, name, "jobs")(name),
+        _need(ports.sender, name, "sender"),
+        ports.clock,
+        ports.options.webhooks,
+    )
+    return Worker(
+        name=name,
+        app_id=subscribe.app_id,
+        subscriptions=(subscribe(topology.REMINDERS, notifications.on_reminder, batch=notifications.on_reminders),),
+        on_job=notifications.on_job,
+    )
+
+
+def _recurrence(subscribe: _Subscriber, ports: WorkerPorts) -> Worker:
+    recurrence = Recurrence(_need(ports.occurrences, subscribe.worker, "occurrences"))
+    return Worker(
+        name=subscribe.worker,
+        app_id=subscribe.app_id,
+        subscriptions=(
+            subscribe(topology.TASK_EVENTS, recurrence.on_task_event, recurrence.acts_on, recurrence.on_task_events),
+        ),
+    )
+
+
+def _audit(subscribe: _Subscriber, ports: WorkerPorts) -> Worker:
+    name = subscribe.worker
     audit = Audit(_need(ports.audit, name, "audit"))
     dead_letters = DeadLetters(_need(ports.dead_letters, name, "dead_letters"), ports.clock)
     # The dead-letter topic's consumer (Dapr mode; embedded, the bus records dead letters itself).
@@ -162,13 +175,18 @@ def build_worker(name: str, ports: WorkerPorts) -> Worker:
     )
     return Worker(
         name=name,
-        app_id=app_id,
+        app_id=subscribe.app_id,
         # Idempotent by itself: an entry is keyed by its event id.
-        subscriptions=(
-            subscription(topology.TASK_EVENTS, audit.on_task_event, never, audit.on_task_events),
-            dead_letter_sub,
-        ),
+        subscriptions=(subscribe(topology.TASK_EVENTS, audit.on_task_event, never, audit.on_task_events), dead_letter_sub),
     )
+
+
+_BUILDERS: dict[str, Callable[[_Subscriber, WorkerPorts], Worker]] = {
+    "reminders": _reminders,
+    "notifications": _notifications,
+    "recurrence": _recurrence,
+    "audit": _audit,
+}
 
 
 def build_workers(ports: WorkerPorts) -> dict[str, Worker]:

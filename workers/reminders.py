@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -29,26 +28,12 @@ from doable.domain.errors import NotFound
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.reminders import ReminderEvent, ScheduledReminder, still_wanted, wanted_reminders
 from doable.domain.task import Task
-from doable.messaging import (
-    EventPublisher,
-    Job,
-    JobScheduler,
-    Message,
-    Outcome,
-    Outgoing,
-    outcome_for,
-    publish_many,
-)
+from doable.messaging import Job, Message, Outcome, Outgoing, outcome_for, publish_many
 from doable.metrics import REMINDER_LATENESS, REMINDERS_FIRED
+from doable.ports import EventPublisher, JobScheduler, ReminderLedger, TaskLookup
 from doable.service import TaskService
 
 log = structlog.get_logger("doable.reminders")
-
-
-class TaskLookup(Protocol):
-    async def get(self, user_id: str, task_id: int) -> Task | None:
-        """The task as it is now, or None if it does not exist."""
-        ...
 
 
 class ServiceTaskLookup:
@@ -65,32 +50,6 @@ class ServiceTaskLookup:
 
     async def get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Task]:
         return await self._service.get_many(keys)
-
-
-class ReminderLedger(Protocol):
-    async def for_task(self, user_id: str, task_id: int) -> dict[str, ScheduledReminder]: ...
-
-    async def get(self, job_name: str) -> ScheduledReminder | None: ...
-
-    async def put(self, reminder: ScheduledReminder) -> None: ...
-
-    async def remove(self, job_names: list[str]) -> None: ...
-
-    async def overdue(
-        self, *, fired_before: datetime, lease_expired_before: datetime, limit: int
-    ) -> list[ScheduledReminder]:
-        """Reminders due by `fired_before` that no firing finished or holds a live claim on."""
-        ...
-
-    async def claim(self, reminder: ScheduledReminder, *, now: datetime, lease_expired_before: datetime) -> bool: ...
-
-    async def finish(self, reminder: ScheduledReminder, state: Literal["sent", "skipped"], at: datetime) -> None: ...
-
-    async def release(self, reminder: ScheduledReminder) -> None: ...
-
-    async def finished(self, reminder: ScheduledReminder) -> bool:
-        """Whether this firing was already sent or skipped."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -168,23 +127,10 @@ class Reminders:
         """A batch of task events: the same convergence as `on_task_event`, for every task of the
         batch at once (the ledger read, its writes, the task reads and the jobs, each once per
         batch). A task's events converge to what its last one asks (the task as it is now)."""
-        outcomes: list[Outcome] = []
-        last: dict[tuple[str, int], tuple[TaskEvent, Task]] = {}
-        for message in messages:
-            try:
-                event = TaskEvent.model_validate(message.data)
-                snapshot = event.task()
-            except ValidationError as exc:
-                log.error("reminders.bad_event", message_id=message.id, error=str(exc))
-                outcomes.append(Outcome.DROP)
-                continue
-            outcomes.append(Outcome.SUCCESS)
-            key = (event.user_id, event.task_id)
-            last.pop(key, None)
-            last[key] = (event, snapshot)
+        outcomes, last = _last_event_per_task(messages)
         if not last:
             return outcomes
-        current = await _call_many(self._ledger, "for_tasks", list(last), self._ledger_for_tasks)
+        current = await self._ledger.for_tasks(list(last))
         # A task with nothing in the ledger whose event wants no reminder needs nothing: if the
         # task has reminders now, the event that gave them is still to come and schedules them.
         lookup = [
@@ -192,7 +138,7 @@ class Reminders:
             for k, (event, snapshot) in last.items()
             if event.event_type is not EventType.DELETED and (current.get(k) or snapshot.reminders)
         ]
-        latest = await _call_many(self._tasks, "get_many", lookup, self._tasks_get_many) if lookup else {}
+        latest = await self._tasks.get_many(lookup) if lookup else {}
         looked_up = set(lookup)
         gone: list[tuple[str, TaskEvent]] = []
         puts: list[ScheduledReminder] = []
@@ -218,24 +164,24 @@ class Reminders:
         if gone:
             # Ledger first (see on_task_event).
             await self._ledger.remove([name for name, _ in gone])
-            await _cancel_many(self._jobs, [name for name, _ in gone])
+            await self._jobs.cancel_many([name for name, _ in gone])
             for name, event in gone:
                 log.info("reminder.cancelled", job=name, task_id=event.task_id, reason=event.event_type.value)
         if puts:
-            await _call_many(self._ledger, "put_many", puts, self._ledger_put_many)
+            await self._ledger.put_many(puts)
         if wanted_now:
-            finished = await _call_many(self._ledger, "finished_many", wanted_now, self._ledger_finished_many)
+            finished = await self._ledger.finished_many(wanted_now)
             jobs = [
                 Job(name=r.job_name, due_at=r.fire_at, data=_job_data(r))
                 for r in wanted_now
                 if r.job_name not in finished
             ]
-            await _schedule_many(self._jobs, jobs)
+            await self._jobs.schedule_many(jobs)
         return outcomes
 
     async def on_jobs(self, jobs: Sequence[Job]) -> list[Outcome]:
         """Reminder jobs that fell due together: `on_job` for all of them, each step once per batch."""
-        found = await _call_many(self._ledger, "get_many", [j.name for j in jobs], self._ledger_get_many)
+        found = await self._ledger.get_many([j.name for j in jobs])
         outcomes = [Outcome.SUCCESS] * len(jobs)
         due: list[tuple[int, ScheduledReminder]] = []
         for i, job in enumerate(jobs):
@@ -255,14 +201,7 @@ class Reminders:
         the Reminder Events as one batch, and finish them together."""
         now = self._clock.now()
         lease_expired_before = now - self._options.claim_lease
-        claimed: set[str] = await _call_many(
-            self._ledger,
-            "claim_many",
-            reminders,
-            self._ledger_claim_many,
-            now=now,
-            lease_expired_before=lease_expired_before,
-        )
+        claimed: set[str] = await self._ledger.claim_many(reminders, now=now, lease_expired_before=lease_expired_before)
         mine = [r for r in reminders if r.job_name in claimed]
         for r in reminders:
             if r.job_name not in claimed:
@@ -271,9 +210,7 @@ class Reminders:
         if not mine:
             return [outcome[r.job_name] for r in reminders]
         try:
-            tasks = await _call_many(
-                self._tasks, "get_many", [(r.user_id, r.task_id) for r in mine], self._tasks_get_many
-            )
+            tasks = await self._tasks.get_many([(r.user_id, r.task_id) for r in mine])
             skipped: list[ScheduledReminder] = []
             sending: list[tuple[ScheduledReminder, ReminderEvent]] = []
             for r in mine:
@@ -283,72 +220,29 @@ class Reminders:
                 else:
                     sending.append((r, ReminderEvent.of(task, r.job_name, r.fire_at)))
             if skipped:
-                await _call_many(
-                    self._ledger, "finish_many", skipped, self._ledger_finish_many, state="skipped", at=now
-                )
+                await self._ledger.finish_many(skipped, state="skipped", at=now)
                 for r in skipped:
                     log.info("reminder.skipped", job=r.job_name, task_id=r.task_id, source=source)
             entries = [Outgoing(data=e.model_dump(mode="json"), key=e.user_id, event_id=e.event_id) for _, e in sending]
             failed = await publish_many(self._publisher, topology.REMINDERS, entries)
         except BaseException:
             # Hand the claims back so the job's retry (or the sweeper) can send them.
-            await _call_many(self._ledger, "release_many", mine, self._ledger_release_many)
+            await self._ledger.release_many(mine)
             raise
         sent = [r for r, e in sending if e.event_id not in failed]
         unsent = [r for r, e in sending if e.event_id in failed]
         if unsent:
-            await _call_many(self._ledger, "release_many", unsent, self._ledger_release_many)
+            await self._ledger.release_many(unsent)
             for r in unsent:
                 outcome[r.job_name] = Outcome.RETRY
         if sent:
-            await _call_many(
-                self._ledger, "finish_many", sent, self._ledger_finish_many, state="sent", at=self._clock.now()
-            )
+            await self._ledger.finish_many(sent, state="sent", at=self._clock.now())
         for r in sent:
             lateness = max(0.0, (now - r.fire_at).total_seconds())
             REMINDERS_FIRED.labels(source=source).inc()
             REMINDER_LATENESS.observe(lateness)
             log.info("reminder.sent", job=r.job_name, task_id=r.task_id, source=source, lateness_s=round(lateness, 3))
         return [outcome[r.job_name] for r in reminders]
-
-    # ---- one by one, for ports without batch methods ----------------------------------------
-
-    async def _ledger_for_tasks(
-        self, keys: list[tuple[str, int]]
-    ) -> dict[tuple[str, int], dict[str, ScheduledReminder]]:
-        return {k: found for k in keys if (found := await self._ledger.for_task(*k))}
-
-    async def _tasks_get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Task]:
-        return {k: task for k in dict.fromkeys(keys) if (task := await self._tasks.get(*k)) is not None}
-
-    async def _ledger_put_many(self, reminders: list[ScheduledReminder]) -> None:
-        for r in reminders:
-            await self._ledger.put(r)
-
-    async def _ledger_finished_many(self, reminders: list[ScheduledReminder]) -> set[str]:
-        return {r.job_name for r in reminders if await self._ledger.finished(r)}
-
-    async def _ledger_get_many(self, names: list[str]) -> dict[str, ScheduledReminder]:
-        return {n: r for n in dict.fromkeys(names) if (r := await self._ledger.get(n)) is not None}
-
-    async def _ledger_claim_many(
-        self, reminders: list[ScheduledReminder], *, now: datetime, lease_expired_before: datetime
-    ) -> set[str]:
-        return {
-            r.job_name
-            for r in reminders
-            if await self._ledger.claim(r, now=now, lease_expired_before=lease_expired_before)
-        }
-
-    async def _ledger_finish_many(
-        self, reminders: list[ScheduledReminder], *, state: Literal["sent", "skipped"], at: datetime
-    ) -> None:
-        for r in reminders:
-            await self._ledger.finish(r, state, at)
-
-    async def _ledger_release_many(self, reminders: list[ScheduledReminder]) -> None:
-        for r in reminders:
-            await self._ledger.release(r)
 
     async def on_job(self, job: Job) -> Outcome:
         """A reminder job fired (Dapr: POST /job/{name})."""
@@ -423,30 +317,24 @@ class Reminders:
         return Outcome.SUCCESS
 
 
-async def _call_many(port: object, method: str, items: Any, fallback: Any, **kwargs: Any) -> Any:
-    """`port.method(items, **kwargs)` when the port has that batch method, else `fallback`."""
-    many = getattr(port, method, None)
-    if many is not None:
-        return await many(items, **kwargs)
-    return await fallback(items, **kwargs)
-
-
-async def _schedule_many(jobs: JobScheduler, batch: list[Job]) -> None:
-    many = getattr(jobs, "schedule_many", None)
-    if many is not None:
-        await many(batch)
-        return
-    for job in batch:
-        await jobs.schedule(job)
-
-
-async def _cancel_many(jobs: JobScheduler, names: list[str]) -> None:
-    many = getattr(jobs, "cancel_many", None)
-    if many is not None:
-        await many(names)
-        return
-    for name in names:
-        await jobs.cancel(name)
+def _last_event_per_task(messages: Sequence[Message]) -> tuple[list[Outcome], dict[tuple[str, int], tuple[TaskEvent, Task]]]:
+    """Each message's outcome (an unreadable one is dropped), and each task's last event with the
+    task as that event saw it, in the order of those last events."""
+    outcomes: list[Outcome] = []
+    last: dict[tuple[str, int], tuple[TaskEvent, Task]] = {}
+    for message in messages:
+        try:
+            event = TaskEvent.model_validate(message.data)
+            snapshot = event.task()
+        except ValidationError as exc:
+            log.error("reminders.bad_event", message_id=message.id, error=str(exc))
+            outcomes.append(Outcome.DROP)
+            continue
+        outcomes.append(Outcome.SUCCESS)
+        key = (event.user_id, event.task_id)
+        last.pop(key, None)
+        last[key] = (event, snapshot)
+    return outcomes, last
 
 
 def _job_data(reminder: ScheduledReminder) -> dict[str, object]:

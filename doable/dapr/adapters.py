@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 import anyio
 
-from doable.dapr.client import BulkEntry, DaprClient
+from doable.dapr.client import DaprClient
+from doable.dapr.operations import BulkEntry
 from doable.messaging import Job, Outgoing
 from doable.metrics import EVENTS_PUBLISHED
 from doable.topology import pubsub_for

@@ -27,89 +27,19 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx2
 import structlog
 
-from doable.domain.errors import Conflict, Unavailable
+from doable.dapr.api_paths import JOBS_ALPHA, JOBS_STABLE, bulk_publish_path_for, jobs_path_for
+from doable.dapr.operations import BulkEntry, Delete, StateItem, Upsert
+from doable.dapr.sidecar_errors import failed_entries, is_etag_error, outcome_unknown, raise_for, unserved_route
+from doable.dapr.sidecar_http import SidecarHttp
+from doable.domain.errors import Unavailable
 
 log = structlog.get_logger("doable.dapr")
-
-
-@dataclass(frozen=True)
-class StateItem:
-    key: str
-    value: Any
-    etag: str | None
-
-
-@dataclass(frozen=True)
-class Upsert:
-    key: str
-    value: Any
-    # None with first_write creates the key only if absent (Dapr: first-write without ETag).
-    etag: str | None = None
-    first_write: bool = True
-    # The store forgets the key after this long (state.postgresql and state.redis support TTLs).
-    ttl_seconds: int | None = None
-
-
-@dataclass(frozen=True)
-class Delete:
-    key: str
-    etag: str | None = None
-
-
-JOBS_STABLE = "/v1.0/jobs"
-JOBS_ALPHA = "/v1.0-alpha1/jobs"
-# The first runtime that serves the stable Jobs API path.
-_STABLE_JOBS_SINCE = (1, 18)
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
-
-
-def jobs_path_for(runtime_version: str | None) -> str:
-    """The Jobs API path a daprd of `runtime_version` serves (e.g. "1.17.13" -> the alpha path).
-
-    An unknown version (a development build says "edge") gets the stable path; a wrong guess
-    is corrected on the first call (see `DaprClient._jobs_request`)."""
-    found = _VERSION.match(runtime_version or "")
-    if found and (int(found.group(1)), int(found.group(2))) < _STABLE_JOBS_SINCE:
-        return JOBS_ALPHA
-    return JOBS_STABLE
-
-
-BULK_PUBLISH_STABLE = "/v1.0/publish/bulk"
-BULK_PUBLISH_ALPHA = "/v1.0-alpha1/publish/bulk"
-# The first runtime that also serves bulk publish under /v1.0 (every supported one serves the alpha path).
-_STABLE_BULK_PUBLISH_SINCE = (1, 18, 3)
-_FULL_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
-
-
-def bulk_publish_path_for(runtime_version: str | None) -> str:
-    """The bulk publish path to use with a daprd of `runtime_version`: `/v1.0/publish/bulk` from
-    1.18.3 (`pkg/api/http/http.go` constructPubSubEndpoints), the alpha path before it and for an
-    unknown version (every supported runtime serves that one)."""
-    found = _FULL_VERSION.match(runtime_version or "")
-    if found and tuple(int(g) for g in found.groups()) >= _STABLE_BULK_PUBLISH_SINCE:
-        return BULK_PUBLISH_STABLE
-    return BULK_PUBLISH_ALPHA
-
-
-@dataclass(frozen=True)
-class BulkEntry:
-    """One message of a bulk publish: the CloudEvent id, its type and the partition key."""
-
-    event_id: str
-    data: dict[str, Any]
-    partition_key: str
-    event_type: str
-    # The entry's own trace (a bulk call has one request span; daprd applies `cloudevent.*`
-    # metadata overrides per entry, `traceparent` among them).
-    traceparent: str | None = None
 
 
 class DaprClient:
@@ -129,7 +59,7 @@ class DaprClient:
         `invoke_timeout` (default: `timeout`) bound publishes and service invocations, whose
         sidecar-side retries can take longer."""
         headers = {"dapr-api-token": api_token} if api_token else {}
-        self._http = httpx2.AsyncClient(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
+        self._http = SidecarHttp(base_url, headers=headers, timeout=timeout, transport=transport)
         self._retries = retries
         self._backoff = backoff
         self._publish_timeout = publish_timeout or timeout
@@ -165,10 +95,10 @@ class DaprClient:
             else:
                 if response.status_code < 500 or response.status_code == 501:
                     return response
-                if _is_etag_error(response):
+                if is_etag_error(response):
                     return response
                 last = RuntimeError(f"sidecar answered {response.status_code}")
-                if not idempotent and _outcome_unknown(response):
+                if not idempotent and outcome_unknown(response):
                     log.warning("dapr.outcome_unknown", method=method, path=path.split("?")[0], error=str(last))
                     raise Unavailable("the Dapr sidecar did not answer in time; try again shortly") from last
             if attempt + 1 < attempts:
@@ -181,7 +111,7 @@ class DaprClient:
 
     async def healthy(self) -> bool:
         try:
-            response = await self._http.get("/v1.0/healthz/outbound", timeout=2.0)
+            response = await self._http.request("GET", "/v1.0/healthz/outbound", timeout=2.0)
         except (httpx2.TransportError, httpx2.TimeoutException):
             return False
         return response.status_code < 300
@@ -210,14 +140,14 @@ class DaprClient:
         )
         if response.status_code == 204 or not response.content:
             return None
-        _raise_for(response)
+        raise_for(response)
         return StateItem(key=key, value=response.json(), etag=response.headers.get("etag"))
 
     async def get_bulk(self, store: str, keys: list[str]) -> dict[str, StateItem]:
         if not keys:
             return {}
         response = await self._request("POST", f"/v1.0/state/{store}/bulk", json={"keys": keys, "parallelism": 16})
-        _raise_for(response)
+        raise_for(response)
         found: dict[str, StateItem] = {}
         for entry in response.json():
             if entry.get("error"):
@@ -256,7 +186,7 @@ class DaprClient:
         response = await self._request(
             "POST", f"/v1.0/state/{store}/transaction", json={"operations": ops}, idempotent=False
         )
-        _raise_for(response)
+        raise_for(response)
 
     # ---- pub/sub --------------------------------------------------------------------------
 
@@ -285,7 +215,7 @@ class DaprClient:
             headers=headers,
             timeout=self._publish_timeout,
         )
-        _raise_for(response)
+        raise_for(response)
 
     async def publish_bulk(self, pubsub: str, topic: str, entries: list[BulkEntry]) -> set[str]:
         """Publish `entries` in one call (daprd `onBulkPublish`); the event ids the sidecar reports
@@ -320,10 +250,10 @@ class DaprClient:
         if response.status_code < 300:
             return set()
         if response.status_code == 500:
-            failed = _failed_entries(response)
+            failed = failed_entries(response)
             if failed:
                 return {entries[int(i)].event_id for i in failed if i.isdigit() and int(i) < len(entries)}
-        _raise_for(response)
+        raise_for(response)
         return set()
 
     # ---- jobs -----------------------------------------------------------------------------
@@ -349,7 +279,7 @@ class DaprClient:
     async def _jobs_request(self, method: str, name: str, **kwargs: Any) -> httpx2.Response:
         path = await self.jobs_path()
         response = await self._request(method, f"{path}/{quote(name, safe='')}", **kwargs)
-        if _unserved_route(response):
+        if unserved_route(response):
             # This daprd does not serve that path after all: use the other one from now on.
             self._jobs_path = JOBS_ALPHA if path == JOBS_STABLE else JOBS_STABLE
             log.warning("dapr.jobs_api_switched", path=self._jobs_path)
@@ -359,7 +289,7 @@ class DaprClient:
     async def schedule_job(self, name: str, *, due_time: str, data: dict[str, Any]) -> None:
         body = {"dueTime": due_time, "repeats": 1, "data": data, "overwrite": True}
         response = await self._jobs_request("POST", name, json=body)
-        _raise_for(response)
+        raise_for(response)
 
     async def delete_job(self, name: str) -> None:
         response = await self._jobs_request("DELETE", name)
@@ -367,13 +297,13 @@ class DaprClient:
             return
         if response.status_code == 500 and "not found" in response.text.lower():
             return
-        _raise_for(response)
+        raise_for(response)
 
     # ---- secrets and invocation -----------------------------------------------------------
 
     async def get_secret(self, store: str, name: str) -> dict[str, str]:
         response = await self._request("GET", f"/v1.0/secrets/{store}/{quote(name, safe='')}")
-        _raise_for(response)
+        raise_for(response)
         return {str(k): str(v) for k, v in response.json().items()}
 
     async def invoke(
@@ -397,61 +327,3 @@ class DaprClient:
             timeout=self._invoke_timeout,
         )
 
-
-def _is_etag_error(response: httpx2.Response) -> bool:
-    """409, or the 500 a store gives when an ETag or create-only (first-write, no ETag) write
-    matched no row: state.postgresql reports "no item was updated" for the latter."""
-    if response.status_code == 409:
-        return True
-    if response.status_code == 500:
-        text = response.text.lower()
-        return "etag" in text or "no item was updated" in text
-    return False
-
-
-def _error_code(response: httpx2.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    code = body.get("errorCode") if isinstance(body, dict) else None
-    return code if isinstance(code, str) else None
-
-
-def _failed_entries(response: httpx2.Response) -> list[str]:
-    """The entry ids of a bulk publish's `{"failedEntries": [{"entryId", "error"}], ...}` answer."""
-    try:
-        body = response.json()
-    except ValueError:
-        return []
-    failed = body.get("failedEntries") if isinstance(body, dict) else None
-    if not isinstance(failed, list):
-        return []
-    return [str(f["entryId"]) for f in failed if isinstance(f, dict) and isinstance(f.get("entryId"), str)]
-
-
-def _unserved_route(response: httpx2.Response) -> bool:
-    """daprd hands a path it does not serve to its service-invocation fallback, which, with no
-    `dapr-app-id` header, answers 404 ERR_DIRECT_INVOKE "failed getting app id either from the
-    URL path or the header dapr-app-id" (`pkg/api/http/server.go` IsFallback,
-    `pkg/api/http/directmessaging.go`, `pkg/messages/predefined.go` ErrDirectInvokeNoAppID)."""
-    return response.status_code == 404 and _error_code(response) == "ERR_DIRECT_INVOKE"
-
-
-# What daprd says when its resiliency timeout fired before the operation finished: the error
-# wraps Go's `context.DeadlineExceeded` ("context deadline exceeded").
-_DEADLINE = re.compile(r"deadline exceeded|context canceled|timeout", re.IGNORECASE)
-
-
-def _outcome_unknown(response: httpx2.Response) -> bool:
-    return bool(_DEADLINE.search(response.text))
-
-
-def _raise_for(response: httpx2.Response) -> None:
-    if response.status_code < 300:
-        return
-    if _is_etag_error(response):
-        raise Conflict("a concurrent change won; retry")
-    if response.status_code in (401, 403):
-        raise Unavailable("the Dapr sidecar refused this app (check the API token and scopes)")
-    raise Unavailable(f"the Dapr sidecar answered {response.status_code}")

@@ -11,6 +11,7 @@ RETRY). The sidecar double models the same (tests/dapr_double/bulk_subscribe.py)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -23,7 +24,7 @@ import structlog
 
 from doable.domain.errors import Conflict, Unavailable
 from doable.logs import trace_id_from
-from doable.messaging import MALFORMED_ATTRIBUTE, Message, Outcome, Subscription
+from doable.messaging import MALFORMED_ATTRIBUTE, Job, JobBatchHandler, Message, Outcome, Subscription
 
 log = structlog.get_logger("doable.callbacks")
 
@@ -230,3 +231,70 @@ async def _settle(sub: Subscription, entries: list[BulkEntry]) -> list[Outcome |
             blocked.add(entry.key)
         verdicts.append(verdict)
     return verdicts
+
+
+# How long a job trigger waits for others to join its batch. daprd triggers every job that fell due
+# at once, each in a goroutine and its own HTTP request (dapr/dapr v1.18.3
+# pkg/runtime/scheduler/internal/cluster/streamer.go receive), so the triggers of one instant
+# arrive within a few milliseconds of each other.
+JOB_BATCH_WINDOW_SECONDS = 0.01
+JOB_BATCH_MAX = 100
+
+
+class JobBatches:
+    """A job trigger handler (`POST /job/{name}`, one job per request) that hands the jobs whose
+    triggers arrive together to a batch handler in one call: a reminder job's claim, task lookup,
+    publish and finish then cost a few sidecar calls per batch instead of per job.
+
+    Each trigger still answers for its own job: its outcome from the batch, or, if the batch
+    handler raises, that error (Dapr then retries every job of the batch under its failure
+    policy, as it would each of them alone). A trigger whose request is cancelled leaves the
+    batch to run for the others."""
+
+    def __init__(
+        self, handle_batch: JobBatchHandler, *, window: float = JOB_BATCH_WINDOW_SECONDS, most: int = JOB_BATCH_MAX
+    ) -> None:
+        self._handle_batch = handle_batch
+        self._window = window
+        self._most = most
+        self._waiting: list[tuple[Job, asyncio.Future[Outcome]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, job: Job) -> Outcome:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Outcome] = loop.create_future()
+        self._waiting.append((job, answer))
+        if len(self._waiting) >= self._most:
+            self._start()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._window, self._start)
+        return await answer
+
+    def _start(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._waiting = self._waiting, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._running.add(task)  # a reference, so the task is not collected while it runs
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, batch: list[tuple[Job, asyncio.Future[Outcome]]]) -> None:
+        try:
+            outcomes = await self._handle_batch([job for job, _ in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"the batch handler answered {len(outcomes)} outcomes for {len(batch)} jobs")
+        except asyncio.CancelledError:
+            for _, answer in batch:
+                answer.cancel()
+            raise
+        except Exception as exc:
+            for _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        for (_, answer), outcome in zip(batch, outcomes, strict=True):
+            if not answer.done():
+                answer.set_result(outcome)

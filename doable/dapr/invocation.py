@@ -9,8 +9,11 @@ access control allows the workers nothing else.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
+import anyio
 import httpx2
 import structlog
 
@@ -27,6 +30,9 @@ TASK_LOOKUP_PATH = "/internal/tasks/lookup"
 NEXT_OCCURRENCE_PATH = "/internal/occurrences/next"
 # Tasks one lookup may ask for (`{"tasks": [...]}` on TASK_LOOKUP_PATH).
 LOOKUP_MANY_MAX = 500
+# Users whose next occurrences one batch creates at once: enough to hide the two sidecars' round
+# trips, few enough to leave the API's connection pool to other callers.
+OCCURRENCE_CALLS_IN_FLIGHT = 8
 # Which app-ids may call each internal route: the API checks `dapr-caller-app-id` against it,
 # and the chart's access control (dapr.accessControl.policies) lets exactly these through.
 INTERNAL_CALLERS: dict[str, frozenset[str]] = {
@@ -127,3 +133,30 @@ class DaprOccurrences:
         if response.status_code != 200:
             raise _error(response, "completed")
         return _task(response.json())
+
+    async def create_next_many(self, completed: Sequence[Task]) -> list[Task | None]:
+        """`create_next` for each of `completed`, in order per user (one user's completions may
+        follow each other in one series), different users concurrently, OCCURRENCE_CALLS_IN_FLIGHT
+        at a time. Raises the first failure (in the batch's order) once all have been tried; what
+        the others created is kept, and found rather than repeated when the batch is handled again
+        (the API creates one successor per series and due date)."""
+        by_user: dict[str, list[int]] = {}
+        for i, task in enumerate(completed):
+            by_user.setdefault(task.user_id, []).append(i)
+        created: list[Task | None] = [None] * len(completed)
+        failures: dict[int, BaseException] = {}
+        limiter = anyio.CapacityLimiter(OCCURRENCE_CALLS_IN_FLIGHT)
+
+        async def one_user(indexes: list[int]) -> None:
+            async with limiter:
+                for i in indexes:
+                    try:
+                        created[i] = await self.create_next(completed[i])
+                    except Exception as exc:
+                        failures[i] = exc
+                        return  # the user's later completions wait for the retry, in order
+
+        await asyncio.gather(*(one_user(indexes) for indexes in by_user.values()))
+        if failures:
+            raise failures[min(failures)]
+        return created

@@ -15,15 +15,18 @@ allow-list per route, on top of the Configuration's access control.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from doable.dapr.invocation import INTERNAL_CALLERS, LOOKUP_MANY_MAX, NEXT_OCCURRENCE_PATH, TASK_LOOKUP_PATH
+from doable.domain.clock import Clock
 from doable.domain.errors import NotFound
 from doable.domain.task import Task
-from doable.runtime import Runtime
+from doable.messaging import Subscription
+from doable.service import TaskService
 from doable.web.callbacks import callback_router, sidecar_only
 
 
@@ -65,11 +68,10 @@ class TasksAnswer(BaseModel):
     tasks: list[dict[str, Any] | None]
 
 
-def internal_router(runtime: Runtime) -> APIRouter:
+def internal_router(service: TaskService) -> APIRouter:
     router = APIRouter(
         prefix="/internal", tags=["internal"], include_in_schema=False, dependencies=[Depends(caller_allowed)]
     )
-    service = runtime.service
 
     @router.post(TASK_LOOKUP_PATH.removeprefix("/internal"))
     async def lookup(body: TaskLookupRequest | TaskLookupManyRequest) -> TaskAnswer | TasksAnswer:
@@ -93,11 +95,12 @@ def internal_router(runtime: Runtime) -> APIRouter:
     return router
 
 
-def include_dapr_routes(app: FastAPI, runtime: Runtime) -> None:
-    """Mount the Dapr-facing routes on the API app (Dapr mode only)."""
-    token = runtime.settings.app_api_token.get_secret_value() if runtime.settings.app_api_token else None
-    guard = [Depends(sidecar_only(token))]
-    app.include_router(
-        callback_router(runtime.live.subscriptions(), clock=runtime.clock, app_token=token), dependencies=guard
-    )
-    app.include_router(internal_router(runtime), dependencies=guard)
+def dapr_router(
+    service: TaskService, subscriptions: Sequence[Subscription], *, clock: Clock, app_token: str | None
+) -> APIRouter:
+    """The Dapr-facing routes of the API app (Dapr mode only): this replica's subscriptions (its
+    live streams) and the internal routes, all behind the sidecar guard."""
+    router = APIRouter(dependencies=[Depends(sidecar_only(app_token))])
+    router.include_router(callback_router(subscriptions, clock=clock, app_token=app_token))
+    router.include_router(internal_router(service))
+    return router

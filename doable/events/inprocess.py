@@ -37,8 +37,9 @@ import structlog
 
 from doable.domain.clock import Clock
 from doable.domain.errors import Unavailable
-from doable.messaging import DeadLetterSink, Message, Outcome, Outgoing, Subscription, outcome_for
+from doable.messaging import Message, Outcome, Outgoing, Subscription, outcome_for
 from doable.metrics import EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_PUBLISHED
+from doable.ports import DeadLetterSink
 
 log = structlog.get_logger("doable.events")
 

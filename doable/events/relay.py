@@ -19,10 +19,11 @@ import structlog
 
 from doable import topology
 from doable.domain.events import TaskEvent
-from doable.messaging import EventPublisher, Outgoing, publish_many
+from doable.messaging import Outgoing, publish_many
 from doable.metrics import EVENTS_PUBLISH_FAILED, OUTBOX_DEPTH
 from doable.ports import (
     EventOutbox,
+    EventPublisher,
     IdempotencyKeys,
     OutboxReader,
     OutboxRecord,

@@ -292,6 +292,14 @@ class EmbeddedCron:
 
     def __init__(self, crons: list[Cron]) -> None:
         self._crons = crons
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def idle(self) -> None:
+        """Wait until no handler is running (a test settling the pipeline after start-up must not
+        return while the start-up round, e.g. the reminder sweeper, is still sending)."""
+        await self._idle.wait()
 
     async def tick(self) -> None:
         """Run every cron handler now (tests, and the first round at start-up)."""
@@ -306,11 +314,16 @@ class EmbeddedCron:
             await self._run(cron)
             await asyncio.sleep(cron.every_seconds)
 
-    @staticmethod
-    async def _run(cron: Cron) -> None:
+    async def _run(self, cron: Cron) -> None:
+        self._running += 1
+        self._idle.clear()
         try:
             outcome = await cron.handler()
             if outcome is not Outcome.SUCCESS:
                 log.warning("cron.incomplete", binding=cron.binding, outcome=outcome.value)
         except Exception:
             log.exception("cron.failed", binding=cron.binding)
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._idle.set()

@@ -1,6 +1,7 @@
 """Which authorization server /mcp trusts, built once per app: the external one named by
-DOABLE_OAUTH_ISSUER, or the built-in one (embedded mode), or none (Dapr mode without an external
-server: only Doable's own tokens). Also the metadata documents clients discover them by."""
+DOABLE_OAUTH_ISSUER, or the built-in one (when the composition root hands over a store for it:
+embedded mode), or none (Dapr mode without an external server: only Doable's own tokens). Also
+the metadata documents clients discover them by."""
 
 from __future__ import annotations
 
@@ -48,13 +49,18 @@ class OAuthSetup:
 
 
 def builtin_enabled(settings: Settings) -> bool:
-    if settings.runtime != "embedded" or settings.oauth_issuer:
+    if settings.oauth_issuer:
         return False
     return settings.oauth_builtin is not False
 
 
-def oauth_setup(settings: Settings, base: str, *, sql_engine: Any | None) -> OAuthSetup:
-    """The OAuth side of the app whose public URL is `base` (the MCP resource is `base`/mcp)."""
+# Where the built-in server keeps clients and grants, given the most clients it may register.
+OAuthStoreFactory = Callable[[int], OAuthStore]
+
+
+def oauth_setup(settings: Settings, base: str, *, store: OAuthStoreFactory | None) -> OAuthSetup:
+    """The OAuth side of the app whose public URL is `base` (the MCP resource is `base`/mcp).
+    `store`: where a built-in server would keep its records (None: no built-in server)."""
     resource = f"{base}/mcp"
     setup = OAuthSetup(resource=resource)
     issuer: str | None = None
@@ -63,10 +69,10 @@ def oauth_setup(settings: Settings, base: str, *, sql_engine: Any | None) -> OAu
         setup.verifiers[issuer] = ExternalTokens(
             issuer, audience=settings.oauth_audience or resource, resource=resource, leeway_seconds=settings.jwt_leeway_seconds
         )
-    elif builtin_enabled(settings) and sql_engine is not None:
+    elif builtin_enabled(settings) and store is not None:
         try:
             issuer_url = _URL.validate_python(base)
-            server = _builtin(settings, base, resource, sql_engine)
+            server = _builtin(settings, base, resource, store)
             setup.routes += _builtin_routes(server, issuer_url, settings.local_user)
         except ValueError as exc:
             # OAuth needs https, or loopback http (RFC 8414 3, OAuth 2.1 1.5).
@@ -92,12 +98,12 @@ def oauth_setup(settings: Settings, base: str, *, sql_engine: Any | None) -> OAu
     return setup
 
 
-def _builtin(settings: Settings, base: str, resource: str, sql_engine: Any) -> BuiltinAuthorizationServer:
+def _builtin(settings: Settings, base: str, resource: str, store: OAuthStoreFactory) -> BuiltinAuthorizationServer:
     from mcp.server.auth.routes import validate_issuer_url
 
     validate_issuer_url(_URL.validate_python(base))
     return BuiltinAuthorizationServer(
-        OAuthStore(sql_engine, max_clients=settings.oauth_max_clients),
+        store(settings.oauth_max_clients),
         ClientDocuments(allow_private=settings.oauth_client_metadata_allow_private),
         issuer=base,
         resource=resource,

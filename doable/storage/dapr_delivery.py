@@ -16,7 +16,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from doable.dapr.client import DaprClient, Delete, Upsert
+from doable.dapr.client import DaprClient
+from doable.dapr.operations import Delete, Upsert
 from doable.domain.errors import Conflict
 from doable.storage.dapr_docs import part
 

@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from doable.dapr.client import DaprClient, Delete, StateItem, Upsert
+from doable.dapr.client import DaprClient
+from doable.dapr.operations import Delete, StateItem, Upsert
 from doable.domain.errors import Conflict
 
 T = TypeVar("T")

@@ -5,10 +5,9 @@ and consumers deduplicate on the event id.
 - Which users have unpublished events: the dirty shards (`outbox-dirty:{n}`), which a writer
   joins in the transaction of its first unpublished event (doable.storage.dapr_state).
 - Order: one user's pending events (up to `batch`) go out as one bulk publish per topic
-  (`task-events`, then `task-updates`; Dapr's bulk publish, one call each), or one after the
-  other through a publisher without batches; a failed entry stops that user's tail there (the
-  rest are published again next round, so a user's events are always delivered in order at
-  least once) and never the other users'.
+  (`task-events`, then `task-updates`; Dapr's bulk publish, one call each); a failed entry
+  stops that user's tail there (the rest are published again next round, so a user's events
+  are always delivered in order at least once) and never the other users'.
 - Advancing: only the tail moves, after the publishes, guarded by the meta document's ETag.
   A writer that committed meanwhile makes the advance conflict; it is retried on a fresh read
   (the events already published are not published again). The user leaves its dirty shard
@@ -41,14 +40,14 @@ from datetime import datetime
 
 import structlog
 
-from doable.dapr.client import DaprClient, Delete, Upsert
+from doable.dapr.client import DaprClient
+from doable.dapr.operations import Delete, Upsert
 from doable.domain.errors import Conflict, Unavailable
 from doable.domain.events import TaskEvent
-from doable.events.relay import publish_task_event, publish_task_events
-from doable.messaging import EventPublisher
+from doable.events.relay import publish_task_events
 from doable.metrics import OUTBOX_DEPTH
-from doable.ports import OutboxRecord
-from doable.storage.dapr_state import DIRTY_SHARDS, dirty_key, dirty_shard_key, meta_key, outbox_key
+from doable.ports import EventPublisher, OutboxRecord
+from doable.storage.dapr_keys import DIRTY_SHARDS, dirty_key, dirty_shard_key, meta_key, outbox_key
 
 log = structlog.get_logger("doable.outbox")
 
@@ -185,25 +184,18 @@ class DaprOutbox:
         found = await self._client.get_bulk(self._store, keys)
         done = tail
         try:
-            if getattr(self._publisher, "publish_batch", None) is not None:
-                # One bulk publish per topic for the user's chunk. Entries after a failed one may
-                # have gone through (the broker takes each on its own): the tail stops at the
-                # first failed one, and they are published again, in order, next round.
-                chunk = [
-                    (seq, TaskEvent.model_validate(found[key].value))
-                    for seq, key in zip(range(tail, upto), keys, strict=True)
-                    if key in found
-                ]
-                failed = await publish_task_events(self._publisher, [event for _, event in chunk])
-                done = next((seq for seq, event in chunk if event.event_id in failed), upto)
-                if failed:
-                    raise Unavailable(f"{len(failed)} of {len(chunk)} events of the user were not published")
-            else:
-                for seq, key in zip(range(tail, upto), keys, strict=True):
-                    if key in found:
-                        event = TaskEvent.model_validate(found[key].value)
-                        await publish_task_event(self._publisher, event)
-                    done = seq + 1
+            # One bulk publish per topic for the user's chunk. Entries after a failed one may
+            # have gone through (the broker takes each on its own): the tail stops at the
+            # first failed one, and they are published again, in order, next round.
+            chunk = [
+                (seq, TaskEvent.model_validate(found[key].value))
+                for seq, key in zip(range(tail, upto), keys, strict=True)
+                if key in found
+            ]
+            failed = await publish_task_events(self._publisher, [event for _, event in chunk])
+            done = next((seq for seq, event in chunk if event.event_id in failed), upto)
+            if failed:
+                raise Unavailable(f"{len(failed)} of {len(chunk)} events of the user were not published")
         finally:
             # Whatever was published stays published, even when a later publish failed.
             if done > tail:

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Protocol
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from doable import __version__
-from doable.auth import service_tokens
-from doable.oauth.wiring import oauth_setup
-from doable.runtime import Runtime
+from doable.auth import ServiceTokens, TokenVerifier, service_tokens
+from doable.domain.clock import Clock
+from doable.history import History
+from doable.inbox import Inbox
+from doable.live import LiveHub
+from doable.oauth.wiring import OAuthStoreFactory, oauth_setup
+from doable.service import TaskService
+from doable.settings import Settings
 from doable.web import errors
 from doable.web.console import router as console_router
+from doable.web.deps import WebDeps
 from doable.web.history import router as history_router
 from doable.web.limits import AuthFailureLimit, BodyTimeout
 from doable.web.live import router as live_router
@@ -24,79 +31,98 @@ from doable.web.notifications import router as notifications_router
 from doable.web.tasks import router as tasks_router
 from mcp_server.identity import McpTokenVerifier, from_http_token
 from mcp_server.scopes import McpGuard, ToolScopes
-from mcp_server.server import mcp_for_runtime
+from mcp_server.server import DoableMcp, build_mcp, request_state_security
+
+if TYPE_CHECKING:
+    from agent.routes import ChatStoreFactory
 
 
-def public_url(runtime: Runtime) -> str:
-    s = runtime.settings
+class ApiParts(Protocol):
+    """What the API app is built from (the composition root's Runtime is one)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def service(self) -> TaskService: ...
+    @property
+    def verifier(self) -> TokenVerifier: ...
+    @property
+    def signing_secret(self) -> str | None: ...
+    @property
+    def inbox(self) -> Inbox: ...
+    @property
+    def history(self) -> History: ...
+    @property
+    def live(self) -> LiveHub: ...
+    @property
+    def standalone(self) -> bool: ...
+    @property
+    def chat_store(self) -> ChatStoreFactory: ...
+    @property
+    def oauth_store(self) -> OAuthStoreFactory | None: ...
+
+    def api_routers(self) -> list[APIRouter]: ...
+    async def readiness(self) -> dict[str, str]: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def public_url(settings: Settings) -> str:
+    s = settings
     return (s.public_url or f"http://{'127.0.0.1' if s.host in ('0.0.0.0', '::') else s.host}:{s.port}").rstrip("/")
 
 
-def _transport_security(runtime: Runtime) -> TransportSecuritySettings:
-    hosts = runtime.settings.allowed_hosts
+def _transport_security(settings: Settings) -> TransportSecuritySettings:
+    hosts = settings.allowed_hosts
     if "*" in hosts:
         # Behind a load balancer the Host varies; the bearer token is the guard there.
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=[])
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """The API app for `runtime`. Build a new one per process or test (MCP's session manager runs once)."""
-    base = public_url(runtime)
-    # Short-lived tokens the chat agent mints to call the MCP tools as the signed-in user.
-    chat_tokens = service_tokens(runtime.settings, runtime.signing_secret)
-    # Which OAuth authorization server /mcp trusts (external, built-in, or none) and its metadata.
-    oauth = oauth_setup(runtime.settings, base, sql_engine=runtime.sql_engine if runtime.settings.runtime == "embedded" else None)
-    verifier = McpTokenVerifier(runtime.verifier, internal=chat_tokens.verifier, oauth=oauth.verifiers)
-    # The bearer token and its scopes are checked by McpGuard in front of the MCP app (below).
-    mcp = mcp_for_runtime(runtime, from_http_token)
-    mcp_app = mcp.streamable_http_app(
-        streamable_http_path="/mcp",
-        stateless_http=True,
-        json_response=True,
-        transport_security=_transport_security(runtime),
+def _mcp(parts: ApiParts) -> DoableMcp:
+    """The MCP tools over `parts`, for HTTP (the bearer token is checked in front of them, by
+    McpGuard); `doable mcp` builds the same registry for stdio."""
+    settings = parts.settings
+    shared = settings.internal_token_secret.get_secret_value() if settings.internal_token_secret else None
+    return build_mcp(
+        parts.service,
+        from_http_token,
+        inbox=parts.inbox,
+        history=parts.history,
+        request_state=request_state_security(
+            [key.get_secret_value() for key in settings.mcp_request_state_keys],
+            shared or parts.signing_secret,
+            replicated=not parts.standalone,
+        ),
     )
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # A mounted app's own lifespan never runs; the MCP session manager must run here.
-        async with mcp.session_manager.run():
-            # Embedded mode: the outbox relay, job scheduler and workers run with the app.
-            await runtime.start()
-            try:
-                yield
-            finally:
-                await runtime.stop()
-                for close in oauth.closers:
-                    await close()
 
-    app = FastAPI(
-        title="Doable",
-        version=__version__,
-        description="Tasks for people and their AI agents. Bearer JWT required on /api and /mcp.",
-        lifespan=lifespan,
+def _web_deps(parts: ApiParts) -> WebDeps:
+    return WebDeps(
+        settings=parts.settings,
+        service=parts.service,
+        verifier=parts.verifier,
+        inbox=parts.inbox,
+        history=parts.history,
+        live=parts.live,
+        signing_secret=parts.signing_secret,
+        standalone=parts.standalone,
     )
-    app.state.runtime = runtime
-    errors.install(app)
-    app.include_router(tasks_router)
-    app.include_router(notifications_router)
-    app.include_router(live_router)
-    app.include_router(history_router)
-    if runtime.settings.runtime == "dapr":
-        # The routes the sidecar calls (subscriptions, service invocation); never in embedded mode.
-        from doable.dapr.routes import include_dapr_routes
 
-        include_dapr_routes(app, runtime)
 
+def _health_routes(app: FastAPI, parts: ApiParts) -> None:
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "A backend is unavailable"}})
-    async def readyz(request: Request) -> JSONResponse:
+    async def readyz() -> JSONResponse:
         """Every backend this process needs is reachable."""
-        checks = await request.app.state.runtime.readiness()
+        checks = await parts.readiness()
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
@@ -106,35 +132,80 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    # Imported here, not at module level: processes that never serve chat skip the chat stack.
+
+def _chat_router(parts: ApiParts, tokens: ServiceTokens, *, in_background: bool) -> APIRouter:
+    # The one seam from the core to the chat agent (agent.routes imports the chat stack itself,
+    # when the app starts, or after it is ready with `in_background`).
     from agent.routes import build_chat_router
 
-    app.include_router(build_chat_router(runtime, chat_tokens))
+    return build_chat_router(
+        parts.settings,
+        service=parts.service,
+        clock=parts.clock,
+        store=parts.chat_store,
+        tokens=tokens,
+        load_in_background=in_background,
+    )
 
+
+def create_app(parts: ApiParts, *, chat_in_background: bool = False) -> FastAPI:
+    """The API app over `parts`. Build a new one per process or test (MCP's session manager runs once).
+    `chat_in_background`: build the chat server after the app is ready (`doable serve`), not before."""
+    settings = parts.settings
+    base = public_url(settings)
+    # Short-lived tokens the chat agent mints to call the MCP tools as the signed-in user.
+    chat_tokens = service_tokens(settings, parts.signing_secret)
+    # Which OAuth authorization server /mcp trusts (external, built-in, or none) and its metadata.
+    oauth = oauth_setup(settings, base, store=parts.oauth_store)
+    verifier = McpTokenVerifier(parts.verifier, internal=chat_tokens.verifier, oauth=oauth.verifiers)
+    mcp = _mcp(parts)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # A mounted app's own lifespan never runs; the MCP session manager must run here.
+        async with mcp.session_manager.run():
+            # The adapter family's background work (embedded: relay, job scheduler, workers).
+            await parts.start()
+            try:
+                yield
+            finally:
+                await parts.stop()
+                for close in oauth.closers:
+                    await close()
+
+    app = FastAPI(
+        title="Doable",
+        version=__version__,
+        description="Tasks for people and their AI agents. Bearer JWT required on /api and /mcp.",
+        lifespan=lifespan,
+    )
+    app.state.deps = _web_deps(parts)
+    errors.install(app)
+    for router in (tasks_router, notifications_router, live_router, history_router):
+        app.include_router(router)
+    # The adapter family's own routes (Dapr: the routes the sidecar calls).
+    for router in parts.api_routers():
+        app.include_router(router)
+    _health_routes(app, parts)
+    app.include_router(_chat_router(parts, chat_tokens, in_background=chat_in_background))
     # The web console at / and /console/... (before the MCP mount, which takes everything else).
     app.include_router(console_router)
     # OAuth: protected-resource metadata and, when built in, the authorization server and its consent page.
     app.router.routes.extend(oauth.routes)
-
     # Last, at the root: the MCP endpoint at /mcp, behind the guard that checks its bearer tokens and scopes.
-    app.mount(
-        "/",
-        BackendUnavailable(
-            OnlyPaths(
-                McpGuard(
-                    mcp_app,
-                    verify=verifier.verify,
-                    tool_scopes=ToolScopes(mcp.list_tools),
-                    resource_metadata_url=oauth.resource_metadata_url,
-                    max_body_bytes=runtime.settings.max_body_bytes,
-                ),
-                exact=("/mcp",),
-                prefixes=("/mcp/", "/.well-known/"),
-            )
-        ),
+    mcp_app = mcp.streamable_http_app(
+        streamable_http_path="/mcp", stateless_http=True, json_response=True, transport_security=_transport_security(settings)
     )
-    app.add_middleware(BodyLimit, max_bytes=runtime.settings.max_body_bytes)
-    app.add_middleware(BodyTimeout, seconds=runtime.settings.request_timeout_seconds)
-    app.add_middleware(AuthFailureLimit, per_minute=runtime.settings.auth_failures_per_minute)
+    guard = McpGuard(
+        mcp_app,
+        verify=verifier.verify,
+        tool_scopes=ToolScopes(mcp.list_tools),
+        resource_metadata_url=oauth.resource_metadata_url,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    app.mount("/", BackendUnavailable(OnlyPaths(guard, exact=("/mcp",), prefixes=("/mcp/", "/.well-known/"))))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyTimeout, seconds=settings.request_timeout_seconds)
+    app.add_middleware(AuthFailureLimit, per_minute=settings.auth_failures_per_minute)
     app.add_middleware(RequestContext)
     return app

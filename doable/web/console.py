@@ -25,8 +25,8 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from doable.auth import mint
-from doable.runtime import Runtime
 from doable.service import check_user_id
+from doable.web.deps import WebDeps, WebDepsDep, web_deps
 from doable.web.loopback import is_loopback
 
 router = APIRouter(tags=["console"])
@@ -64,22 +64,18 @@ class LocalToken(BaseModel):
     expires_in: int
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def local_signin_allowed(request: Request) -> bool:
-    """Whether this request may mint a local token (see the module docstring)."""
-    runtime = _runtime(request)
-    settings = runtime.settings
-    if settings.console_local_signin is False or settings.runtime != "embedded" or settings.jwt_jwks_url:
+def local_signin_allowed(request: Request, deps: WebDeps | None = None) -> bool:
+    """Whether this request may mint a local token (see the module docstring). `deps`: the app's
+    (read from the request when not given, as the OAuth consent page's plain routes do)."""
+    deps = deps or web_deps(request)
+    settings = deps.settings
+    if settings.console_local_signin is False or not deps.standalone or settings.jwt_jwks_url:
         return False
     if settings.console_local_signin is None and settings.jwt_secret is not None:
         # A configured shared secret means accounts live elsewhere (Better Auth): no password-less
         # tokens unless explicitly enabled.
         return False
-    if runtime.signing_secret is None:
+    if deps.signing_secret is None:
         return False
     if request.client is None or not is_loopback(request.client.host):
         return False
@@ -110,7 +106,7 @@ def _csp(chatkit: bool) -> str:
     return "; ".join(f"{name} {value}" for name, value in policy.items())
 
 
-def _static(request: Request, name: str) -> Response:
+def _static(deps: WebDeps, name: str) -> Response:
     match = _FILE.match(name)
     path = STATIC / name
     if match is None or not path.is_file():
@@ -121,14 +117,14 @@ def _static(request: Request, name: str) -> Response:
         "Referrer-Policy": "no-referrer",
     }
     if match.group(1) == "html":
-        headers["Content-Security-Policy"] = _csp(bool(_runtime(request).settings.chatkit_domain_key))
+        headers["Content-Security-Policy"] = _csp(bool(deps.settings.chatkit_domain_key))
     return FileResponse(path, media_type=_TYPES[match.group(1)], headers=headers)
 
 
 @router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
-async def console_index(request: Request) -> Response:
+async def console_index(deps: WebDepsDep) -> Response:
     """The console's page."""
-    return _static(request, "index.html")
+    return _static(deps, "index.html")
 
 
 @router.get("/console", include_in_schema=False)
@@ -137,17 +133,17 @@ async def console_redirect() -> Response:
 
 
 @router.api_route("/console/{name}", methods=["GET", "HEAD"], include_in_schema=False)
-async def console_file(request: Request, name: str) -> Response:
+async def console_file(deps: WebDepsDep, name: str) -> Response:
     """The console's scripts and styles (a flat folder; nothing else is served)."""
-    return _static(request, name)
+    return _static(deps, name)
 
 
 @router.get("/api/console/config", response_model=ConsoleConfig)
-async def console_config(request: Request) -> ConsoleConfig:
+async def console_config(request: Request, deps: WebDepsDep) -> ConsoleConfig:
     """What the console needs to know about this server (no secrets; no token needed)."""
     return ConsoleConfig(
-        local_signin=local_signin_allowed(request),
-        chatkit_domain_key=_runtime(request).settings.chatkit_domain_key,
+        local_signin=local_signin_allowed(request, deps),
+        chatkit_domain_key=deps.settings.chatkit_domain_key,
         version=request.app.version,
     )
 
@@ -157,19 +153,20 @@ async def console_config(request: Request) -> ConsoleConfig:
     response_model=LocalToken,
     responses={404: {"description": "Local sign-in is not available here"}, 422: {"description": "Invalid user"}},
 )
-async def local_token(request: Request, response: Response, body: LocalTokenIn | None = None) -> LocalToken:
+async def local_token(
+    request: Request, deps: WebDepsDep, response: Response, body: LocalTokenIn | None = None
+) -> LocalToken:
     """Embedded mode, from this machine only: a short-lived token for the local user (the console's sign-in)."""
-    if not local_signin_allowed(request):
+    if not local_signin_allowed(request, deps):
         raise HTTPException(status_code=404, detail="Not Found")
-    runtime = _runtime(request)
-    settings = runtime.settings
+    settings = deps.settings
     user = check_user_id(settings.local_user)
     if body is not None and body.user is not None and body.user != user:
         # One local user: the sign-in never mints a token for any other name.
         raise HTTPException(status_code=403, detail="local sign-in is only for the configured local user")
-    assert runtime.signing_secret is not None  # checked by local_signin_allowed
+    assert deps.signing_secret is not None  # checked by local_signin_allowed
     token = mint(
-        runtime.signing_secret,
+        deps.signing_secret,
         user_id=user,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,

@@ -27,6 +27,7 @@ from doable.domain.query import INT64_MAX
 from doable.inbox import Inbox
 from doable.live import Closed, Kind, LiveEvent, LiveHub, TooManyStreams
 from doable.logs import bind
+from doable.web.deps import VerifierDep, WebDeps, WebDepsDep
 from doable.web.errors import error_body
 
 router = APIRouter(prefix="/api", tags=["live"])
@@ -43,6 +44,7 @@ _ASCII_ID = re.compile(r"[0-9]{1,19}")
 
 async def stream_user(
     request: Request,
+    verifier: VerifierDep,
     access_token: Annotated[
         # No max_length here: an oversized token is a bad token (401 from the verifier), like in the header.
         str | None, Query(description="For EventSource, which cannot send headers.")
@@ -56,7 +58,7 @@ async def stream_user(
         raw = access_token
     else:
         raise InvalidToken("missing bearer token")
-    identity: Identity = await request.app.state.runtime.verifier.verify(raw)
+    identity: Identity = await verifier.verify(raw)
     bind(user_id=identity.user_id)
     return identity
 
@@ -74,36 +76,35 @@ def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
 
 @router.get("/notifications/stream", responses=RESPONSES)
 async def notification_stream(
-    request: Request,
+    deps: WebDepsDep,
     user: StreamUser,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
 ) -> Response:
     """Your notifications as they arrive (`event: notification`), for browser notifications."""
-    return _response(request, user, frozenset({"notification"}), replay_after=event_id(last_event_id))
+    return _response(deps, user, frozenset({"notification"}), replay_after=event_id(last_event_id))
 
 
 @router.get("/updates/stream", responses=RESPONSES)
-async def update_stream(request: Request, user: StreamUser) -> Response:
+async def update_stream(deps: WebDepsDep, user: StreamUser) -> Response:
     """Your task changes as they happen (`event: task`), to keep open clients in sync."""
-    return _response(request, user, frozenset({"task"}), replay_after=None)
+    return _response(deps, user, frozenset({"task"}), replay_after=None)
 
 
-def _response(request: Request, user: Identity, kinds: frozenset[Kind], replay_after: int | None) -> Response:
-    runtime = request.app.state.runtime
-    limit = runtime.settings.live_streams_per_user
-    if runtime.live.connections(user.user_id) >= limit:
+def _response(deps: WebDeps, user: Identity, kinds: frozenset[Kind], replay_after: int | None) -> Response:
+    limit = deps.settings.live_streams_per_user
+    if deps.live.connections(user.user_id) >= limit:
         return JSONResponse(
             error_body("too_many_streams", str(TooManyStreams(limit))), status_code=429, headers={"Retry-After": "5"}
         )
     exp = user.claims.get("exp")
     expires_at = float(exp) if isinstance(exp, int | float) else None
     body = _events(
-        runtime.live,
-        runtime.inbox,
+        deps.live,
+        deps.inbox,
         user.user_id,
         kinds,
         replay_after=replay_after,
-        keepalive=runtime.settings.sse_keepalive_seconds,
+        keepalive=deps.settings.sse_keepalive_seconds,
         expires_at=expires_at,
         limit=limit,
     )

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from doable.inbox import (
     LIST_LIMIT_MAX,
     URL_MAX,
-    Inbox,
     MarkReadView,
     NotificationListView,
     WebhookView,
@@ -19,6 +18,7 @@ from doable.inbox import (
 )
 from doable.service import TaskService
 from doable.views import local
+from doable.web.deps import InboxDep, TaskServiceDep
 from doable.web.security import CurrentUser
 
 router = APIRouter(prefix="/api", tags=["notifications"])
@@ -56,41 +56,35 @@ class WebhookStatusView(WebhookView):
     deliveries: list[DeliveryView] = Field(default_factory=list)
 
 
-def _inbox(request: Request) -> Inbox:
-    inbox: Inbox = request.app.state.runtime.inbox
-    return inbox
-
-
-async def _tz(request: Request, user_id: str) -> ZoneInfo:
-    service: TaskService = request.app.state.runtime.service
+async def _tz(service: TaskService, user_id: str) -> ZoneInfo:
     return (await service.get_profile(user_id)).tz
 
 
 @router.get("/notifications", response_model=NotificationListView, responses=ERRORS)
 async def list_notifications(
-    request: Request,
+    inbox: InboxDep,
+    service: TaskServiceDep,
     user: CurrentUser,
     unread_only: bool = False,
     limit: Annotated[int | None, Query(ge=1, le=LIST_LIMIT_MAX)] = None,
 ) -> NotificationListView:
     """The user's notifications, newest first, with the unread count."""
-    items, unread = await _inbox(request).recent(user.user_id, unread_only=unread_only, limit=limit)
-    tz = await _tz(request, user.user_id)
+    items, unread = await inbox.recent(user.user_id, unread_only=unread_only, limit=limit)
+    tz = await _tz(service, user.user_id)
     return NotificationListView(notifications=[notification_view(n, tz) for n in items], unread=unread)
 
 
 @router.post("/notifications/read", response_model=MarkReadView, responses=ERRORS)
-async def mark_read(request: Request, user: CurrentUser, body: MarkReadIn) -> MarkReadView:
-    marked, unread = await _inbox(request).mark_read(user.user_id, body.ids)
+async def mark_read(inbox: InboxDep, user: CurrentUser, body: MarkReadIn) -> MarkReadView:
+    marked, unread = await inbox.mark_read(user.user_id, body.ids)
     return MarkReadView(marked=marked, unread=unread)
 
 
 @router.get("/webhook", response_model=WebhookStatusView, responses={**ERRORS, 404: {"description": "No webhook set"}})
-async def get_webhook(request: Request, user: CurrentUser) -> WebhookStatusView:
+async def get_webhook(inbox: InboxDep, service: TaskServiceDep, user: CurrentUser) -> WebhookStatusView:
     """The webhook URL and its latest deliveries (the secret is only shown when set)."""
-    inbox = _inbox(request)
     hook = await inbox.webhook(user.user_id)
-    tz = await _tz(request, user.user_id)
+    tz = await _tz(service, user.user_id)
     deliveries = [
         DeliveryView(
             id=d.id,
@@ -107,14 +101,14 @@ async def get_webhook(request: Request, user: CurrentUser) -> WebhookStatusView:
 
 
 @router.put("/webhook", response_model=WebhookView, responses=ERRORS)
-async def set_webhook(request: Request, user: CurrentUser, body: WebhookIn) -> WebhookView:
+async def set_webhook(inbox: InboxDep, service: TaskServiceDep, user: CurrentUser, body: WebhookIn) -> WebhookView:
     """Set or replace the webhook. The signing secret is in this response only: store it now."""
-    hook = await _inbox(request).set_webhook(user.user_id, body.url)
-    tz = await _tz(request, user.user_id)
+    hook = await inbox.set_webhook(user.user_id, body.url)
+    tz = await _tz(service, user.user_id)
     return WebhookView(url=hook.url, created_at=local(hook.created_at, tz) or "", secret=hook.secret)
 
 
 @router.delete("/webhook", status_code=204, responses={**ERRORS, 404: {"description": "No webhook set"}})
-async def delete_webhook(request: Request, user: CurrentUser) -> Response:
-    await _inbox(request).delete_webhook(user.user_id)
+async def delete_webhook(inbox: InboxDep, user: CurrentUser) -> Response:
+    await inbox.delete_webhook(user.user_id)
     return Response(status_code=204)

@@ -8,14 +8,15 @@ from fastapi import Depends, Request
 
 from doable.auth import Identity, InvalidToken
 from doable.logs import bind
+from doable.web.deps import VerifierDep
 
 
-async def authenticated(request: Request) -> Identity:
+async def authenticated(request: Request, verifier: VerifierDep) -> Identity:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise InvalidToken("missing bearer token")
-    identity: Identity = await request.app.state.runtime.verifier.verify(token.strip())
+    identity: Identity = await verifier.verify(token.strip())
     bind(user_id=identity.user_id)
     return identity
 

@@ -1,18 +1,25 @@
-"""REST: /api/tasks and /api/profile over the same service the MCP tools use."""
+"""REST: /api/tasks and /api/profile over the same use cases the MCP tools use.
+
+Each handler calls one use case and hands its `Outcome` to the presenter of that use case's
+result: the presenter sets the Undo-Token header and shows times in the user's timezone, read in
+the use case's own unit of work (one transaction per request)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from doable.bulk import Bulk, BulkView, bulk_view
+from doable.bulk import BulkOutcome, BulkView, bulk_view
+from doable.domain.profile import Profile
+from doable.domain.query import TaskPage
+from doable.domain.task import Task
 from doable.inputs import ListRequest, NewTask, TaskChanges
-from doable.series_service import SeriesActions
-from doable.service import TaskService
-from doable.undo import Receipt, Undo, UndoView, undo_view
+from doable.undo import UndoResult, UndoView, undo_view
+from doable.usecases.runner import Outcome
 from doable.views import ProfileView, TaskListView, TaskView, list_view, profile_view, task_view
+from doable.web.deps import TaskServiceDep
 from doable.web.security import CurrentUser
 
 router = APIRouter(prefix="/api", tags=["tasks"])
@@ -54,43 +61,58 @@ class BulkIn(BaseModel):
 UNDO_HEADER = "Undo-Token"
 
 
-def _undo_header(response: Response, receipt: Receipt) -> None:
-    if receipt.undo:
-        response.headers[UNDO_HEADER] = receipt.undo
+def _undo_header(response: Response, outcome: Outcome[object]) -> None:
+    if outcome.undo:
+        response.headers[UNDO_HEADER] = outcome.undo
 
 
-def _service(request: Request) -> TaskService:
-    service: TaskService = request.app.state.runtime.service
-    return service
+def present_task(response: Response, outcome: Outcome[Task]) -> TaskView:
+    _undo_header(response, outcome)
+    return task_view(outcome.value, outcome.calendar.tz)
+
+
+def present_list(outcome: Outcome[TaskPage]) -> TaskListView:
+    return list_view(outcome.value, outcome.calendar)
+
+
+def present_bulk(response: Response, outcome: Outcome[BulkOutcome]) -> BulkView:
+    _undo_header(response, outcome)
+    return bulk_view(outcome.value, outcome.calendar.tz, outcome.undo)
+
+
+def present_undo(response: Response, outcome: Outcome[UndoResult]) -> UndoView:
+    _undo_header(response, outcome)
+    return undo_view(outcome.value, outcome.undo)
+
+
+def present_profile(response: Response | None, outcome: Outcome[Profile]) -> ProfileView:
+    if response is not None:
+        _undo_header(response, outcome)
+    view = profile_view(outcome.value.user_id, outcome.calendar)
+    return view.model_copy(update={"undo": outcome.undo}) if outcome.undo else view
 
 
 @router.get("/tasks", response_model=TaskListView, responses=ERRORS)
-async def list_tasks(request: Request, user: CurrentUser, query: Annotated[ListRequest, Query()]) -> TaskListView:
+async def list_tasks(service: TaskServiceDep, user: CurrentUser, query: Annotated[ListRequest, Query()]) -> TaskListView:
     """List, search, filter, sort and paginate the user's tasks."""
-    page, cal = await _service(request).list(user.user_id, query)
-    return list_view(page, cal)
+    return present_list(await service.tasks.list(user.user_id, query))
 
 
 @router.post("/tasks", status_code=201, response_model=TaskView, responses=ERRORS)
 async def add_task(
-    request: Request, response: Response, user: CurrentUser, body: NewTask, idempotency_key: IdempotencyKey = None
+    service: TaskServiceDep, response: Response, user: CurrentUser, body: NewTask, idempotency_key: IdempotencyKey = None
 ) -> TaskView:
-    service = _service(request)
-    receipt = Receipt()
-    task = await service.add(user.user_id, body, idempotency_key=idempotency_key, receipt=receipt)
-    _undo_header(response, receipt)
-    return task_view(task, (await service.get_profile(user.user_id)).tz)
+    return present_task(response, await service.tasks.add(user.user_id, body, idempotency_key=idempotency_key))
 
 
 @router.get("/tasks/{task_id}", response_model=TaskView, responses=ERRORS)
-async def get_task(request: Request, user: CurrentUser, task_id: TaskId) -> TaskView:
-    service = _service(request)
-    return task_view(await service.get(user.user_id, task_id), (await service.get_profile(user.user_id)).tz)
+async def get_task(service: TaskServiceDep, response: Response, user: CurrentUser, task_id: TaskId) -> TaskView:
+    return present_task(response, await service.tasks.get(user.user_id, task_id))
 
 
 @router.patch("/tasks/{task_id}", response_model=TaskView, responses=ERRORS)
 async def update_task(
-    request: Request,
+    service: TaskServiceDep,
     response: Response,
     user: CurrentUser,
     task_id: TaskId,
@@ -101,69 +123,46 @@ async def update_task(
     ] = "future",
 ) -> TaskView:
     """Partial update: omitted fields stay; an explicit null clears the field."""
-    service = _service(request)
-    receipt = Receipt()
-    task = await service.update(
-        user.user_id, task_id, body, idempotency_key=idempotency_key, scope=scope, receipt=receipt
-    )
-    _undo_header(response, receipt)
-    return task_view(task, (await service.get_profile(user.user_id)).tz)
+    done = await service.tasks.update(user.user_id, task_id, body, idempotency_key=idempotency_key, scope=scope)
+    return present_task(response, done)
 
 
 @router.post("/tasks/{task_id}/complete", response_model=TaskView, responses=ERRORS)
 async def complete_task(
-    request: Request, response: Response, user: CurrentUser, task_id: TaskId, idempotency_key: IdempotencyKey = None
+    service: TaskServiceDep, response: Response, user: CurrentUser, task_id: TaskId, idempotency_key: IdempotencyKey = None
 ) -> TaskView:
-    service = _service(request)
-    receipt = Receipt()
-    task = await service.complete(user.user_id, task_id, idempotency_key=idempotency_key, receipt=receipt)
-    _undo_header(response, receipt)
-    return task_view(task, (await service.get_profile(user.user_id)).tz)
+    return present_task(response, await service.tasks.complete(user.user_id, task_id, idempotency_key=idempotency_key))
 
 
 @router.post("/tasks/{task_id}/reopen", response_model=TaskView, responses=ERRORS)
 async def reopen_task(
-    request: Request, response: Response, user: CurrentUser, task_id: TaskId, idempotency_key: IdempotencyKey = None
+    service: TaskServiceDep, response: Response, user: CurrentUser, task_id: TaskId, idempotency_key: IdempotencyKey = None
 ) -> TaskView:
-    service = _service(request)
-    receipt = Receipt()
-    task = await service.reopen(user.user_id, task_id, idempotency_key=idempotency_key, receipt=receipt)
-    _undo_header(response, receipt)
-    return task_view(task, (await service.get_profile(user.user_id)).tz)
+    return present_task(response, await service.tasks.reopen(user.user_id, task_id, idempotency_key=idempotency_key))
 
 
 @router.delete("/tasks/{task_id}", response_model=TaskView, responses=ERRORS)
 async def delete_task(
-    request: Request, response: Response, user: CurrentUser, task_id: TaskId, idempotency_key: IdempotencyKey = None
+    service: TaskServiceDep, response: Response, user: CurrentUser, task_id: TaskId, idempotency_key: IdempotencyKey = None
 ) -> TaskView:
-    service = _service(request)
-    receipt = Receipt()
-    task = await service.delete(user.user_id, task_id, idempotency_key=idempotency_key, receipt=receipt)
-    _undo_header(response, receipt)
-    return task_view(task, (await service.get_profile(user.user_id)).tz)
+    return present_task(response, await service.tasks.delete(user.user_id, task_id, idempotency_key=idempotency_key))
 
 
 @router.post("/tasks/{task_id}/skip", response_model=TaskView, responses=ERRORS)
 async def skip_occurrence(
-    request: Request, response: Response, user: CurrentUser, task_id: TaskId, idempotency_key: IdempotencyKey = None
+    service: TaskServiceDep, response: Response, user: CurrentUser, task_id: TaskId, idempotency_key: IdempotencyKey = None
 ) -> TaskView:
     """Skip this occurrence of a repeating task: it moves to the series' next date."""
-    service = _service(request)
-    receipt = Receipt()
-    task = await SeriesActions(service).skip(user.user_id, task_id, idempotency_key=idempotency_key, receipt=receipt)
-    _undo_header(response, receipt)
-    return task_view(task, (await service.get_profile(user.user_id)).tz)
+    return present_task(response, await service.series.skip(user.user_id, task_id, idempotency_key=idempotency_key))
 
 
 @router.post("/tasks/bulk", response_model=BulkView, responses={**ERRORS, 409: {"description": "Changed since"}})
 async def bulk_tasks(
-    request: Request, response: Response, user: CurrentUser, body: BulkIn, idempotency_key: IdempotencyKey = None
+    service: TaskServiceDep, response: Response, user: CurrentUser, body: BulkIn, idempotency_key: IdempotencyKey = None
 ) -> BulkView:
     """Complete, reopen, delete or reschedule many tasks: a preview with a confirm_token first
     (nothing changes); the call with that token applies the change to exactly those tasks."""
-    service = _service(request)
-    receipt = Receipt()
-    outcome = await Bulk(service).run(
+    outcome = await service.bulk.run(
         user.user_id,
         body.action,
         task_ids=body.task_ids,
@@ -171,36 +170,24 @@ async def bulk_tasks(
         due=body.due,
         confirm_token=body.confirm_token,
         idempotency_key=idempotency_key,
-        receipt=receipt,
     )
-    _undo_header(response, receipt)
-    return bulk_view(outcome, (await service.get_profile(user.user_id)).tz, receipt.undo)
+    return present_bulk(response, outcome)
 
 
 @router.post("/undo", response_model=UndoView, responses={**ERRORS, 409: {"description": "Changed since"}})
 async def undo(
-    request: Request, response: Response, user: CurrentUser, body: UndoIn, idempotency_key: IdempotencyKey = None
+    service: TaskServiceDep, response: Response, user: CurrentUser, body: UndoIn, idempotency_key: IdempotencyKey = None
 ) -> UndoView:
     """Reverse the change an Undo-Token was issued for (within 24 hours; 409 if it changed since).
     The answer's Undo-Token undoes the undo (a redo)."""
-    receipt = Receipt()
-    result = await Undo(_service(request)).undo(
-        user.user_id, body.token, idempotency_key=idempotency_key, receipt=receipt
-    )
-    _undo_header(response, receipt)
-    return undo_view(result, receipt.undo)
+    return present_undo(response, await service.undoer.undo(user.user_id, body.token, idempotency_key=idempotency_key))
 
 
 @router.get("/profile", response_model=ProfileView, responses=ERRORS)
-async def get_profile(request: Request, user: CurrentUser) -> ProfileView:
-    service = _service(request)
-    return profile_view(user.user_id, service.calendar(await service.get_profile(user.user_id)))
+async def get_profile(service: TaskServiceDep, user: CurrentUser) -> ProfileView:
+    return present_profile(None, await service.tasks.get_profile(user.user_id))
 
 
 @router.put("/profile", response_model=ProfileView, responses=ERRORS)
-async def set_timezone(request: Request, response: Response, user: CurrentUser, body: TimezoneIn) -> ProfileView:
-    service = _service(request)
-    receipt = Receipt()
-    profile = await service.set_timezone(user.user_id, body.timezone, receipt=receipt)
-    _undo_header(response, receipt)
-    return profile_view(user.user_id, service.calendar(profile)).model_copy(update={"undo": receipt.undo})
+async def set_timezone(service: TaskServiceDep, response: Response, user: CurrentUser, body: TimezoneIn) -> ProfileView:
+    return present_profile(response, await service.tasks.set_timezone(user.user_id, body.timezone))

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from mcp import Client
 
+from doable.bootstrap import Runtime
 from doable.domain.clock import ManualClock
 from doable.domain.task import Task
-from doable.runtime import Runtime
 from mcp_server.identity import fixed_user
 from mcp_server.server import build_mcp
 from tests.workers.conftest import rt, settle, tasks_of, worker_settings  # noqa: F401  (fixtures)

@@ -11,13 +11,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from doable.bootstrap import Runtime
 from doable.domain import recurrence as rec
 from doable.domain.clock import LocalCalendar, ManualClock
 from doable.domain.errors import InvalidArgument
 from doable.domain.series import upcoming
 from doable.inputs import ListRequest, NewTask, RecurrenceIn
-from doable.runtime import Runtime
-from doable.series_service import SeriesActions
 from tests.agent_tools.conftest import complete_and_settle, pending, wall
 from tests.workers.conftest import settle
 
@@ -74,7 +73,7 @@ async def test_a_series_that_ends_while_overdue_records_its_missed_occurrences(r
     task_id = await _series(rt, "2026-11-02T09:00", RecurrenceIn(rule="daily", count=4))
     clock.set(datetime(2026, 11, 10, 8, tzinfo=UTC))  # all four dates passed
     assert await complete_and_settle(rt, task_id) is None
-    records = await SeriesActions(rt.service).occurrences("alice", task_id)
+    records = await rt.service.series.occurrences("alice", task_id)
     assert records is not None
     assert sorted((r.due_at.strftime("%m-%d"), r.status.value) for r in records) == [
         ("11-02", "completed"),

@@ -7,13 +7,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from doable.bootstrap import Runtime
 from doable.domain.clock import ManualClock
 from doable.domain.errors import InvalidArgument
 from doable.domain.occurrences import OccurrenceStatus
 from doable.domain.task import Anchor, Reminder, Task
 from doable.inputs import NewTask, RecurrenceIn, ReminderIn, TaskChanges
-from doable.runtime import Runtime
-from doable.series_service import SeriesActions
 from tests.agent_tools.conftest import THURSDAY_NOON, complete_and_settle, pending, wall
 from tests.workers.conftest import settle
 
@@ -28,7 +27,7 @@ async def series(rt: Runtime, due: str, recurrence: RecurrenceIn | str, *, tz: s
 
 
 async def statuses(rt: Runtime, task_id: int) -> list[tuple[str, str]]:
-    records = await SeriesActions(rt.service).occurrences("alice", task_id)
+    records = await rt.service.series.occurrences("alice", task_id)
     assert records is not None
     return [(r.due_at.strftime("%m-%d"), r.status.value) for r in records]
 
@@ -107,7 +106,7 @@ async def test_nine_oclock_in_berlin_stays_nine_across_both_dst_changes(rt: Runt
 
 async def test_skipping_moves_the_occurrence_to_its_next_date_and_records_it(rt: Runtime) -> None:
     task = await series(rt, "2026-11-27T09:00", "weekly", reminders=[ReminderIn(at="2026-11-27T08:00")])
-    skipped = await SeriesActions(rt.service).skip("alice", task.task_id)
+    skipped = (await rt.service.series.skip("alice", task.task_id)).value
     assert skipped.task_id == task.task_id and wall(skipped) == "Fri 2026-12-04 09:00"
     assert skipped.reminders == (Reminder(at=datetime(2026, 12, 4, 8, tzinfo=UTC)),)  # moved along
     assert await statuses(rt, task.task_id) == [("11-27", "skipped")]
@@ -118,10 +117,10 @@ async def test_skipping_moves_the_occurrence_to_its_next_date_and_records_it(rt:
 async def test_skipping_the_last_occurrence_or_a_plain_task_is_refused_with_the_reason(rt: Runtime) -> None:
     last = await series(rt, "2026-11-27T09:00", RecurrenceIn(rule="daily", count=1))
     with pytest.raises(InvalidArgument, match="last occurrence; complete or delete it"):
-        await SeriesActions(rt.service).skip("alice", last.task_id)
+        await rt.service.series.skip("alice", last.task_id)
     plain = await rt.service.add("alice", NewTask(title="Once"))
     with pytest.raises(InvalidArgument, match="does not repeat"):
-        await SeriesActions(rt.service).skip("alice", plain.task_id)
+        await rt.service.series.skip("alice", plain.task_id)
 
 
 async def test_an_update_of_title_or_due_keeps_the_recurrence_and_reminders(rt: Runtime) -> None:
@@ -185,11 +184,11 @@ async def test_a_date_only_task_never_becomes_a_midnight_instant(rt: Runtime, cl
     task = await series(rt, "2026-11-27", "daily", tz=BERLIN)
     renamed = await rt.service.update("alice", task.task_id, TaskChanges(title="Water plants"))
     assert renamed.all_day and renamed.due_date == date(2026, 11, 27)
-    skipped = await SeriesActions(rt.service).skip("alice", task.task_id)
+    skipped = (await rt.service.series.skip("alice", task.task_id)).value
     assert skipped.all_day and skipped.due_date == date(2026, 11, 28)
     nxt = await complete_and_settle(rt, task.task_id)
     assert nxt is not None and nxt.all_day and nxt.due_date == date(2026, 11, 29)
-    records = await SeriesActions(rt.service).occurrences("alice", task.task_id)
+    records = await rt.service.series.occurrences("alice", task.task_id)
     assert records is not None and {r.due_date for r in records} == {date(2026, 11, 27), date(2026, 11, 28)}
     assert {r.status for r in records} == {OccurrenceStatus.SKIPPED, OccurrenceStatus.COMPLETED}
 

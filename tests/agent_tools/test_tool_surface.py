@@ -9,7 +9,7 @@ from typing import Any
 from bpe_openai import get_encoding
 from mcp import Client
 
-from doable.runtime import Runtime
+from doable.bootstrap import Runtime
 from tests.agent_tools.conftest import McpFor, call, error_of
 from tests.workers.conftest import settle
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from doable.bootstrap import Runtime
 from doable.domain.clock import ManualClock
-from doable.runtime import Runtime
 from tests.agent_tools.conftest import McpFor, call, error_of, pending
 from tests.workers.conftest import settle, tasks_of
 

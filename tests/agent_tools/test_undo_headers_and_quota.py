@@ -10,11 +10,10 @@ from typing import Any
 import httpx2
 import pytest
 
+from doable.bootstrap import Runtime, build
 from doable.domain.errors import LimitExceeded
 from doable.inputs import ListRequest, NewTask
-from doable.runtime import Runtime, build
 from doable.settings import Settings
-from doable.undo import Receipt, Undo
 from tests.conftest import auth
 
 
@@ -82,19 +81,18 @@ async def test_undoing_a_delete_cannot_go_past_the_task_quota(tiny: Runtime) -> 
     service = tiny.service
     first = await service.add("alice", NewTask(title="one"))
     await service.add("alice", NewTask(title="two"))
-    deleted = Receipt()
-    await service.delete("alice", first.task_id, receipt=deleted)
+    deleted = await service.tasks.delete("alice", first.task_id)
     await service.add("alice", NewTask(title="three"))  # back at the quota
     assert deleted.undo is not None
     with pytest.raises(LimitExceeded, match="limit of 2 tasks"):
-        await Undo(service).undo("alice", deleted.undo)
+        await service.undoer.undo("alice", deleted.undo)
     page, _ = await service.list("alice", ListRequest())
     assert sorted(t.title for t in page.tasks) == ["three", "two"]
     # Under the quota again, the same token works.
     third = next(t for t in page.tasks if t.title == "three")
     await service.delete("alice", third.task_id)
-    result = await Undo(service).undo("alice", deleted.undo)
-    assert [r.status for r in result.tasks] == ["recreated"]
+    result = await service.undoer.undo("alice", deleted.undo)
+    assert [r.status for r in result.value.tasks] == ["recreated"]
 
 
 async def test_undoing_a_bulk_delete_counts_every_task_it_would_re_create(
@@ -112,16 +110,14 @@ async def test_undoing_a_bulk_delete_counts_every_task_it_would_re_create(
 
 async def test_undoing_a_create_frees_a_slot_and_its_redo_obeys_the_quota(tiny: Runtime) -> None:
     service = tiny.service
-    created = Receipt()
-    await service.add("alice", NewTask(title="one"), receipt=created)
+    created = await service.tasks.add("alice", NewTask(title="one"))
     assert created.undo is not None
-    redo = Receipt()
-    await Undo(service).undo("alice", created.undo, receipt=redo)
+    redo = await service.undoer.undo("alice", created.undo)
     await service.add("alice", NewTask(title="two"))
     await service.add("alice", NewTask(title="three"))
     assert redo.undo is not None
     with pytest.raises(LimitExceeded):
-        await Undo(service).undo("alice", redo.undo)
+        await service.undoer.undo("alice", redo.undo)
 
 
 @pytest.fixture

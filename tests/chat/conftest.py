@@ -18,8 +18,8 @@ from agents.testing.model import ModelStepResult
 from agent.mcp_link import in_process
 from agent.models import ChatModel
 from agent.server import DoableChatServer
+from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
-from doable.runtime import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import auth

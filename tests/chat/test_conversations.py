@@ -11,8 +11,8 @@ from typing import Any
 from agents.testing import ModelStep, assistant_message, function_call
 from agents.testing.model import ModelCall
 
+from doable.bootstrap import Runtime
 from doable.inputs import ListRequest, NewTask
-from doable.runtime import Runtime
 from tests.chat.conftest import ChatKitClient, ScriptInstaller
 
 

@@ -12,8 +12,8 @@ from agents.testing import ModelStep, assistant_message, function_call
 from structlog.testing import capture_logs
 
 from agent.server import DoableChatServer
+from doable.bootstrap import Runtime
 from doable.domain.errors import Unavailable
-from doable.runtime import Runtime
 from tests.chat.conftest import ChatKitClient, ScriptInstaller, text_input
 
 

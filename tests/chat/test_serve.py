@@ -18,9 +18,9 @@ import pytest
 import uvicorn
 from agents.testing import assistant_message, function_call
 
+from doable.bootstrap import build
 from doable.domain.clock import ManualClock
 from doable.inputs import ListRequest
-from doable.runtime import build
 from doable.settings import Settings
 from doable.web.app import create_app
 from tests.chat.conftest import Process, sse_events, text_input

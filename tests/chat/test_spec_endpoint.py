@@ -9,7 +9,7 @@ import httpx2
 import pytest
 from agents.testing import assistant_message, function_call
 
-from doable.runtime import Runtime
+from doable.bootstrap import Runtime
 from tests.chat.conftest import ChatKitClient, ScriptInstaller
 from tests.conftest import auth
 

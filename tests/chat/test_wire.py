@@ -14,8 +14,8 @@ from pydantic import SecretStr
 
 from agent.models import select_model
 from agent.server import DoableChatServer
+from doable.bootstrap import Runtime
 from doable.inputs import ListRequest
-from doable.runtime import Runtime
 from doable.settings import Settings
 from tests.chat.conftest import ChatKitClient
 

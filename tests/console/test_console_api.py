@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from doable import __version__
-from doable.runtime import build
+from doable.bootstrap import build
 from doable.settings import Settings
 from doable.web.app import create_app
 from doable.web.console import LOCAL_TOKEN_TTL_SECONDS, STATIC
@@ -34,6 +34,8 @@ async def console(
     runtime = await build(settings)
     if label:
         runtime.settings = settings.model_copy(update=label)
+        # What the Dapr assembly would say of its process: one of several replicas, no local user.
+        runtime.standalone = runtime.settings.runtime == "embedded"
     try:
         app = create_app(runtime)
         async with lifespan_running(app):
@@ -93,7 +95,7 @@ async def test_local_sign_in_mints_a_short_lived_token_for_the_local_user(
     assert (
         body["user_id"] == settings.local_user == "local" and body["expires_in"] == LOCAL_TOKEN_TTL_SECONDS == 8 * 3600
     )
-    identity = await app.state.runtime.verifier.verify(body["token"])
+    identity = await app.state.deps.verifier.verify(body["token"])
     assert identity.user_id == "local" and identity.claims["exp"] - identity.claims["iat"] == 8 * 3600
     assert (await http.get("/api/tasks", headers=auth(body["token"]))).status_code == 200
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +13,7 @@ import pytest
 from doable.dapr.client import DaprClient
 from doable.domain.clock import ManualClock
 from doable.domain.events import TaskEvent
+from doable.messaging import Outgoing
 from doable.ports import OutboxReader, OutboxRecord, UnitOfWorkFactory
 from doable.service import TaskService
 from doable.storage.dapr_outbox import DaprOutbox
@@ -67,6 +68,9 @@ async def dapr_store(schema: str) -> AsyncIterator[Store]:
 class _NullPublisher:
     async def publish(self, topic: str, data: dict[str, object], *, key: str, event_id: str, trace_id: str | None = None) -> None:
         return None
+
+    async def publish_batch(self, topic: str, entries: Sequence[Outgoing]) -> set[str]:
+        return set()
 
 
 @dataclass

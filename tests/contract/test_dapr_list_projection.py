@@ -11,19 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from doable.dapr.client import DaprClient, Upsert
+from doable.dapr.client import DaprClient
+from doable.dapr.operations import Upsert
 from doable.domain.query import Overdue, Position, SortField, Status, TaskFilter, TaskQuery
 from doable.domain.task import Priority, Task
-from doable.storage import dapr_state
-from doable.storage.dapr_state import (
-    INDEX_CHUNK,
-    DaprUnitOfWorkFactory,
-    bucket_key,
-    bucket_of,
-    chunk_of,
-    index_key,
-    meta_key,
-)
+from doable.storage import dapr_tasks
+from doable.storage.dapr_keys import INDEX_CHUNK, bucket_key, bucket_of, chunk_of, index_key, meta_key
+from doable.storage.dapr_state import DaprUnitOfWorkFactory
 from doable.topology import STATE_STORE
 from tests.contract.conftest import Store, dapr_store
 
@@ -203,7 +197,7 @@ async def test_a_user_stored_before_the_projection_is_listed_then_upgraded_by_a_
     dapr: Store, batch: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A projection of more than BUILD_BATCH chunks is written in batches before the unit of work commits.
-    monkeypatch.setattr(dapr_state, "BUILD_BATCH", batch)
+    monkeypatch.setattr(dapr_tasks, "BUILD_BATCH", batch)
     rng = random.Random(9)
     client = _client(dapr)
     n = INDEX_CHUNK + 40

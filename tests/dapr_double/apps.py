@@ -13,19 +13,28 @@ https://docs.dapr.io/operations/security/app-api-token/
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import httpx2
+import yarl
 
 from .subscriptions import Subscription, parse_subscriptions
 
 APP_TOKEN_HEADER = "dapr-api-token"
+APP_KEEPALIVE_SECONDS = 4.0
 
 
 class AppChannel:
-    """An httpx2 client to one app, in-process (ASGI) or over a real URL."""
+    """A client to one app: httpx2 in-process (ASGI), aiohttp over a real URL.
+
+    aiohttp for a real app because the double is Python sharing the machine's cores with the apps
+    it drives (and, in the soak, with the load generator): httpx2 costs several times aiohttp's
+    CPU per call. Either way a call answers an `httpx2.Response` and fails with an
+    `httpx2.TransportError`, which is what the double's callers handle."""
 
     def __init__(
         self,
@@ -42,13 +51,16 @@ class AppChannel:
         self.app_id = app_id
         self.pod = pod or default_pod(app_id)
         self._app_token = app_token
+        self._timeout = timeout
+        self._base = None if base_url is None else str(base_url).rstrip("/")
+        self._client: httpx2.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         if asgi_app is not None:
             # raise_app_exceptions=False: an exception in the app reaches the double as
             # a 500 response, which is what a real app server would send to daprd.
             transport = httpx2.ASGITransport(app=asgi_app, raise_app_exceptions=False)
             self._client = httpx2.AsyncClient(transport=transport, base_url=f"http://{app_id}", timeout=timeout)
-        else:
-            self._client = httpx2.AsyncClient(base_url=str(base_url), timeout=timeout)
         self.subscriptions: list[Subscription] = []
         # When daprd (re)started this pod's subscriptions: the phase of the Kafka component's
         # bulk-subscribe ticker (bulk_subscribe.py), created when ConsumeClaim starts.
@@ -70,7 +82,37 @@ class AppChannel:
         url = "/" + path.lstrip("/")
         if params:
             url = f"{url}?{params}"
-        return await self._client.request(method, url, content=content, headers=merged)
+        if self._client is not None:
+            return await self._client.request(method, url, content=content, headers=merged)
+        return await self._over_network(method, url, content, merged)
+
+    async def _over_network(self, method: str, url: str, content: bytes, headers: dict[str, str]) -> httpx2.Response:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session_loop is not loop or self._session.closed:
+            # Idle connections are dropped before the app's own keep-alive timeout (uvicorn's 5 s)
+            # closes them, so none is reused as the app closes it: Go's transport in daprd retries
+            # a request that found its reused connection closed, aiohttp does not for a POST.
+            connector = aiohttp.TCPConnector(limit=100, keepalive_timeout=APP_KEEPALIVE_SECONDS)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            )
+            self._session_loop = loop
+        # As httpx2's timeout: every phase (a pooled connection, connecting, each read) gets it all.
+        budget = aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_read=self._timeout)
+        try:
+            async with self._session.request(
+                method, yarl.URL(f"{self._base}{url}"), data=content, headers=headers, timeout=budget
+            ) as answer:
+                body = await answer.read()
+                return httpx2.Response(answer.status, headers=answer.raw_headers, content=body)
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise httpx2.ConnectTimeout(str(exc) or "timed out connecting to the app") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx2.ConnectError(str(exc)) from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise httpx2.ReadTimeout(str(exc) or "the app did not answer in time") from exc
+        except aiohttp.ClientError as exc:
+            raise httpx2.ReadError(str(exc) or type(exc).__name__) from exc
 
     async def load_subscriptions(self) -> list[Subscription]:
         """Fetch `GET /dapr/subscribe`; a 404 (or other non-200) means "no subscriptions".
@@ -91,7 +133,11 @@ class AppChannel:
         return found
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
 
 def default_pod(app_id: str) -> str:

@@ -1,8 +1,8 @@
 """Doable in Dapr mode against the sidecar double (tests/dapr_double, over the real PostgreSQL).
 
 Every app talks to its own sidecar of one double, as in a cluster: the API through a real port
-(`doable.runtime.build` with DOABLE_RUNTIME=dapr and DAPR_HTTP_ENDPOINT, like `doable serve`),
-the workers in-process (`doable.dapr.wiring.worker_transport`, like `doable worker NAME`). The
+(`doable.bootstrap.build` with DOABLE_RUNTIME=dapr and DAPR_HTTP_ENDPOINT, like `doable serve`),
+the workers in-process (`doable.bootstrap.dapr.worker_transport`, like `doable worker NAME`). The
 double delivers events, job triggers and service invocations to the apps registered with it,
 with the app token, and requires the Dapr API token from them.
 
@@ -38,11 +38,11 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from doable import topology
+from doable.bootstrap import Runtime, build
+from doable.bootstrap.dapr import worker_transport
+from doable.bootstrap.workers import build_worker_app
 from doable.dapr.client import DaprClient
-from doable.dapr.wiring import worker_transport
-from doable.delivery import build_worker_app
 from doable.domain.clock import Clock
-from doable.runtime import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import JWT_SECRET, PG_DSN, lifespan_running

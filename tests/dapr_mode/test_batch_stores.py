@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 from fastapi import FastAPI
 
 from doable import topology
+from doable.bootstrap import Runtime
 from doable.dapr.adapters import DaprJobScheduler
 from doable.dapr.invocation import DaprTaskLookup
 from doable.domain.reminders import ScheduledReminder
 from doable.inbox import NewNotification
 from doable.inputs import NewTask
 from doable.messaging import Job
-from doable.runtime import Runtime
 from doable.storage.dapr_inbox import DaprInbox
 from doable.storage.dapr_reminders import DaprReminderLedger
 from tests.dapr_double import DaprDouble

@@ -6,9 +6,9 @@ events are published again, in order, from there."""
 from __future__ import annotations
 
 from doable import topology
-from doable.dapr.client import BULK_PUBLISH_ALPHA, BULK_PUBLISH_STABLE, bulk_publish_path_for
+from doable.bootstrap import build
+from doable.dapr.api_paths import BULK_PUBLISH_ALPHA, BULK_PUBLISH_STABLE, bulk_publish_path_for
 from doable.inputs import NewTask
-from doable.runtime import build
 from doable.settings import Settings
 from tests.dapr_double import DaprDouble
 

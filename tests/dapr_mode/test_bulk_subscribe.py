@@ -22,11 +22,11 @@ import httpx2
 from fastapi import FastAPI
 
 from doable import topology
+from doable.bootstrap import Runtime
 from doable.dapr.deliveries import BULK_SUBSCRIBE
 from doable.domain.clock import SystemClock
 from doable.inputs import NewTask
 from doable.messaging import Message, Outcome, Subscription
-from doable.runtime import Runtime
 from doable.web.callbacks import callback_router
 from tests.conftest import auth
 from tests.dapr_double import DaprDouble

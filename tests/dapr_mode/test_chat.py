@@ -11,7 +11,6 @@ from agents.testing import assistant_message, function_call
 
 from agent.context import ChatContext
 from agent.dapr_store import DaprChatStore, threads_key
-from agent.store import build_chat_store
 from doable import topology
 from doable.domain.clock import ManualClock
 from doable.settings import Settings
@@ -63,7 +62,7 @@ async def test_a_conversation_lives_in_dapr_state_and_resumes_in_a_new_process(
     )
     token = token_for("alice")
     async with serving(settings, clock) as first:
-        assert isinstance(build_chat_store(first.runtime), DaprChatStore)
+        assert isinstance(first.runtime.chat_store(), DaprChatStore)
         first.script(
             [
                 [function_call("add_task", {"title": "Buy milk", "priority": "high"}, call_id="c1")],

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from doable import topology
+from doable.bootstrap import Runtime
 from doable.dapr.invocation import NEXT_OCCURRENCE_PATH, TASK_LOOKUP_PATH
-from doable.runtime import Runtime
 from doable.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import auth
@@ -101,7 +101,7 @@ async def test_without_an_app_token_only_loopback_reaches_the_dapr_routes(runtim
 
 
 async def test_embedded_serve_mounts_no_dapr_route(settings: Settings) -> None:
-    from doable.runtime import running
+    from doable.bootstrap import running
 
     async with running(settings.model_copy(update={"app_api_token": SecretStr(APP_TOKEN)})) as embedded:
         application = create_app(embedded)

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from doable import topology
-from doable.dapr.client import DaprClient, Delete, Upsert
+from doable.dapr.client import DaprClient
+from doable.dapr.operations import Delete, Upsert
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.task import Priority, Task
 from doable.history import AuditEntry

@@ -13,8 +13,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from doable import topology
-from doable.runtime import Runtime
-from doable.storage.dapr_state import bucket_key, meta_key
+from doable.bootstrap import Runtime
+from doable.storage.dapr_keys import bucket_key, meta_key
 from tests.conftest import auth
 from tests.dapr_double import DaprDouble
 from tests.dapr_mode.conftest import WorkerFactory, settle, sidecar_client

@@ -11,9 +11,10 @@ import httpx2
 import pytest
 
 from doable import topology
-from doable.dapr.client import DaprClient, Upsert
+from doable.bootstrap import Runtime, build
+from doable.dapr.client import DaprClient
+from doable.dapr.operations import Upsert
 from doable.domain.errors import Unavailable
-from doable.runtime import Runtime, build
 from doable.settings import Settings
 from tests.conftest import auth
 from tests.dapr_double import DaprDouble

@@ -17,9 +17,9 @@ import httpx2
 import pytest
 
 from doable import topology
+from doable.bootstrap import Runtime
+from doable.bootstrap.dapr import build_runtime
 from doable.dapr.client import DaprClient
-from doable.dapr.wiring import build_runtime
-from doable.runtime import Runtime
 from doable.settings import Settings
 from doable.storage.dapr_outbox import DaprOutbox
 from doable.web.app import create_app

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from doable import topology
-from doable.dapr.wiring import connect
+from doable.bootstrap import Runtime, build
+from doable.bootstrap.dapr import connect
 from doable.domain.clock import SystemClock
 from doable.inputs import NewTask, TaskChanges
-from doable.runtime import Runtime, build
 from doable.service import TaskService
 from doable.settings import Settings
 from doable.storage.dapr_outbox import DaprOutbox

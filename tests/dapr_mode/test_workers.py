@@ -14,9 +14,9 @@ import pytest
 from fastapi import FastAPI
 
 from doable import topology
+from doable.bootstrap import Runtime
 from doable.domain.clock import Clock
 from doable.domain.reminders import job_name
-from doable.runtime import Runtime
 from tests.conftest import auth
 from tests.dapr_double import DaprDouble, ManualClock
 from tests.dapr_mode.conftest import WorkerFactory, settle, sidecar_client

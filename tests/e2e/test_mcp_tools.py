@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from doable.runtime import Runtime
+from doable.bootstrap import Runtime
 from tests.e2e.conftest import McpConnect
 
 

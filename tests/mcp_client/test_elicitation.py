@@ -18,8 +18,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from pydantic import SecretStr
 
+from doable.bootstrap import Runtime, build
 from doable.inputs import TaskChanges
-from doable.runtime import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import lifespan_running

@@ -24,10 +24,10 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
 from doable.domain.query import SortField, Status
 from doable.inputs import ListRequest, NewTask, TaskChanges
-from doable.runtime import Runtime, build
 from doable.settings import Settings
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

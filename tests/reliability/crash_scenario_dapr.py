@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from doable.bootstrap import Runtime, build
 from doable.dapr.client import DaprClient
 from doable.inputs import NewTask, TaskChanges
-from doable.runtime import Runtime, build
 from doable.settings import Settings
 
 DAPR_TOKEN = "dapr-token-" + "c" * 30
@@ -90,8 +90,8 @@ async def main(sidecar: str, user: str, kill_at: int) -> None:
 async def worker_main(sidecar: str, port: int, kill_at: int) -> None:
     import uvicorn
 
-    from doable.dapr.wiring import worker_transport
-    from doable.delivery import build_worker_app
+    from doable.bootstrap.dapr import worker_transport
+    from doable.bootstrap.workers import build_worker_app
 
     settings = settings_for(Path(os.environ.get("TMPDIR", "/tmp")), sidecar).model_copy(
         update={"app_api_token": SecretStr(APP_TOKEN), "port": port}

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from doable.bootstrap import Runtime
 from doable.inputs import NewTask
-from doable.runtime import Runtime
 from doable.web.live import event_id
 from tests.reliability.fuzz import (
     EDGE_DATES,

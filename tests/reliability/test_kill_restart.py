@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from doable.bootstrap import build
 from doable.domain.clock import ManualClock
-from doable.runtime import build
 from doable.service import TaskService
 from tests.reliability import crash_scenario
 from tests.reliability.fuzz import SOAK, record

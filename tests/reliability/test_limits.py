@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from doable.runtime import Runtime, build
+from doable.bootstrap import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
 from tests.chat.conftest import text_input

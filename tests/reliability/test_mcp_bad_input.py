@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from doable.bootstrap import Runtime
 from doable.inputs import NewTask
-from doable.runtime import Runtime
 from tests.reliability.fuzz import (
     NASTY_TIMEZONES,
     Tried,

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 import structlog
 
-from doable.runtime import Runtime, build
+from doable.bootstrap import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import PG_HOST, PG_PORT, auth, lifespan_running

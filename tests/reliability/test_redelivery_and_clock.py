@@ -20,12 +20,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from doable import topology
+from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
 from doable.domain.query import SortField, Status
 from doable.domain.reminders import wanted_reminders
 from doable.inputs import ListRequest, NewTask, TaskChanges
 from doable.messaging import Message
-from doable.runtime import Runtime, build
 from doable.settings import Settings
 from tests.reliability.fuzz import Tried, fuzz
 

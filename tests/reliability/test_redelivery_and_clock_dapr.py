@@ -26,14 +26,14 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from doable import topology
+from doable.bootstrap import Runtime
+from doable.bootstrap.dapr import DaprParts, build_runtime, worker_transport
+from doable.bootstrap.workers import build_worker_app
 from doable.dapr.adapters import traceparent
-from doable.dapr.wiring import DaprParts, build_runtime, worker_transport
-from doable.delivery import build_worker_app
 from doable.domain.events import TaskEvent
 from doable.domain.query import SortField, Status, micros
 from doable.domain.reminders import job_name, wanted_reminders
 from doable.inputs import ListRequest, NewTask, TaskChanges
-from doable.runtime import Runtime
 from doable.settings import Settings
 from doable.storage.dapr_audit import DaprAuditLog
 from doable.storage.dapr_reminders import PENDING_SHARDS, DaprReminderLedger, pending_key

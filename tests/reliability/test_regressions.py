@@ -18,10 +18,10 @@ import pytest
 import sqlalchemy as sa
 
 from doable import logs
+from doable.bootstrap import Runtime
 from doable.domain.errors import InvalidArgument, Unavailable
 from doable.domain.recurrence import check_start, compile_rule, next_occurrence
 from doable.inputs import NewTask
-from doable.runtime import Runtime
 from doable.storage.sql.engine import create_engine, migrate
 from doable.storage.sql.repository import SqlUnitOfWork
 from doable.storage.sql.transactions import transaction

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from doable.bootstrap import Runtime
 from doable.domain.recurrence import next_occurrence
 from doable.inputs import NewTask
-from doable.runtime import Runtime
 from tests.reliability.fuzz import (
     NASTY_TIMEZONES,
     Tried,

@@ -13,8 +13,8 @@ import httpx2
 import pytest
 import uvicorn
 
+from doable.bootstrap import Runtime, build
 from doable.live import LiveHub, TooManyStreams
-from doable.runtime import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
 from doable.web.limits import AuthFailureLimit, BodyTimeout, server_options

@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from doable import topology
-from doable.delivery import WorkerTransport, build_worker_app
+from doable.bootstrap.workers import WorkerTransport, build_worker_app
 from doable.messaging import Job
 from doable.settings import Settings
 from doable.storage.sql.engine import create_engine, migrate

@@ -26,10 +26,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from agent.mcp_link import in_process
 from agent.models import ChatModel
+from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
 from doable.domain.query import Status
 from doable.inputs import ListRequest
-from doable.runtime import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import auth, lifespan_running

@@ -22,7 +22,7 @@ import structlog
 from pydantic import SecretStr
 
 from doable.auth import mint
-from doable.runtime import build
+from doable.bootstrap import build
 from doable.settings import Settings
 from doable.web.app import create_app
 from tests.chat.conftest import text_input

@@ -28,7 +28,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from doable.auth import JwksCache, TokenVerifier
-from doable.runtime import Runtime, build
+from doable.bootstrap import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
 from doable.web.errors import www_authenticate

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from doable.auth import JwksCache, TokenVerifier, service_tokens
-from doable.runtime import Runtime, build
+from doable.bootstrap import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
 from tests.chat.conftest import text_input

@@ -20,7 +20,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from doable.dapr.client import JOBS_ALPHA, JOBS_STABLE, DaprClient, Upsert, jobs_path_for
+from doable.dapr.api_paths import JOBS_ALPHA, JOBS_STABLE, jobs_path_for
+from doable.dapr.client import DaprClient
+from doable.dapr.operations import Upsert
 from doable.domain.errors import Unavailable
 
 NO_APP_ID = {

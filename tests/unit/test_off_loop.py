@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from doable import series_service
-from doable import service as service_module
+from doable.bootstrap import Runtime
 from doable.inputs import NewTask, TaskChanges
-from doable.runtime import Runtime
-from doable.series_service import SeriesActions
+from doable.usecases import next_occurrence, task_steps
 
 GUARD_SECONDS = 30
 
@@ -40,9 +39,9 @@ async def _release_from_the_loop(released: threading.Event, called: threading.Ev
 @pytest.mark.parametrize(
     ("module", "name", "action"),
     [
-        (service_module, "build_recurrence", "add"),
-        (service_module, "build_recurrence", "update"),
-        (service_module, "plan_next", "next occurrence"),
+        (task_steps, "build_recurrence", "add"),
+        (task_steps, "build_recurrence", "update"),
+        (next_occurrence, "plan_next", "next occurrence"),
         (series_service, "plan_skip", "skip"),
     ],
 )
@@ -62,6 +61,6 @@ async def test_recurrence_work_runs_off_the_event_loop(
         done = await service.complete("alice", task.task_id)
         work = service.create_next_occurrence(done)
     else:
-        work = SeriesActions(service).skip("alice", task.task_id)
+        work = service.series.skip("alice", task.task_id)
     result, _ = await asyncio.gather(work, _release_from_the_loop(released, called))
     assert result is not None

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from doable.domain.clock import LocalCalendar, localize, zone
+from doable.domain.due import parse_due
 from doable.domain.errors import InvalidArgument
-from doable.service import parse_due
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

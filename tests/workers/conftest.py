@@ -13,11 +13,11 @@ from typing import Any
 import httpx2
 import pytest
 
+from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
 from doable.domain.query import SortField, Status
 from doable.inputs import ListRequest
 from doable.messaging import Message, Outcome, Subscription
-from doable.runtime import Runtime, build
 from doable.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import lifespan_running

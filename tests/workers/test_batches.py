@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from doable.bootstrap import Runtime
 from doable.domain.clock import ManualClock
 from doable.domain.errors import InvalidArgument
 from doable.events.inprocess import InProcessBus, RetryPolicy
@@ -19,7 +20,6 @@ from doable.events.relay import publish_task_events
 from doable.inputs import NewTask, ReminderIn
 from doable.jobs.embedded import EmbeddedJobs
 from doable.messaging import Job, Message, Outcome, Outgoing, Subscription
-from doable.runtime import Runtime
 from tests.workers.conftest import settle
 
 CLOCK = ManualClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from doable import topology
+from doable.bootstrap import Runtime
 from doable.domain.clock import ManualClock
 from doable.domain.errors import Conflict, InvalidArgument, Unavailable
 from doable.events.inprocess import InProcessBus, RetryPolicy
 from doable.events.relay import OutboxRelay
 from doable.inputs import NewTask
 from doable.messaging import Message, Outcome, Subscription
-from doable.runtime import Runtime
 
 CLOCK = ManualClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from doable import topology
+from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
 from doable.domain.reminders import job_name
 from doable.inputs import NewTask, ReminderIn, TaskChanges
-from doable.runtime import Runtime, build
 from doable.settings import Settings
 from doable.storage.sql.worker_schema import ScheduledJobRow
 from tests.workers.conftest import Recorder, advance, settle, sweep

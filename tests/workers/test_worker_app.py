@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,13 +15,13 @@ import pytest
 from pydantic import SecretStr
 
 from doable import topology
+from doable.bootstrap import Runtime
+from doable.bootstrap.workers import WorkerTransport, build_worker_app
 from doable.cli import main
-from doable.delivery import WorkerTransport, build_worker_app
 from doable.domain.errors import Unavailable
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.task import Task
-from doable.messaging import Job
-from doable.runtime import Runtime
+from doable.messaging import Job, Outgoing
 from doable.settings import Settings
 from tests.workers.conftest import tasks_of
 
@@ -40,6 +40,11 @@ class FakePublisher:
             raise Unavailable("sidecar unreachable")
         self.published.append((topic, data))
 
+    async def publish_batch(self, topic: str, entries: Sequence[Outgoing]) -> set[str]:
+        for e in entries:
+            await self.publish(topic, e.data, key=e.key, event_id=e.event_id, trace_id=e.trace_id)
+        return set()
+
 
 class FakeJobs:
     def __init__(self) -> None:
@@ -51,6 +56,14 @@ class FakeJobs:
     async def cancel(self, name: str) -> None:
         self.jobs.pop(name, None)
 
+    async def schedule_many(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            await self.schedule(job)
+
+    async def cancel_many(self, names: Sequence[str]) -> None:
+        for name in names:
+            await self.cancel(name)
+
 
 class Tasks:
     def __init__(self, *tasks: Task) -> None:
@@ -58,6 +71,9 @@ class Tasks:
 
     async def get(self, user_id: str, task_id: int) -> Task | None:
         return self.tasks.get((user_id, task_id))
+
+    async def get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Task]:
+        return {k: self.tasks[k] for k in keys if k in self.tasks}
 
 
 class Occurrences:
@@ -69,6 +85,9 @@ class Occurrences:
     async def create_next(self, completed: Task) -> Task | None:
         self.asked.append(completed)
         return None
+
+    async def create_next_many(self, completed: Sequence[Task]) -> list[Task | None]:
+        return [await self.create_next(t) for t in completed]
 
 
 class Fakes:

@@ -10,6 +10,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from doable.storage.sql import sqlite_driver
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -50,10 +52,15 @@ def create_engine(
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Few connections on purpose: SQLite writes one at a time (this process's writers take
         # turns without a connection, see transactions.write_turn), and every extra concurrent
-        # read makes the event loop slower for the writer holding the lock. With 5 + 10, reads'
-        # p95 fell under the soak but writes' rose to 2.4-3.6 s; with 5 + 3, 2.1-2.4 s (1.7-2.2 before).
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=5, max_overflow=3)
+        # read makes the event loop slower for the requests' writers, which take a turn of the
+        # loop per statement (the event pipeline's run inline, see sqlite_driver). With 5 + 10,
+        # reads' p95 fell under the soak but writes' rose to 2.4-3.6 s; with 5 + 3, 2.1-2.4 s
+        # (1.7-2.2 before). With 5 + 15, the pipeline's reminders came later.
+        engine = create_async_engine(
+            url, async_creator=sqlite_driver.async_creator(sa.make_url(url)), pool_size=5, max_overflow=3
+        )
         _sqlite_pragmas(engine)
+        sqlite_driver.install(engine.sync_engine)
         return engine
     connect_args: dict[str, Any] = {}
     if schema:
@@ -76,13 +83,13 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={sqlite_driver.BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @sa.event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        options = conn.get_execution_options()
+        sqlite_driver.begin(conn, options.get("sqlite_begin", "DEFERRED"), inline=options.get("sqlite_inline", False))
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:

@@ -22,6 +22,11 @@ keys_t = sa.Table(
     sa.Column("created_us", sa.BigInteger, nullable=False),
     sa.Column("result", sa.Text, nullable=False),
 )
+# Built once: a keyed write reads and writes its key (see task_statements).
+_GET = sa.select(keys_t.c.request_hash, keys_t.c.created_us, keys_t.c.result).where(
+    keys_t.c.user_id == sa.bindparam("user_id"), keys_t.c.key == sa.bindparam("key")
+)
+_PUT = sa.insert(keys_t)
 
 
 class SqlIdempotencyKeys:
@@ -29,10 +34,7 @@ class SqlIdempotencyKeys:
         self._conn = conn
 
     async def get(self, user_id: str, key: str) -> StoredResult | None:
-        stmt = sa.select(keys_t.c.request_hash, keys_t.c.created_us, keys_t.c.result).where(
-            keys_t.c.user_id == user_id, keys_t.c.key == key
-        )
-        row = (await self._conn.execute(stmt)).one_or_none()
+        row = (await self._conn.execute(_GET, {"user_id": user_id, "key": key})).one_or_none()
         if row is None:
             return None
         created = datetime.fromtimestamp(row.created_us / 1_000_000, UTC)
@@ -41,13 +43,14 @@ class SqlIdempotencyKeys:
     async def put(self, user_id: str, key: str, stored: StoredResult) -> None:
         try:
             await self._conn.execute(
-                sa.insert(keys_t).values(
-                    user_id=user_id,
-                    key=key,
-                    request_hash=stored.request_hash,
-                    created_us=micros(stored.created_at),
-                    result=json.dumps(stored.result),
-                )
+                _PUT,
+                {
+                    "user_id": user_id,
+                    "key": key,
+                    "request_hash": stored.request_hash,
+                    "created_us": micros(stored.created_at),
+                    "result": json.dumps(stored.result),
+                },
             )
         except IntegrityError:
             raise Conflict("the same idempotency key is in use by a concurrent call") from None

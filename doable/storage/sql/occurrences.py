@@ -36,6 +36,11 @@ tokens_t = sa.Table(
     sa.Column("expires_us", sa.BigInteger, nullable=False),
     sa.Column("data", sa.Text, nullable=False),
 )
+# Every write prunes and adds a token (its undo): built once (see task_statements).
+_PRUNE_TOKENS = sa.delete(tokens_t).where(
+    tokens_t.c.user_id == sa.bindparam("user_id"), tokens_t.c.expires_us < sa.bindparam("now")
+)
+_INSERT_TOKEN = sa.insert(tokens_t)
 
 
 def _instant(us: int) -> datetime:
@@ -102,21 +107,18 @@ class SqlActionTokens:
 
     async def put(self, token: ActionToken) -> None:
         # Expired tokens of this user go as new ones come (bounded by the user's own write rate).
-        await self._conn.execute(
-            sa.delete(tokens_t).where(
-                tokens_t.c.user_id == token.user_id, tokens_t.c.expires_us < micros(token.created_at)
-            )
-        )
+        await self._conn.execute(_PRUNE_TOKENS, {"user_id": token.user_id, "now": micros(token.created_at)})
         try:
             await self._conn.execute(
-                sa.insert(tokens_t).values(
-                    user_id=token.user_id,
-                    token=token.token,
-                    kind=token.kind,
-                    created_us=micros(token.created_at),
-                    expires_us=micros(token.expires_at),
-                    data=json.dumps(token.data),
-                )
+                _INSERT_TOKEN,
+                {
+                    "user_id": token.user_id,
+                    "token": token.token,
+                    "kind": token.kind,
+                    "created_us": micros(token.created_at),
+                    "expires_us": micros(token.expires_at),
+                    "data": json.dumps(token.data),
+                },
             )
         except IntegrityError:
             raise Conflict("the token is already in use") from None

@@ -9,7 +9,6 @@ from types import TracebackType
 from typing import Any, Self
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -20,19 +19,12 @@ from doable.domain.profile import Profile
 from doable.domain.query import SortField, TaskFilter, TaskPage, TaskQuery, micros, no_due_sentinel, search_text
 from doable.domain.task import Task
 from doable.ports import OutboxRecord
+from doable.storage.sql import task_statements as q
 from doable.storage.sql.idempotency import SqlIdempotencyKeys
-from doable.storage.sql.mapping import table_of
 from doable.storage.sql.occurrences import SqlActionTokens, SqlOccurrenceLog
-from doable.storage.sql.schema import OutboxRow, ProfileRow, TaskDataRow, TaskRow, TaskTagRow, UserCounterRow
 from doable.storage.sql.series import SqlSeriesLinks
+from doable.storage.sql.task_statements import data_t, outbox_t, tags_t, tasks_t
 from doable.storage.sql.transactions import transaction, write_turn
-
-tasks_t = table_of(TaskRow)
-data_t = table_of(TaskDataRow)
-tags_t = table_of(TaskTagRow)
-counters_t = table_of(UserCounterRow)
-profiles_t = table_of(ProfileRow)
-outbox_t = table_of(OutboxRow)
 
 
 def _row_values(task: Task) -> dict[str, Any]:
@@ -56,8 +48,8 @@ def _data_values(task: Task) -> dict[str, Any]:
     return {"user_id": task.user_id, "task_id": task.task_id, "data": task.model_dump_json()}
 
 
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+# Pairs per statement of get_many: two bind parameters each, well under SQLite's limit (32,766).
+GET_MANY_CHUNK = 400
 
 
 class SqlTasks:
@@ -65,68 +57,57 @@ class SqlTasks:
         self._conn = conn
 
     async def next_id(self, user_id: str) -> int:
-        stmt = _insert(self._conn, counters_t).values(user_id=user_id, last_task_id=1)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[counters_t.c.user_id], set_={"last_task_id": counters_t.c.last_task_id + 1}
-        ).returning(counters_t.c.last_task_id)
-        return int((await self._conn.execute(stmt)).scalar_one())
+        stmt = q.next_id(self._conn.dialect.name)
+        return int((await self._conn.execute(stmt, {"user_id": user_id})).scalar_one())
 
     async def get(self, user_id: str, task_id: int) -> Task | None:
-        stmt = sa.select(data_t.c.data).where(data_t.c.user_id == user_id, data_t.c.task_id == task_id)
-        data = (await self._conn.execute(stmt)).scalar_one_or_none()
+        data = (await self._conn.execute(q.TASK_DATA, {"user_id": user_id, "task_id": task_id})).scalar_one_or_none()
         return Task.model_validate_json(data) if data is not None else None
+
+    async def get_many(self, keys: builtins.list[tuple[str, int]]) -> dict[tuple[str, int], Task]:
+        found: dict[tuple[str, int], Task] = {}
+        wanted = sorted(set(keys))
+        for start in range(0, len(wanted), GET_MANY_CHUNK):
+            rows = await self._conn.execute(q.TASKS_DATA, {"keys": wanted[start : start + GET_MANY_CHUNK]})
+            for user_id, task_id, data in rows:
+                found[(user_id, task_id)] = Task.model_validate_json(data)
+        return found
 
     async def add(self, task: Task) -> None:
         try:
-            result = await self._conn.execute(sa.insert(tasks_t).values(**_row_values(task)).returning(tasks_t.c.pk))
+            result = await self._conn.execute(q.INSERT_TASK, _row_values(task))
         except IntegrityError:
             raise Conflict(f"task {task.task_id} already exists") from None
         pk = result.scalar_one()
-        await self._conn.execute(sa.insert(data_t).values(**_data_values(task)))
+        await self._conn.execute(q.INSERT_DATA, _data_values(task))
         await self._write_tags(pk, task)
 
     async def update(self, task: Task) -> None:
-        stmt = (
-            sa.update(tasks_t)
-            .where(
-                tasks_t.c.user_id == task.user_id,
-                tasks_t.c.task_id == task.task_id,
-                tasks_t.c.version == task.version - 1,
-            )
-            .values(**_row_values(task))
-            .returning(tasks_t.c.pk)
-        )
-        pk = (await self._conn.execute(stmt)).scalar_one_or_none()
+        where = {"w_user_id": task.user_id, "w_task_id": task.task_id}
+        pk = (
+            await self._conn.execute(q.UPDATE_TASK, _row_values(task) | where | {"w_version": task.version - 1})
+        ).scalar_one_or_none()
         if pk is None:
             raise Conflict(f"task {task.task_id} was changed concurrently")
-        await self._conn.execute(
-            sa.update(data_t)
-            .where(data_t.c.user_id == task.user_id, data_t.c.task_id == task.task_id)
-            .values(data=task.model_dump_json())
-        )
-        await self._conn.execute(sa.delete(tags_t).where(tags_t.c.task_pk == pk))
+        await self._conn.execute(q.UPDATE_DATA, {"data": task.model_dump_json()} | where)
+        await self._conn.execute(q.DELETE_TAGS, {"task_pk": pk})
         await self._write_tags(pk, task)
 
     async def remove(self, task: Task) -> None:
-        stmt = sa.delete(tasks_t).where(
-            tasks_t.c.user_id == task.user_id, tasks_t.c.task_id == task.task_id, tasks_t.c.version == task.version
-        )
-        if (await self._conn.execute(stmt)).rowcount != 1:
+        key = {"user_id": task.user_id, "task_id": task.task_id}
+        if (await self._conn.execute(q.DELETE_TASK, key | {"version": task.version})).rowcount != 1:
             raise Conflict(f"task {task.task_id} was changed concurrently")
         # Its task_data row goes with it (ON DELETE CASCADE); said here too, so that it never depends
         # on a connection's foreign-key setting.
-        await self._conn.execute(
-            sa.delete(data_t).where(data_t.c.user_id == task.user_id, data_t.c.task_id == task.task_id)
-        )
+        await self._conn.execute(q.DELETE_DATA, key)
 
     async def count(self, user_id: str) -> int:
-        stmt = sa.select(sa.func.count()).select_from(tasks_t).where(tasks_t.c.user_id == user_id)
-        return int((await self._conn.execute(stmt)).scalar_one())
+        return int((await self._conn.execute(q.COUNT_TASKS, {"user_id": user_id})).scalar_one())
 
     async def _write_tags(self, pk: int, task: Task) -> None:
         if task.tags:
             await self._conn.execute(
-                sa.insert(tags_t), [{"task_pk": pk, "tag": tag, "user_id": task.user_id} for tag in task.tags]
+                q.INSERT_TAGS, [{"task_pk": pk, "tag": tag, "user_id": task.user_id} for tag in task.tags]
             )
 
     async def list(self, user_id: str, query: TaskQuery) -> TaskPage:
@@ -259,15 +240,12 @@ class SqlProfiles:
         self._conn = conn
 
     async def get(self, user_id: str) -> Profile | None:
-        stmt = sa.select(profiles_t.c.data).where(profiles_t.c.user_id == user_id)
-        data = (await self._conn.execute(stmt)).scalar_one_or_none()
+        data = (await self._conn.execute(q.PROFILE, {"user_id": user_id})).scalar_one_or_none()
         return Profile.model_validate_json(data) if data is not None else None
 
     async def save(self, profile: Profile) -> None:
-        stmt = _insert(self._conn, profiles_t).values(user_id=profile.user_id, data=profile.model_dump_json())
-        await self._conn.execute(
-            stmt.on_conflict_do_update(index_elements=[profiles_t.c.user_id], set_={"data": stmt.excluded.data})
-        )
+        stmt = q.save_profile(self._conn.dialect.name)
+        await self._conn.execute(stmt, {"user_id": profile.user_id, "data": profile.model_dump_json()})
 
 
 class SqlOutbox:
@@ -276,15 +254,16 @@ class SqlOutbox:
 
     async def add(self, event: TaskEvent) -> None:
         await self._conn.execute(
-            sa.insert(outbox_t).values(
-                event_id=event.event_id,
-                user_id=event.user_id,
-                task_id=event.task_id,
-                created_us=micros(event.timestamp),
-                published=False,
-                attempts=0,
-                payload=event.model_dump_json(),
-            )
+            q.INSERT_OUTBOX,
+            {
+                "event_id": event.event_id,
+                "user_id": event.user_id,
+                "task_id": event.task_id,
+                "created_us": micros(event.timestamp),
+                "published": False,
+                "attempts": 0,
+                "payload": event.model_dump_json(),
+            },
         )
 
 

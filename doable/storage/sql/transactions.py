@@ -65,8 +65,9 @@ async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterat
     """One transaction, committed when the block ends without an error.
 
     Write transactions wait for their turn (`write_turn`), then take SQLite's write lock at BEGIN
-    (like SqlUnitOfWork) so that a read never has to upgrade to a write. A database that cannot
-    be reached surfaces as Unavailable, which handlers answer with RETRY."""
+    (like SqlUnitOfWork) so that a read never has to upgrade to a write. On SQLite they run on the
+    event loop's thread (`sqlite_driver`). A database that cannot be reached surfaces as
+    Unavailable, which handlers answer with RETRY."""
     async with write_turn(engine) if write else contextlib.nullcontext():
         async with _transaction(engine, write=write) as conn:
             yield conn
@@ -79,8 +80,9 @@ async def _transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Asy
     except (OperationalError, DBAPIError, OSError) as exc:
         raise Unavailable("the database is unavailable; try again shortly") from exc
     try:
-        if write:
-            conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+        # Inline on the event loop's thread, no turn of it per statement (sqlite_driver).
+        options = {"sqlite_begin": "IMMEDIATE"} if write else {}
+        conn = await conn.execution_options(sqlite_inline=True, **options)
         async with conn.begin():
             yield conn
     except (OperationalError, DBAPIError, OSError) as exc:

@@ -1,8 +1,7 @@
-"""Ports: what the service needs from storage and delivery, as Protocols.
+"""Task storage ports: what the task service needs from storage, as Protocols.
 
-Adapters live in `doable.storage.*` (SQL, Dapr state) and `doable.events.*`.
-A unit of work is one atomic change: the task rows, the per-user id counter and
-the outbox events commit together or not at all.
+Adapters live in `doable.storage.*` (SQL, Dapr state). A unit of work is one atomic change: the
+task rows, the per-user id counter and the outbox events commit together or not at all.
 """
 
 from __future__ import annotations
@@ -26,6 +25,10 @@ class TaskRepository(Protocol):
         ...
 
     async def get(self, user_id: str, task_id: int) -> Task | None: ...
+
+    async def get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Task]:
+        """The tasks of these (user, task id) pairs that exist (one read where the store allows)."""
+        ...
 
     async def add(self, task: Task) -> None: ...
 
@@ -172,32 +175,3 @@ class UnitOfWorkFactory(Protocol):
     def __call__(self, *, write: bool = True) -> UnitOfWork:
         """A fresh unit of work; `write=False` promises only reads (lets SQLite skip the write lock)."""
         ...
-
-
-@dataclass(frozen=True)
-class OutboxRecord:
-    seq: int
-    event: TaskEvent
-    created_at: datetime
-    attempts: int
-
-
-class OutboxView(Protocol):
-    """What the runtime reads of the outbox: what waits to be published, and recent history."""
-
-    async def pending(self, limit: int = 100) -> list[OutboxRecord]: ...
-
-    async def depth(self) -> int: ...
-
-    async def history(self, user_id: str, task_id: int | None = None, limit: int = 50) -> list[TaskEvent]:
-        """Recorded events of one user (optionally one task), newest first."""
-        ...
-
-
-class OutboxReader(OutboxView, Protocol):
-    """The embedded relay's side of the outbox: read what is not yet published, then mark it.
-    (The Dapr outbox is relayed by its own loop, doable.storage.dapr_outbox.DaprOutbox.)"""
-
-    async def mark_published(self, seqs: list[int]) -> None: ...
-
-    async def mark_failed(self, seqs: list[int]) -> None: ...

@@ -1,10 +1,9 @@
-"""Dapr mode's adapter family, connected once per process by the composition root.
+"""The Dapr assembly: the API process (`doable serve`, `doable mcp` with DOABLE_RUNTIME=dapr) and
+one worker process (`doable worker NAME`), connected once per process through the sidecar.
 
-`build_runtime` wires the API process (`doable serve`, `doable mcp` with DOABLE_RUNTIME=dapr):
-tasks, profiles and the outbox in Dapr state, events published through the sidecar by the
-outbox relay (started with the app), the inbox and history read from Dapr state.
-`worker_transport` wires one worker process (`doable worker NAME`). Neither touches a
-database or a broker directly: everything goes through the sidecar.
+The API keeps tasks, profiles and the outbox in Dapr state; its outbox relay (started with the
+app) publishes the events through the sidecar; the inbox and history are read from Dapr state.
+Neither process touches a database or a broker directly: everything goes through the sidecar.
 """
 
 from __future__ import annotations
@@ -16,11 +15,18 @@ from typing import TYPE_CHECKING
 import structlog
 from pydantic import SecretStr
 
+from doable.auth import JwksCache
+from doable.bootstrap.common import task_service, token_verifier
+from doable.bootstrap.runtime import Runtime
+from doable.bootstrap.workers import WorkerStores, WorkerTransport
 from doable.dapr.adapters import DaprJobScheduler, DaprPublisher
 from doable.dapr.client import DaprClient
 from doable.dapr.invocation import DaprOccurrences, DaprTaskLookup
 from doable.domain.clock import Clock, SystemClock
 from doable.domain.errors import DoableError, Unavailable
+from doable.events.relay import CommitSignal
+from doable.history import History
+from doable.inbox import Inbox
 from doable.settings import Settings
 from doable.storage.dapr_audit import DaprAuditLog
 from doable.storage.dapr_delivery import DaprDeadLetters, DaprProcessedMessages
@@ -31,8 +37,10 @@ from doable.storage.dapr_state import DaprUnitOfWorkFactory
 from doable.topology import SECRET_STORE, STATE_STORE, WORKER_APP_IDS
 
 if TYPE_CHECKING:
-    from doable.delivery import WorkerTransport
-    from doable.runtime import Runtime
+    from chatkit.store import Store
+    from fastapi import APIRouter
+
+    from agent.context import ChatContext
 
 log = structlog.get_logger("doable.dapr")
 
@@ -126,13 +134,6 @@ async def connect(settings: Settings, *, client: DaprClient | None = None) -> Da
 
 async def build_runtime(settings: Settings, *, clock: Clock | None = None, client: DaprClient | None = None) -> Runtime:
     """The API process in Dapr mode. `client` replaces the sidecar client (tests)."""
-    # Imported here: doable.runtime imports this module lazily, and workers never need it.
-    from doable.auth import JwksCache
-    from doable.events.relay import CommitSignal
-    from doable.history import History
-    from doable.inbox import Inbox
-    from doable.runtime import Runtime, task_service, token_verifier
-
     clock = clock or SystemClock()
     parts = await connect(settings, client=client)
     settings = parts.settings
@@ -145,7 +146,6 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None, clien
             f"{settings.dapr_secret_name!r} of the secret store, or set DOABLE_JWT_SECRET / DOABLE_JWT_JWKS_URL"
         )
     jwks = JwksCache(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
-    verifier = token_verifier(settings, secret, jwks)
     commits = CommitSignal(parts.uow)
     service = task_service(commits, clock, settings)
     inbox_store = DaprInbox(parts.client, parts.store)
@@ -153,25 +153,65 @@ async def build_runtime(settings: Settings, *, clock: Clock | None = None, clien
         settings=settings,
         clock=clock,
         service=service,
-        verifier=verifier,
+        verifier=token_verifier(settings, secret, jwks),
         outbox=DaprOutboxReader(parts.outbox),
         signing_secret=secret,
         inbox=Inbox(inbox_store, inbox_store, clock, allow_private_webhooks=settings.webhook_allow_private),
         history=History(DaprAuditLog(parts.client, parts.store)),
+        chat_store=lambda: _chat_store(parts, clock),
+        standalone=False,
+        api_routes=_api_routes,
+        checks={"sidecar": parts.client.check},
+        closers=(parts.client.aclose,),
+        # The relay runs in the serving process (Runtime.start); each commit wakes it at once.
+        background=(parts.outbox,),
         dapr=parts,
     )
-    runtime._checks["sidecar"] = parts.client.check
-    runtime._closers.append(parts.client.aclose)
-    # The relay runs in the serving process (Runtime.start); each commit wakes it at once.
-    runtime.background.append(parts.outbox)
     log.info("dapr.runtime_ready", app="api", sidecar=sidecar_endpoint(settings))
     return runtime
 
 
+def _chat_store(parts: DaprParts, clock: Clock) -> Store[ChatContext]:
+    # Imported when the chat router is built: the chat stack stays out of processes without chat.
+    from agent.dapr_store import DaprChatStore
+
+    return DaprChatStore(parts.client, parts.store, clock)
+
+
+def _api_routes(runtime: Runtime) -> list[APIRouter]:
+    """The routes the sidecar calls on the API app (subscriptions, service invocation)."""
+    from doable.dapr.routes import dapr_router
+
+    token = runtime.settings.app_api_token.get_secret_value() if runtime.settings.app_api_token else None
+    return [dapr_router(runtime.service, runtime.live.subscriptions(), clock=runtime.clock, app_token=token)]
+
+
+async def signing_settings(settings: Settings) -> Settings:
+    """The settings with the token key filled in from the Dapr secret store, read through the
+    sidecar exactly as the API reads it (`doable token`: sign with the key the API verifies with)."""
+    client = sidecar_client(settings)
+    try:
+        try:
+            await client.wait_ready(settings.dapr_startup_timeout)
+        except Unavailable as exc:
+            raise ConfigurationError(
+                f"the Dapr sidecar at {sidecar_endpoint(settings)} is not answering ({exc}); run `doable token` "
+                "in a container next to it, e.g. kubectl exec deploy/doable-api -c api -- doable token --user NAME"
+            ) from None
+        settings = await load_secrets(settings, client)
+    finally:
+        await client.aclose()
+    if settings.jwt_secret is None and not settings.jwt_jwks_url:
+        raise ConfigurationError(
+            f"no jwt-secret in the secret {settings.dapr_secret_name!r} of the Dapr secret store "
+            "(the API cannot verify tokens either); create it, e.g. kubectl create secret generic "
+            f"{settings.dapr_secret_name} --from-literal=jwt-secret=..."
+        )
+    return settings
+
+
 async def worker_transport(settings: Settings, name: str, *, client: DaprClient | None = None) -> WorkerTransport:
     """One worker's transport and stores, all through its sidecar (`doable worker NAME`)."""
-    from doable.delivery import WorkerStores, WorkerTransport
-
     if name not in WORKER_APP_IDS:
         raise ConfigurationError(f"unknown worker {name!r}; choose one of {', '.join(WORKER_APP_IDS)}")
     parts = await connect(settings, client=client)
