@@ -48,10 +48,10 @@ from agent.mcp_link import McpLink, loopback_mcp_url
 from agent.models import ChatModel, select_model
 from agent.routes import SpecChatResponse, ToolCallOut
 from agent.server import DoableChatServer
-from doable.auth import ServiceTokens
 from doable.domain.clock import Clock
-from doable.service import TaskService
-from doable.settings import Settings
+from doable.platform.auth import ServiceTokens
+from doable.platform.settings import Settings
+from doable.usecases.service import TaskService
 from doable.web.errors import error_body, validation_message
 
 log = structlog.get_logger("doable.chat")

@@ -7,7 +7,7 @@ to the requesting user, as `agent.store.SqlChatStore` does over SQL.
 
 Thread ids are global keys (like the SQL primary key): a thread is created with first-write, so
 an id can never be taken over, and another user's thread is simply not found. Every change is
-an optimistic state transaction (doable.storage.dapr_docs) guarded by the ETags it read.
+an optimistic state transaction (doable.adapters.dapr.documents) guarded by the ETags it read.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from chatkit.types import Page, ThreadItem, ThreadMetadata
 
 from agent.context import ChatContext
 from agent.thread_store import ITEM, PAGE_MAX, ThreadStore
-from doable.dapr.client import DaprClient
+from doable.adapters.dapr.client import DaprClient
+from doable.adapters.dapr.documents import Doc, StateTxn, optimistic, part
 from doable.domain.clock import Clock
 from doable.domain.query import micros
-from doable.storage.dapr_docs import Doc, StateTxn, optimistic, part
 
 
 def threads_key(uid: str) -> str:

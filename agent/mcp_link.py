@@ -23,8 +23,8 @@ from mcp.types import CallToolResult
 from mcp.types import Tool as MCPTool
 
 from agent.tool_catalog import ToolCatalog
-from doable.auth import ServiceTokens
-from doable.settings import Settings
+from doable.platform.auth import ServiceTokens
+from doable.platform.settings import Settings
 
 log = structlog.get_logger("doable.chat")
 

@@ -16,7 +16,7 @@ from agents.models.default_models import get_default_model_settings
 from openai import AsyncOpenAI
 
 from agent.wire import checked_client
-from doable.settings import Settings
+from doable.platform.settings import Settings
 
 log = structlog.get_logger("doable.chat")
 

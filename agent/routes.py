@@ -22,10 +22,10 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from doable.auth import Identity, ServiceTokens
 from doable.domain.clock import Clock
-from doable.service import TaskService
-from doable.settings import Settings
+from doable.platform.auth import Identity, ServiceTokens
+from doable.platform.settings import Settings
+from doable.usecases.service import TaskService
 from doable.web.security import CurrentUser
 
 if TYPE_CHECKING:

@@ -52,9 +52,9 @@ from agent.widgets import (
 )
 from doable.domain.clock import Clock
 from doable.domain.errors import DoableError, Unavailable
-from doable.logs import current_trace_id
-from doable.service import TaskService
-from doable.views import task_view
+from doable.platform.logs import current_trace_id
+from doable.usecases.service import TaskService
+from doable.usecases.views import task_view
 
 log = structlog.get_logger("doable.chat")
 

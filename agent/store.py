@@ -19,14 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agent.context import ChatContext
 from agent.thread_store import ITEM, PAGE_MAX, ThreadStore
+from doable.adapters.sql.schema import metadata
+from doable.adapters.sql.transactions import transaction
 from doable.domain.clock import Clock
 from doable.domain.errors import Unavailable
 from doable.domain.query import micros
-from doable.storage.sql.schema import metadata
-from doable.storage.sql.transactions import transaction
 
-threads_t = metadata.tables["chat_threads"]  # doable.storage.sql.schema.ChatThreadRow
-items_t = metadata.tables["chat_items"]  # doable.storage.sql.schema.ChatItemRow
+threads_t = metadata.tables["chat_threads"]  # doable.adapters.sql.schema.ChatThreadRow
+items_t = metadata.tables["chat_items"]  # doable.adapters.sql.schema.ChatItemRow
 
 
 def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
@@ -51,7 +51,7 @@ class SqlChatStore(ThreadStore):
 
     @asynccontextmanager
     async def _tx(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
-        """One transaction (doable.storage.sql.transactions), its outage named for the chat."""
+        """One transaction (doable.adapters.sql.transactions), its outage named for the chat."""
         try:
             async with transaction(self._engine, write=write) as conn:
                 yield conn

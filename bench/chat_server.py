@@ -19,8 +19,8 @@ from typing import Any
 from agents import ModelSettings
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 
-from doable import logs
-from doable.settings import Settings
+from doable.platform import logs
+from doable.platform.settings import Settings
 
 _ids = itertools.count(1)
 

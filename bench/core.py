@@ -169,8 +169,7 @@ def configure_logging(path: str | None) -> None:
     (direct) paths then pay the same logging cost as `doable serve`, and the table stays readable."""
     import logging
 
-    from doable import logs
-
+    from doable.platform import logs
     logs.configure("json", "info")
     if path is not None:
         handler = logging.getLogger().handlers[0]

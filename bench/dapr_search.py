@@ -20,15 +20,15 @@ from bench import datagen
 from bench.core import Section, Timer, summarize
 from bench.procs import ROOT, free_port
 from bench.search import Query, queries
-from doable.dapr.client import DaprClient
-from doable.dapr.operations import Upsert
+from doable.adapters.dapr.client import DaprClient
+from doable.adapters.dapr.keys import INDEX_FORMAT, bucket_key, bucket_of, chunk_of, index_key, meta_key
+from doable.adapters.dapr.operations import Upsert
+from doable.adapters.dapr.projection import index_entry
+from doable.adapters.dapr.state import DaprUnitOfWorkFactory
 from doable.domain.clock import SystemClock
 from doable.domain.task import Task
-from doable.service import TaskService
-from doable.storage.dapr_keys import INDEX_FORMAT, bucket_key, bucket_of, chunk_of, index_key, meta_key
-from doable.storage.dapr_projection import index_entry
-from doable.storage.dapr_state import DaprUnitOfWorkFactory
-from doable.topology import STATE_STORE
+from doable.platform.topology import STATE_STORE
+from doable.usecases.service import TaskService
 
 # v2: the list projection's keys (tasks-index:*) and the buckets' revs.
 SCHEMA = f"bench_dapr_{datagen.DATA_VERSION}_v2"

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from bench.datagen import PG_DSN
-from doable.topology import API_APP_ID
+from doable.platform.topology import API_APP_ID
 from tests.dapr_double import DaprDouble
 
 

@@ -1,7 +1,7 @@
 """Realistic task data at scale, bulk-loaded straight into the schema the migrations create.
 
 Rows are the SQL adapter's own: each is a domain `Task` turned into column values by
-`doable.storage.sql.repository._row_values` / `_data_values`, so the stored JSON and the derived columns
+`doable.adapters.sql.repository._row_values` / `_data_values`, so the stored JSON and the derived columns
 (search_text, title_key, due_us, ...) are exactly what the app writes. Loading skips the
 per-row ORM path: SQLite gets executemany, PostgreSQL gets COPY (indexes rebuilt after). Both are cached between
 runs: SQLite under bench/.cache, PostgreSQL in a schema of its own, keyed by DATA_VERSION and
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.words import TAGS, WORDS
+from doable.adapters.sql.engine import create_engine, migrate
+from doable.adapters.sql.repository import _data_values, _row_values
 from doable.domain.task import Priority, Reminder, Task
-from doable.storage.sql.engine import create_engine, migrate
-from doable.storage.sql.repository import _data_values, _row_values
 
 DATA_VERSION = "v1"
 CACHE = Path(__file__).resolve().parent / ".cache"

@@ -17,11 +17,11 @@ from pydantic import SecretStr
 
 from bench.core import Section
 from bench.procs import JWT_SECRET
-from doable import topology
 from doable.bootstrap import build
-from doable.inputs import NewTask, ReminderIn
-from doable.messaging import Message, Outcome, Subscription
-from doable.settings import Settings
+from doable.platform import topology
+from doable.platform.settings import Settings
+from doable.ports.messages import Message, Outcome, Subscription
+from doable.usecases.inputs import NewTask, ReminderIn
 
 TASK_EVENT_CONSUMERS = ("audit-task-events", "recurrence-task-events", "reminders-task-events")
 

@@ -31,8 +31,8 @@ from bench.core import Section
 from bench.datagen import PG_DSN
 from bench.events import workload
 from bench.procs import ROOT, free_port
-from doable import topology
-from doable.settings import Settings
+from doable.platform import topology
+from doable.platform.settings import Settings
 
 WORKERS = ("audit", "recurrence", "reminders")
 DAPR_TOKEN = "dapr-token-" + "b" * 30

@@ -21,8 +21,8 @@ from bench import write_floor
 from bench.core import Section, Timer, ratio_figure, summarize
 from bench.procs import JWT_SECRET, auth, doable_serve, token
 from doable.bootstrap import build
-from doable.inputs import ListRequest, NewTask
-from doable.settings import Settings
+from doable.platform.settings import Settings
+from doable.usecases.inputs import ListRequest, NewTask
 
 OPS = ("add_task", "list_tasks", "complete_task")
 PAGE = 50  # list_tasks' page, issue 19's target

@@ -14,7 +14,7 @@ from typing import Any
 import httpx2
 import psutil
 
-from doable.auth import mint
+from doable.platform.auth import mint
 
 ROOT = Path(__file__).resolve().parent.parent
 # Set by `python -m bench --profile`: every server process is sampled by py-spy while it runs.

@@ -18,16 +18,16 @@ from pydantic import SecretStr
 
 from bench.core import Section, percentile
 from bench.procs import JWT_SECRET
-from doable import topology
+from doable.adapters.sql.repository import _data_values, _row_values
+from doable.adapters.sql.schema import TaskDataRow, TaskRow, UserCounterRow
+from doable.adapters.sql.worker_schema import ReminderScheduleRow, ScheduledJobRow
 from doable.bootstrap import build
 from doable.domain.query import micros
 from doable.domain.reminders import ScheduledReminder, wanted_reminders
 from doable.domain.task import Reminder, Task
-from doable.messaging import Message, Outcome, Subscription
-from doable.settings import Settings
-from doable.storage.sql.repository import _data_values, _row_values
-from doable.storage.sql.schema import TaskDataRow, TaskRow, UserCounterRow
-from doable.storage.sql.worker_schema import ReminderScheduleRow, ScheduledJobRow
+from doable.platform import topology
+from doable.platform.settings import Settings
+from doable.ports.messages import Message, Outcome, Subscription
 from workers.reminders import _job_data
 
 OWNER = "reminders"  # the reminders worker's job owner (its name), as embedded mode schedules them

@@ -18,11 +18,11 @@ import asyncpg
 from bench import datagen
 from bench.core import Section, Timer, ratio_figure, summarize
 from bench.words import WORDS
+from doable.adapters.sql.engine import create_engine
+from doable.adapters.sql.repository import SqlUnitOfWorkFactory
 from doable.domain.clock import SystemClock
-from doable.inputs import ListRequest
-from doable.service import TaskService
-from doable.storage.sql.engine import create_engine
-from doable.storage.sql.repository import SqlUnitOfWorkFactory
+from doable.usecases.inputs import ListRequest
+from doable.usecases.service import TaskService
 
 NO_DUE_HIGH = 2**62
 PAGE = 50

@@ -36,8 +36,8 @@ def main() -> None:
 
     importlib.import_module("doable.cli")
     from doable.bootstrap.workers import WorkerTransport, build_worker_app
-    from doable.settings import Settings
-    from doable.topology import WORKER_APP_IDS
+    from doable.platform.settings import Settings
+    from doable.platform.topology import WORKER_APP_IDS
 
     try:
         importlib.import_module("doable.bootstrap.dapr")

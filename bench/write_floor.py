@@ -22,7 +22,7 @@ from typing import Any
 
 import aiosqlite
 
-from doable.storage.sql.engine import create_engine, migrate
+from doable.adapters.sql.engine import create_engine, migrate
 
 Rows = list[tuple[Any, ...]]
 Query = Callable[[str, Sequence[Any]], Awaitable[Rows]]

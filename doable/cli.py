@@ -11,10 +11,10 @@ from typing import Any
 
 import structlog
 
-from doable import logs
 from doable.domain.errors import DoableError
-from doable.settings import Settings
-from doable.topology import WORKER_APP_IDS
+from doable.platform import logs
+from doable.platform.settings import Settings
+from doable.platform.topology import WORKER_APP_IDS
 
 log = structlog.get_logger("doable.cli")
 
@@ -85,8 +85,8 @@ async def _serve(settings: Settings) -> None:
 
 
 async def _mcp_stdio(settings: Settings) -> None:
-    from doable.auth import InvalidToken
     from doable.bootstrap import build
+    from doable.platform.auth import InvalidToken
     from mcp_server.identity import fixed_user
     from mcp_server.server import build_mcp, request_state_security
 
@@ -128,9 +128,9 @@ async def _mcp_stdio(settings: Settings) -> None:
 
 
 def _token(settings: Settings, user: str, ttl: str) -> str:
-    from doable.auth import ensure_local_secret, mint, parse_ttl
     from doable.bootstrap import signing_settings
-    from doable.service import check_user_id
+    from doable.platform.auth import ensure_local_secret, mint, parse_ttl
+    from doable.usecases.service import check_user_id
 
     check_user_id(user)
     try:

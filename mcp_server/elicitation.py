@@ -23,8 +23,8 @@ from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, ConfigDict
 
-from doable.bulk import BulkOutcome
 from doable.domain.errors import DoableError
+from doable.usecases.bulk import BulkOutcome
 from doable.usecases.runner import Outcome
 from mcp_server.tooling import tool_deps
 

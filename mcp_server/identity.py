@@ -9,9 +9,9 @@ import jwt
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
-from doable.auth import InvalidToken, TokenVerifier
 from doable.domain.errors import DoableError
 from doable.oauth import scopes
+from doable.platform.auth import InvalidToken, TokenVerifier
 
 UserResolver = Callable[[], str]
 
@@ -47,7 +47,7 @@ class McpTokenVerifier:
       or an external one, checked for issuer, audience (the MCP resource) and, where the issuer
       keeps a record, revocation; their scopes are what they say;
     - Doable's own user tokens (`verifier`, the ones REST takes) and, when `internal` is given,
-      the short-lived tokens the chat agent mints (see doable.auth.ServiceTokens). They predate
+      the short-lived tokens the chat agent mints (see doable.platform.auth.ServiceTokens). They predate
       scopes: without a `scope` claim they grant everything, as they do on REST.
 
     The token's unverified `iss` only picks the verifier; the verifier then checks it."""

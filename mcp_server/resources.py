@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 from doable.domain.errors import DoableError, NotFound
 from doable.domain.query import SortField, Status
-from doable.inputs import ListRequest
-from doable.views import list_view, task_result
+from doable.usecases.inputs import ListRequest
+from doable.usecases.views import list_view, task_result
 from mcp_server.tooling import ToolDeps
 
 TODAY_URI = "tasks://today"

@@ -20,10 +20,10 @@ from mcp.server.auth.provider import AccessToken
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from doable.auth import InvalidToken
-from doable.logs import bind
 from doable.oauth import scopes
 from doable.oauth.challenge import bearer_challenge
+from doable.platform.auth import InvalidToken
+from doable.platform.logs import bind
 
 log = structlog.get_logger("doable.mcp.auth")
 

@@ -22,9 +22,9 @@ from mcp.types import Tool as McpTool
 from pydantic import ValidationError
 
 from doable import __version__
-from doable.history import History
-from doable.inbox import Inbox
-from doable.service import TaskService
+from doable.usecases.history import History
+from doable.usecases.inbox import Inbox
+from doable.usecases.service import TaskService
 from mcp_server.identity import UserResolver
 from mcp_server.prompts import add_prompts
 from mcp_server.resources import add_resources

@@ -21,17 +21,17 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from doable.actor import acting_as
-from doable.bulk import Bulk
 from doable.domain.errors import DoableError
-from doable.history import History
-from doable.inbox import Inbox
-from doable.inputs import RecurrenceArg, ReminderIn
-from doable.logs import current_trace_id
-from doable.metrics import TOOL_LATENCY
-from doable.series_service import SeriesActions
-from doable.undo import Undo
+from doable.platform.actor import acting_as
+from doable.platform.logs import current_trace_id
+from doable.platform.metrics import TOOL_LATENCY
+from doable.usecases.bulk import Bulk
+from doable.usecases.history import History
+from doable.usecases.inbox import Inbox
+from doable.usecases.inputs import RecurrenceArg, ReminderIn
+from doable.usecases.series import SeriesActions
 from doable.usecases.tasks import TaskUseCases
+from doable.usecases.undo import Undo
 from mcp_server.identity import UserResolver, resolve_user
 
 log = structlog.get_logger("doable.mcp")

@@ -18,10 +18,10 @@ import httpx2
 import pytest
 from pydantic import SecretStr
 
-from doable.auth import mint
 from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
-from doable.settings import Settings
+from doable.platform.auth import mint
+from doable.platform.settings import Settings
 from doable.web.app import create_app
 from tests import pg_cluster
 from tests.pg_cluster import pytest_collection_modifyitems, pytest_unconfigure  # noqa: F401  (its hooks)

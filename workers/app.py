@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from doable.domain.clock import Clock
-from doable.messaging import JobHandler
+from doable.ports.messages import JobHandler
 from doable.web.callbacks import callback_router
 from doable.web.middleware import RequestContext
 from workers.registry import Worker

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import structlog
 from pydantic import ValidationError
 
+from doable.domain.audit import AuditEntry
 from doable.domain.events import TaskEvent
-from doable.history import AuditEntry
-from doable.messaging import Message, Outcome
 from doable.ports import AuditStore
+from doable.ports.messages import Message, Outcome
 
 log = structlog.get_logger("doable.audit")
 

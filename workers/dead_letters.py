@@ -19,12 +19,12 @@ from typing import Any
 
 import structlog
 
-from doable import topology
 from doable.domain.clock import Clock
 from doable.domain.errors import Conflict, Unavailable
-from doable.messaging import MALFORMED_ATTRIBUTE, Message, Outcome
-from doable.metrics import EVENTS_DEAD_LETTERED
+from doable.platform import topology
+from doable.platform.metrics import EVENTS_DEAD_LETTERED
 from doable.ports import DeadLetterSink
+from doable.ports.messages import MALFORMED_ATTRIBUTE, Message, Outcome
 
 log = structlog.get_logger("doable.dead_letters")
 

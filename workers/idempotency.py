@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 import structlog
 
 from doable.domain.clock import Clock
-from doable.messaging import BatchHandler, Handler, Message, Outcome
 from doable.ports import ProcessedMessages
+from doable.ports.messages import BatchHandler, Handler, Message, Outcome
 
 log = structlog.get_logger("doable.workers")
 

@@ -19,14 +19,14 @@ from datetime import datetime, timedelta
 import structlog
 from pydantic import ValidationError
 
-from doable import topology
 from doable.domain.clock import Clock
 from doable.domain.errors import Unavailable
+from doable.domain.notifications import NewNotification, Notification, Webhook
 from doable.domain.reminders import ReminderEvent
-from doable.inbox import NewNotification, Notification, Webhook
-from doable.messaging import Job, Message, Outcome, Outgoing, publish_many
-from doable.metrics import NOTIFICATIONS_DELIVERED, NOTIFICATIONS_FAILED
+from doable.platform import topology
+from doable.platform.metrics import NOTIFICATIONS_DELIVERED, NOTIFICATIONS_FAILED
 from doable.ports import EventPublisher, InboxStore, JobScheduler, WebhookStore
+from doable.ports.messages import Job, Message, Outcome, Outgoing, publish_many
 from workers.webhooks import WebhookSender
 
 log = structlog.get_logger("doable.notifications")

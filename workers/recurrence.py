@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from doable.domain.errors import Unavailable
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.task import Task
-from doable.messaging import Message, Outcome, one_by_one
 from doable.ports import OccurrenceCreator
-from doable.service import TaskService
+from doable.ports.messages import Message, Outcome, one_by_one
+from doable.usecases.service import TaskService
 
 log = structlog.get_logger("doable.recurrence")
 

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
-from doable import topology
 from doable.domain.clock import Clock
-from doable.messaging import BatchHandler, Cron, Handler, JobBatchHandler, JobHandler, Message, Subscription
+from doable.platform import topology
 from doable.ports import (
     AuditStore,
     DeadLetterSink,
@@ -27,6 +26,7 @@ from doable.ports import (
     TaskLookup,
     WebhookStore,
 )
+from doable.ports.messages import BatchHandler, Cron, Handler, JobBatchHandler, JobHandler, Message, Subscription
 from workers.audit import Audit
 from workers.dead_letters import DeadLetters
 from workers.idempotency import Deduplicator, never

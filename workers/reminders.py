@@ -22,16 +22,16 @@ from datetime import datetime, timedelta
 import structlog
 from pydantic import ValidationError
 
-from doable import topology
 from doable.domain.clock import Clock
 from doable.domain.errors import NotFound
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.reminders import ReminderEvent, ScheduledReminder, still_wanted, wanted_reminders
 from doable.domain.task import Task
-from doable.messaging import Job, Message, Outcome, Outgoing, outcome_for, publish_many
-from doable.metrics import REMINDER_LATENESS, REMINDERS_FIRED
+from doable.platform import topology
+from doable.platform.metrics import REMINDER_LATENESS, REMINDERS_FIRED
 from doable.ports import EventPublisher, JobScheduler, ReminderLedger, TaskLookup
-from doable.service import TaskService
+from doable.ports.messages import Job, Message, Outcome, Outgoing, outcome_for, publish_many
+from doable.usecases.service import TaskService
 
 log = structlog.get_logger("doable.reminders")
 

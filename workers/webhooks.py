@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import httpx2
 
-from doable.inbox import is_public_host
+from doable.domain.notifications import is_public_host
 
 SIGNATURE_HEADER = "X-Doable-Signature"
 DELIVERY_HEADER = "X-Doable-Delivery"

@@ -3,7 +3,7 @@
 `settings.runtime` names the adapter family, and this package is the one place that reads it:
 `build` wires an API process (doable.bootstrap.embedded or doable.bootstrap.dapr) into a typed
 `Runtime`; `worker_app` wires one worker process (doable.bootstrap.workers); `migrate_database`
-and `signing_settings` serve the CLI. Transports (doable.web, doable.dapr.routes, agent, mcp_server)
+and `signing_settings` serve the CLI. Transports (doable.web, doable.web.dapr_routes, agent, mcp_server)
 never import this package: they take the parts they need as arguments or FastAPI dependencies.
 """
 
@@ -17,7 +17,7 @@ from doable.bootstrap.common import sql_engine
 from doable.bootstrap.runtime import Runtime
 from doable.domain.clock import Clock
 from doable.domain.errors import DoableError
-from doable.settings import Settings
+from doable.platform.settings import Settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -55,7 +55,7 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
 async def migrate_database(settings: Settings) -> None:
     """`doable migrate`: the engine `serve` uses (URL, DOABLE_DATABASE_SCHEMA, timeouts), so both
     migrate the same schema."""
-    from doable.storage.sql.engine import migrate
+    from doable.adapters.sql.engine import migrate
 
     engine = sql_engine(settings)
     try:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from doable.auth import JwksCache, TokenVerifier
 from doable.domain.clock import Clock
-from doable.logs import current_trace_id
+from doable.platform.auth import JwksCache, TokenVerifier
+from doable.platform.logs import current_trace_id
+from doable.platform.settings import Settings
 from doable.ports import UnitOfWorkFactory
-from doable.service import Limits, TaskService
-from doable.settings import Settings
+from doable.usecases.service import Limits, TaskService
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def sql_engine(settings: Settings) -> AsyncEngine:
     """The SQL engine for `settings` (URL, schema, timeouts): the one builder `serve`, `mcp`,
     `migrate` and the worker apps share, so all of them use the same schema."""
-    from doable.storage.sql.engine import create_engine
+    from doable.adapters.sql.engine import create_engine
 
     return create_engine(
         settings.effective_database_url, schema=settings.database_schema, timeout=settings.database_timeout_seconds

@@ -15,26 +15,26 @@ from typing import TYPE_CHECKING
 import structlog
 from pydantic import SecretStr
 
-from doable.auth import JwksCache
+from doable.adapters.dapr.audit import DaprAuditLog
+from doable.adapters.dapr.client import DaprClient
+from doable.adapters.dapr.delivery_records import DaprDeadLetters, DaprProcessedMessages
+from doable.adapters.dapr.inbox import DaprInbox
+from doable.adapters.dapr.invocation import DaprOccurrences, DaprTaskLookup
+from doable.adapters.dapr.messaging import DaprJobScheduler, DaprPublisher
+from doable.adapters.dapr.outbox import DaprOutbox, DaprOutboxReader
+from doable.adapters.dapr.reminders import DaprReminderLedger
+from doable.adapters.dapr.state import DaprUnitOfWorkFactory
+from doable.adapters.embedded.relay import CommitSignal
 from doable.bootstrap.common import task_service, token_verifier
 from doable.bootstrap.runtime import Runtime
 from doable.bootstrap.workers import WorkerStores, WorkerTransport
-from doable.dapr.adapters import DaprJobScheduler, DaprPublisher
-from doable.dapr.client import DaprClient
-from doable.dapr.invocation import DaprOccurrences, DaprTaskLookup
 from doable.domain.clock import Clock, SystemClock
 from doable.domain.errors import DoableError, Unavailable
-from doable.events.relay import CommitSignal
-from doable.history import History
-from doable.inbox import Inbox
-from doable.settings import Settings
-from doable.storage.dapr_audit import DaprAuditLog
-from doable.storage.dapr_delivery import DaprDeadLetters, DaprProcessedMessages
-from doable.storage.dapr_inbox import DaprInbox
-from doable.storage.dapr_outbox import DaprOutbox, DaprOutboxReader
-from doable.storage.dapr_reminders import DaprReminderLedger
-from doable.storage.dapr_state import DaprUnitOfWorkFactory
-from doable.topology import SECRET_STORE, STATE_STORE, WORKER_APP_IDS
+from doable.platform.auth import JwksCache
+from doable.platform.settings import Settings
+from doable.platform.topology import SECRET_STORE, STATE_STORE, WORKER_APP_IDS
+from doable.usecases.history import History
+from doable.usecases.inbox import Inbox
 
 if TYPE_CHECKING:
     from chatkit.store import Store
@@ -180,7 +180,7 @@ def _chat_store(parts: DaprParts, clock: Clock) -> Store[ChatContext]:
 
 def _api_routes(runtime: Runtime) -> list[APIRouter]:
     """The routes the sidecar calls on the API app (subscriptions, service invocation)."""
-    from doable.dapr.routes import dapr_router
+    from doable.web.dapr_routes import dapr_router
 
     token = runtime.settings.app_api_token.get_secret_value() if runtime.settings.app_api_token else None
     return [dapr_router(runtime.service, runtime.live.subscriptions(), clock=runtime.clock, app_token=token)]

@@ -10,27 +10,27 @@ from typing import TYPE_CHECKING
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from doable.auth import JwksCache, ensure_local_secret
+from doable.adapters.embedded.bus import InProcessBus, RetryPolicy
+from doable.adapters.embedded.jobs import EmbeddedCron, EmbeddedJobs
+from doable.adapters.embedded.relay import CommitSignal, OutboxRelay
+from doable.adapters.sql.audit import SqlAuditLog
+from doable.adapters.sql.delivery import SqlDeadLetters, SqlProcessedMessages
+from doable.adapters.sql.engine import migrate, ping
+from doable.adapters.sql.inbox import SqlInbox
+from doable.adapters.sql.reminders import SqlReminderLedger
+from doable.adapters.sql.repository import SqlOutboxReader, SqlUnitOfWorkFactory
 from doable.bootstrap.common import sql_engine, task_service, token_verifier
 from doable.bootstrap.runtime import Runtime
 from doable.bootstrap.workers import worker_options
 from doable.domain.clock import Clock, SystemClock
-from doable.events.inprocess import InProcessBus, RetryPolicy
-from doable.events.relay import CommitSignal, OutboxRelay
-from doable.history import History
-from doable.inbox import Inbox
-from doable.jobs.embedded import EmbeddedCron, EmbeddedJobs
-from doable.live import LiveHub
-from doable.messaging import Cron
+from doable.platform.auth import JwksCache, ensure_local_secret
+from doable.platform.settings import Settings
 from doable.ports import OutboxReader
-from doable.service import TaskService
-from doable.settings import Settings
-from doable.storage.sql.audit import SqlAuditLog
-from doable.storage.sql.delivery import SqlDeadLetters, SqlProcessedMessages
-from doable.storage.sql.engine import migrate, ping
-from doable.storage.sql.inbox import SqlInbox
-from doable.storage.sql.reminders import SqlReminderLedger
-from doable.storage.sql.repository import SqlOutboxReader, SqlUnitOfWorkFactory
+from doable.ports.messages import Cron
+from doable.usecases.history import History
+from doable.usecases.inbox import Inbox
+from doable.usecases.live import LiveHub
+from doable.usecases.service import TaskService
 from workers.recurrence import ServiceOccurrences
 from workers.registry import Worker, WorkerPorts, build_workers
 from workers.reminders import ServiceTaskLookup

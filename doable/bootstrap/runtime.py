@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from doable.auth import TokenVerifier
 from doable.domain.clock import Clock
-from doable.history import History
-from doable.inbox import Inbox
-from doable.live import LiveHub
+from doable.platform.auth import TokenVerifier
+from doable.platform.settings import Settings
 from doable.ports import OutboxView
-from doable.service import TaskService
-from doable.settings import Settings
+from doable.usecases.history import History
+from doable.usecases.inbox import Inbox
+from doable.usecases.live import LiveHub
+from doable.usecases.service import TaskService
 
 if TYPE_CHECKING:
     from chatkit.store import Store

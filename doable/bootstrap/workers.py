@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from doable.bootstrap.common import sql_engine
 from doable.bootstrap.runtime import Check, Close, readiness
 from doable.domain.clock import Clock, SystemClock
+from doable.platform.settings import Settings
 from doable.ports import (
     AuditStore,
     DeadLetterSink,
@@ -27,7 +28,6 @@ from doable.ports import (
     TaskLookup,
     WebhookStore,
 )
-from doable.settings import Settings
 from workers.app import create_worker_app
 from workers.notifications import WebhookPolicy
 from workers.registry import WorkerOptions, WorkerPorts, build_worker
@@ -54,7 +54,7 @@ def worker_options(settings: Settings) -> WorkerOptions:
 
 @dataclass(frozen=True)
 class WorkerStores:
-    """A worker's own records (Dapr mode: in the state store, doable.storage.dapr_*)."""
+    """A worker's own records (Dapr mode: in the state store, doable.adapters.dapr)."""
 
     processed: ProcessedMessages
     ledger: ReminderLedger
@@ -83,11 +83,11 @@ class WorkerTransport:
 
 def _sql_stores(settings: Settings) -> tuple[WorkerStores, dict[str, Check], Close]:
     """The SQL stores on the database the API migrated: the stores, their check, their closer."""
-    from doable.storage.sql.audit import SqlAuditLog
-    from doable.storage.sql.delivery import SqlDeadLetters, SqlProcessedMessages
-    from doable.storage.sql.engine import ping
-    from doable.storage.sql.inbox import SqlInbox
-    from doable.storage.sql.reminders import SqlReminderLedger
+    from doable.adapters.sql.audit import SqlAuditLog
+    from doable.adapters.sql.delivery import SqlDeadLetters, SqlProcessedMessages
+    from doable.adapters.sql.engine import ping
+    from doable.adapters.sql.inbox import SqlInbox
+    from doable.adapters.sql.reminders import SqlReminderLedger
 
     engine = sql_engine(settings)
     inbox_store = SqlInbox(engine)
@@ -160,7 +160,7 @@ def build_worker_app(
     # The sidecar triggers each due job with a request of its own: the jobs that fall due
     # together reach the worker's batch handler as one batch (imported here: embedded serve,
     # which shares worker_options, never needs it).
-    from doable.dapr.deliveries import JobBatches
+    from doable.adapters.dapr.deliveries import JobBatches
 
     on_job = JobBatches(worker.on_jobs) if worker.on_jobs is not None else worker.on_job
     return create_worker_app(worker, clock=clock, readiness=ready, lifespan=lifespan, app_token=token, on_job=on_job)

@@ -10,9 +10,9 @@ import httpx2
 import structlog
 from mcp.server.auth.provider import AccessToken
 
-from doable.auth import JwksCache, TokenVerifier
 from doable.domain.errors import Unavailable
 from doable.oauth.grants import access_token
+from doable.platform.auth import JwksCache, TokenVerifier
 
 log = structlog.get_logger("doable.oauth")
 

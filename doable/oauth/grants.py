@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mcp.server.auth.provider import AccessToken
 
-from doable.auth import Identity
 from doable.oauth import scopes
+from doable.platform.auth import Identity
 
 
 def access_token(identity: Identity, *, resource: str) -> AccessToken:

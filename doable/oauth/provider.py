@@ -30,11 +30,11 @@ from mcp.server.auth.provider import (
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import AnyUrl
 
-from doable.auth import InvalidToken, TokenVerifier
 from doable.oauth import scopes
 from doable.oauth.client_documents import ClientDocumentError, ClientDocuments, is_document_client_id
 from doable.oauth.grants import access_token
 from doable.oauth.store import OAuthStore, TooManyClients
+from doable.platform.auth import InvalidToken, TokenVerifier
 
 log = structlog.get_logger("doable.oauth")
 

@@ -18,14 +18,14 @@ from pydantic import AnyHttpUrl, ConfigDict, TypeAdapter
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from doable.auth import ensure_local_secret
 from doable.oauth import scopes
 from doable.oauth.client_documents import ClientDocuments
 from doable.oauth.consent import consent_routes
 from doable.oauth.external import ExternalTokens
 from doable.oauth.provider import BuiltinAuthorizationServer
 from doable.oauth.store import OAuthStore
-from doable.settings import Settings
+from doable.platform.auth import ensure_local_secret
+from doable.platform.settings import Settings
 
 log = structlog.get_logger("doable.oauth")
 

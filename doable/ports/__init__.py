@@ -6,7 +6,7 @@
 - `workers`: what the workers need besides delivery (processed messages, reminder ledger, task
   lookup, occurrence creator).
 
-Adapters live in `doable.storage.*`, `doable.events.*`, `doable.jobs.*` and `doable.dapr.*`.
+Adapters live in `doable.adapters.sql`, `doable.adapters.embedded` and `doable.adapters.dapr`.
 """
 
 from doable.ports.events import DeadLetterSink, EventPublisher, JobScheduler, OutboxReader, OutboxRecord, OutboxView

@@ -1,9 +1,9 @@
 """Delivery ports: publishing events, recording dead letters, scheduling jobs at exact times, and
 the outbox as its relay reads it.
 
-Embedded mode implements them in-process (`doable.events.inprocess`, `doable.jobs.embedded`);
-Dapr mode through the sidecar (`doable.dapr.adapters`). The message and job types they carry
-are in `doable.messaging`.
+Embedded mode implements them in-process (`doable.adapters.embedded.bus`, `doable.adapters.embedded.jobs`);
+Dapr mode through the sidecar (`doable.adapters.dapr.messaging`). The message and job types they carry
+are in `doable.ports.messages`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from doable.domain.events import TaskEvent
-from doable.messaging import Job, Outgoing
+from doable.ports.messages import Job, Outgoing
 
 
 class DeadLetterSink(Protocol):
-    """Where dead letters are recorded: the bus in embedded mode (`doable.events.inprocess`),
+    """Where dead letters are recorded: the bus in embedded mode (`doable.adapters.embedded.bus`),
     the dead-letter topic's consumer in Dapr mode (`workers.dead_letters`)."""
 
     async def record(
@@ -93,7 +93,7 @@ class OutboxView(Protocol):
 
 class OutboxReader(OutboxView, Protocol):
     """The embedded relay's side of the outbox: read what is not yet published, then mark it.
-    (The Dapr outbox is relayed by its own loop, doable.storage.dapr_outbox.DaprOutbox.)"""
+    (The Dapr outbox is relayed by its own loop, doable.adapters.dapr.outbox.DaprOutbox.)"""
 
     async def mark_published(self, seqs: list[int]) -> None: ...
 

@@ -1,7 +1,7 @@
 """The audit port: the task history the audit worker appends to and REST and MCP read.
 
-Adapters: `doable.storage.sql.audit` (SQL), `doable.storage.dapr_audit` (Dapr state). The entry
-record and the reads are in `doable.history`.
+Adapters: `doable.adapters.sql.audit` (SQL), `doable.adapters.dapr.audit` (Dapr state). The entry
+record and the reads are in `doable.usecases.history`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 from doable.domain.events import TaskEvent
 
 if TYPE_CHECKING:
-    # Only for annotations: doable.history (the use cases) imports this port at run time.
-    from doable.history import AuditEntry
+    # Only for annotations: doable.usecases.history (the use cases) imports this port at run time.
+    from doable.domain.audit import AuditEntry
 
 
 class AuditStore(Protocol):

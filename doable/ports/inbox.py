@@ -1,7 +1,7 @@
 """Inbox ports: the notification inbox and the per-user webhooks with their deliveries.
 
-Adapters: `doable.storage.sql.inbox` (SQL), `doable.storage.dapr_inbox` (Dapr state). The records
-and the use cases that read them are in `doable.inbox`.
+Adapters: `doable.adapters.sql.inbox` (SQL), `doable.adapters.dapr.inbox` (Dapr state). The records
+and the use cases that read them are in `doable.usecases.inbox`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    # Only for annotations: doable.inbox (the use cases) imports these ports at run time.
-    from doable.inbox import DeliveryState, NewNotification, Notification, Webhook, WebhookDelivery
+    # Only for annotations: doable.usecases.inbox (the use cases) imports these ports at run time.
+    from doable.domain.notifications import DeliveryState, NewNotification, Notification, Webhook, WebhookDelivery
 
 
 class InboxStore(Protocol):

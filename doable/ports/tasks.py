@@ -1,6 +1,6 @@
 """Task storage ports: what the task service needs from storage, as Protocols.
 
-Adapters live in `doable.storage.*` (SQL, Dapr state). A unit of work is one atomic change: the
+Adapters live in `doable.adapters.sql` and `doable.adapters.dapr`. A unit of work is one atomic change: the
 task rows, the per-user id counter and the outbox events commit together or not at all.
 """
 

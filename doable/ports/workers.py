@@ -1,9 +1,9 @@
 """Worker ports: what the event-driven workers (`workers.*`) need besides delivery.
 
-Adapters: `doable.storage.sql.*` and `doable.storage.dapr_*` (processed messages, the reminder
+Adapters: `doable.adapters.sql.*` and `doable.adapters.dapr.*` (processed messages, the reminder
 ledger); the task service in-process (`workers.reminders.ServiceTaskLookup`,
 `workers.recurrence.ServiceOccurrences`) or the API by Dapr service invocation
-(`doable.dapr.invocation`) for the task lookup and the occurrence creator.
+(`doable.adapters.dapr.invocation`) for the task lookup and the occurrence creator.
 """
 
 from __future__ import annotations

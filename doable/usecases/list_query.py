@@ -21,7 +21,7 @@ from doable.domain.query import (
     decode_cursor,
 )
 from doable.domain.task import normalize_tags, parse_priority
-from doable.inputs import DueWindow, ListRequest
+from doable.usecases.inputs import DueWindow, ListRequest
 
 
 def build_query(req: ListRequest, cal: LocalCalendar) -> TaskQuery:

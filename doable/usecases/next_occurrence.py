@@ -8,10 +8,10 @@ from doable.domain.events import EventType
 from doable.domain.occurrences import OccurrenceStatus
 from doable.domain.series import plan_next, successor
 from doable.domain.task import Task
-from doable.offload import off_loop
+from doable.platform.offload import off_loop
 from doable.ports import UnitOfWork
-from doable.series_edits import occurrence_record
 from doable.usecases.runner import UseCaseRunner, check_user_id, profile_of
+from doable.usecases.series_edits import occurrence_record
 from doable.usecases.task_steps import TaskSteps
 
 

@@ -22,12 +22,12 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel
 
-from doable.actor import current_actor
 from doable.domain.clock import Clock, LocalCalendar
 from doable.domain.errors import Conflict, InvalidArgument, NotFound
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.profile import Profile
 from doable.domain.task import Task
+from doable.platform.actor import current_actor
 from doable.ports import StoredResult, UnitOfWork, UnitOfWorkFactory
 from doable.usecases.undo_log import UndoLog
 from doable.usecases.undo_log import save as save_undo

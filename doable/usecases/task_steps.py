@@ -25,11 +25,18 @@ from doable.domain.task import (
     parse_priority,
     validate_reminders,
 )
-from doable.inputs import RecurrenceArg, ReminderIn, TaskChanges
-from doable.offload import off_loop
+from doable.platform.offload import off_loop
 from doable.ports import UnitOfWork
-from doable.series_edits import Scope, apply_scope, build_recurrence, occurrence_record, record_completion, spread_all
+from doable.usecases.inputs import RecurrenceArg, ReminderIn, TaskChanges
 from doable.usecases.runner import UseCaseRunner, profile_of
+from doable.usecases.series_edits import (
+    Scope,
+    apply_scope,
+    build_recurrence,
+    occurrence_record,
+    record_completion,
+    spread_all,
+)
 from doable.usecases.undo_log import UndoLog
 
 
@@ -123,7 +130,7 @@ class TaskSteps:
         cause: str | None = None,
     ) -> Task:
         """Apply `changes` to `task` (null clears); for a repeating task `scope` says which
-        occurrences the change is for (see doable.series_edits)."""
+        occurrences the change is for (see doable.usecases.series_edits)."""
         given = changes.model_fields_set
         update = _plain_fields(changes)
         tz = (await profile_of(uow, task.user_id)).tz

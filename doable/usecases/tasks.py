@@ -13,11 +13,11 @@ from doable.domain.events import EventType
 from doable.domain.profile import Profile
 from doable.domain.query import TaskPage, encode_cursor
 from doable.domain.task import Task, normalize_description, normalize_tags, normalize_title, parse_priority
-from doable.inputs import ListRequest, NewTask, TaskChanges
 from doable.ports import UnitOfWork
-from doable.series_edits import Scope
+from doable.usecases.inputs import ListRequest, NewTask, TaskChanges
 from doable.usecases.list_query import build_query
 from doable.usecases.runner import TASK_CODEC, Outcome, UseCaseRunner, check_user_id, model_codec, profile_of, task_of
+from doable.usecases.series_edits import Scope
 from doable.usecases.task_steps import TaskSteps
 from doable.usecases.undo_log import UndoLog
 
@@ -122,7 +122,7 @@ class TaskUseCases:
         preview: bool = False,
     ) -> Outcome[Task]:
         """Change the fields named in `changes` (null clears). For a repeating task `scope` says
-        which occurrences the change is for (see doable.series_edits). With `preview`, nothing is saved."""
+        which occurrences the change is for (see doable.usecases.series_edits). With `preview`, nothing is saved."""
         check_user_id(user_id)
         if not changes.model_fields_set:
             raise InvalidArgument("changes", "must name at least one field to update")

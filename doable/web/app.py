@@ -12,14 +12,14 @@ from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from doable import __version__
-from doable.auth import ServiceTokens, TokenVerifier, service_tokens
 from doable.domain.clock import Clock
-from doable.history import History
-from doable.inbox import Inbox
-from doable.live import LiveHub
 from doable.oauth.wiring import OAuthStoreFactory, oauth_setup
-from doable.service import TaskService
-from doable.settings import Settings
+from doable.platform.auth import ServiceTokens, TokenVerifier, service_tokens
+from doable.platform.settings import Settings
+from doable.usecases.history import History
+from doable.usecases.inbox import Inbox
+from doable.usecases.live import LiveHub
+from doable.usecases.service import TaskService
 from doable.web import errors
 from doable.web.console import router as console_router
 from doable.web.deps import WebDeps

@@ -8,7 +8,7 @@ own subscriptions (`Runtime.live.subscriptions()`).
 - `POST /events/{name}`: a CloudEvent; answers `{"status": "SUCCESS" | "RETRY" | "DROP"}` (never
   DROP from the dead-letter topic's consumer, which is handed even a malformed delivery). A
   batch-first subscription is declared with `bulkSubscribe`, and daprd then POSTs a bulk of entries
-  to the same route, answered per entry by the subscription's batch handler (doable.dapr.deliveries).
+  to the same route, answered per entry by the subscription's batch handler (doable.adapters.dapr.deliveries).
 - `POST /job/{name}`: a job trigger whose body is the job's data; 2xx done, 500 = retry. Jobs that
   fire together arrive as concurrent requests; at most JOBS_IN_FLIGHT run at once.
 - `POST /{binding}` (and `OPTIONS`, which Dapr sends at start-up): a cron tick.
@@ -29,8 +29,7 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from doable import topology
-from doable.dapr.deliveries import (
+from doable.adapters.dapr.deliveries import (
     BULK_SUBSCRIBE,
     answer_bulk,
     is_bulk,
@@ -39,7 +38,9 @@ from doable.dapr.deliveries import (
     stand_in_message,
 )
 from doable.domain.clock import Clock
-from doable.messaging import (
+from doable.platform import topology
+from doable.platform.metrics import EVENTS_CONSUMED
+from doable.ports.messages import (
     Cron,
     Job,
     JobHandler,
@@ -47,7 +48,6 @@ from doable.messaging import (
     Subscription,
     outcome_for,
 )
-from doable.metrics import EVENTS_CONSUMED
 from doable.web.loopback import is_loopback
 
 log = structlog.get_logger("doable.callbacks")

@@ -24,8 +24,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from doable.auth import mint
-from doable.service import check_user_id
+from doable.platform.auth import mint
+from doable.usecases.service import check_user_id
 from doable.web.deps import WebDeps, WebDepsDep, web_deps
 from doable.web.loopback import is_loopback
 

@@ -12,12 +12,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from doable.auth import TokenVerifier
-from doable.history import History
-from doable.inbox import Inbox
-from doable.live import LiveHub
-from doable.service import TaskService
-from doable.settings import Settings
+from doable.platform.auth import TokenVerifier
+from doable.platform.settings import Settings
+from doable.usecases.history import History
+from doable.usecases.inbox import Inbox
+from doable.usecases.live import LiveHub
+from doable.usecases.service import TaskService
 
 
 @dataclass(frozen=True)

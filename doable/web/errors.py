@@ -11,9 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from doable.auth import InvalidToken
 from doable.domain.errors import DoableError
-from doable.logs import current_trace_id
+from doable.platform.auth import InvalidToken
+from doable.platform.logs import current_trace_id
 
 log = structlog.get_logger("doable.web")
 

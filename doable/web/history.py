@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Path, Query
 
 from doable.domain.query import INT64_MAX
-from doable.history import LIMIT_MAX, HistoryView, history_view
-from doable.service import TaskService
+from doable.usecases.history import LIMIT_MAX, HistoryView, history_view
+from doable.usecases.service import TaskService
 from doable.web.deps import HistoryDep, TaskServiceDep
 from doable.web.security import CurrentUser
 

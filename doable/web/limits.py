@@ -1,7 +1,7 @@
 """Limits against abuse of the HTTP server: back-off for clients that keep failing to authenticate,
 a deadline for request heads and bodies that never finish, and the HTTP server's own limits.
 
-Each limit is a setting (doable/settings.py, the README's configuration table):
+Each limit is a setting (doable/platform/settings.py, the README's configuration table):
 - `auth_failures_per_minute`: a client IP whose requests got that many 401s in the current minute
   gets 429 (with Retry-After) on the authenticated surfaces (/api, /mcp, /chatkit) until the
   minute ends. Behind a reverse proxy every client shares the proxy's address: raise the limit or
@@ -26,7 +26,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from doable.settings import Settings
+from doable.platform.settings import Settings
 from doable.web.middleware import send_json
 
 log = structlog.get_logger("doable.limits")

@@ -22,11 +22,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from doable.auth import Identity, InvalidToken
 from doable.domain.query import INT64_MAX
-from doable.inbox import Inbox
-from doable.live import Closed, Kind, LiveEvent, LiveHub, TooManyStreams
-from doable.logs import bind
+from doable.platform.auth import Identity, InvalidToken
+from doable.platform.logs import bind
+from doable.usecases.inbox import Inbox
+from doable.usecases.live import Closed, Kind, LiveEvent, LiveHub, TooManyStreams
 from doable.web.deps import VerifierDep, WebDeps, WebDepsDep
 from doable.web.errors import error_body
 

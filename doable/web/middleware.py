@@ -10,8 +10,8 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from doable.domain.errors import Unavailable
-from doable.logs import trace_id_from
-from doable.metrics import HTTP_LATENCY
+from doable.platform.logs import trace_id_from
+from doable.platform.metrics import HTTP_LATENCY
 
 log = structlog.get_logger("doable.http")
 

@@ -8,16 +8,10 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from doable.inbox import (
-    LIST_LIMIT_MAX,
-    URL_MAX,
-    MarkReadView,
-    NotificationListView,
-    WebhookView,
-    notification_view,
-)
-from doable.service import TaskService
-from doable.views import local
+from doable.domain.notifications import URL_MAX
+from doable.usecases.inbox import LIST_LIMIT_MAX, MarkReadView, NotificationListView, WebhookView, notification_view
+from doable.usecases.service import TaskService
+from doable.usecases.views import local
 from doable.web.deps import InboxDep, TaskServiceDep
 from doable.web.security import CurrentUser
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from doable.auth import Identity, InvalidToken
-from doable.logs import bind
+from doable.platform.auth import Identity, InvalidToken
+from doable.platform.logs import bind
 from doable.web.deps import VerifierDep
 
 

@@ -11,14 +11,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from doable.bulk import BulkOutcome, BulkView, bulk_view
 from doable.domain.profile import Profile
 from doable.domain.query import TaskPage
 from doable.domain.task import Task
-from doable.inputs import ListRequest, NewTask, TaskChanges
-from doable.undo import UndoResult, UndoView, undo_view
+from doable.usecases.bulk import BulkOutcome, BulkView, bulk_view
+from doable.usecases.inputs import ListRequest, NewTask, TaskChanges
 from doable.usecases.runner import Outcome
-from doable.views import ProfileView, TaskListView, TaskView, list_view, profile_view, task_view
+from doable.usecases.undo import UndoResult, UndoView, undo_view
+from doable.usecases.views import ProfileView, TaskListView, TaskView, list_view, profile_view, task_view
 from doable.web.deps import TaskServiceDep
 from doable.web.security import CurrentUser
 

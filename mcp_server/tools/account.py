@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from doable.history import HistoryView, history_view, occurrence_view
-from doable.inbox import MarkReadView, NotificationListView, notification_view
-from doable.views import ProfileView, profile_view
+from doable.usecases.history import HistoryView, history_view, occurrence_view
+from doable.usecases.inbox import MarkReadView, NotificationListView, notification_view
+from doable.usecases.views import ProfileView, profile_view
 from mcp_server.tooling import UserIdArg, tool_deps, tool_errors
 
 

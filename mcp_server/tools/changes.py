@@ -9,9 +9,9 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Resolve
 from pydantic import Field
 
-from doable.bulk import BulkOutcome, BulkView, bulk_view
-from doable.undo import UndoView, undo_view
+from doable.usecases.bulk import BulkOutcome, BulkView, bulk_view
 from doable.usecases.runner import Outcome
+from doable.usecases.undo import UndoView, undo_view
 from mcp_server.elicitation import ConfirmChange, ask_the_person, preview_for_the_person
 from mcp_server.tooling import IdemArg, ToolDeps, UserIdArg, tool_deps, tool_errors
 

@@ -9,10 +9,10 @@ from pydantic import Field
 
 from doable.domain.query import SortField, Status
 from doable.domain.task import Priority, Task
-from doable.inputs import DueText, ListRequest, NewTask, TaskChanges
-from doable.offload import off_loop
+from doable.platform.offload import off_loop
+from doable.usecases.inputs import DueText, ListRequest, NewTask, TaskChanges
 from doable.usecases.runner import Outcome
-from doable.views import TaskListView, TaskResult, list_view, task_result
+from doable.usecases.views import TaskListView, TaskResult, list_view, task_result
 from mcp_server.tooling import (
     DateArg,
     DescriptionArg,

@@ -16,7 +16,7 @@ from doable.domain import recurrence as rec
 from doable.domain.clock import LocalCalendar, ManualClock
 from doable.domain.errors import InvalidArgument
 from doable.domain.series import upcoming
-from doable.inputs import ListRequest, NewTask, RecurrenceIn
+from doable.usecases.inputs import ListRequest, NewTask, RecurrenceIn
 from tests.agent_tools.conftest import complete_and_settle, pending, wall
 from tests.workers.conftest import settle
 

@@ -12,7 +12,7 @@ from doable.domain.clock import ManualClock
 from doable.domain.errors import InvalidArgument
 from doable.domain.occurrences import OccurrenceStatus
 from doable.domain.task import Anchor, Reminder, Task
-from doable.inputs import NewTask, RecurrenceIn, ReminderIn, TaskChanges
+from doable.usecases.inputs import NewTask, RecurrenceIn, ReminderIn, TaskChanges
 from tests.agent_tools.conftest import THURSDAY_NOON, complete_and_settle, pending, wall
 from tests.workers.conftest import settle
 

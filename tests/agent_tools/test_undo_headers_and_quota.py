@@ -12,8 +12,8 @@ import pytest
 
 from doable.bootstrap import Runtime, build
 from doable.domain.errors import LimitExceeded
-from doable.inputs import ListRequest, NewTask
-from doable.settings import Settings
+from doable.platform.settings import Settings
+from doable.usecases.inputs import ListRequest, NewTask
 from tests.conftest import auth
 
 

@@ -20,7 +20,7 @@ from agent.models import ChatModel
 from agent.server import DoableChatServer
 from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
-from doable.settings import Settings
+from doable.platform.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import auth
 

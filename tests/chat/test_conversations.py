@@ -12,7 +12,7 @@ from agents.testing import ModelStep, assistant_message, function_call
 from agents.testing.model import ModelCall
 
 from doable.bootstrap import Runtime
-from doable.inputs import ListRequest, NewTask
+from doable.usecases.inputs import ListRequest, NewTask
 from tests.chat.conftest import ChatKitClient, ScriptInstaller
 
 

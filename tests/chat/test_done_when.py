@@ -11,8 +11,8 @@ from agents.testing import ModelStep, assistant_message, function_call
 from agents.testing.model import ModelCall
 
 from doable.domain.clock import ManualClock
-from doable.inputs import ListRequest
-from doable.settings import Settings
+from doable.platform.settings import Settings
+from doable.usecases.inputs import ListRequest
 from tests.chat.conftest import serving
 from tests.chat.test_conversations import find_id, tool_output
 from tests.conftest import auth

@@ -11,9 +11,9 @@ from agents.testing import assistant_message, function_call
 
 from agent.mcp_link import in_process
 from agent.server import DoableChatServer
-from doable.auth import service_tokens
 from doable.bootstrap import Runtime
-from doable.inputs import ListRequest, NewTask
+from doable.platform.auth import service_tokens
+from doable.usecases.inputs import ListRequest, NewTask
 from tests.chat.conftest import ChatKitClient, ScriptInstaller, text_input
 from tests.chat.test_conversations import tool_output
 from tests.conftest import auth

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from agent.models import select_model
 from agent.server import DoableChatServer
-from doable.settings import Settings
+from doable.platform.settings import Settings
 from tests.chat.conftest import ChatKitClient
 from tests.chat.test_wire import OLLAMA_URL, RESPONSES_URL, chunks, responses_text, sse
 from tests.conftest import auth

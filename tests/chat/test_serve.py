@@ -20,8 +20,8 @@ from agents.testing import assistant_message, function_call
 
 from doable.bootstrap import build
 from doable.domain.clock import ManualClock
-from doable.inputs import ListRequest
-from doable.settings import Settings
+from doable.platform.settings import Settings
+from doable.usecases.inputs import ListRequest
 from doable.web.app import create_app
 from tests.chat.conftest import Process, sse_events, text_input
 from tests.conftest import auth

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agent.context import ChatContext
 from agent.store import SqlChatStore
+from doable.adapters.sql.engine import create_engine, migrate
 from doable.domain.clock import ManualClock
-from doable.storage.sql.engine import create_engine, migrate
 from tests.conftest import PG_DSN
 
 ALICE = ChatContext(user_id="alice")

@@ -26,9 +26,9 @@ from agent.models import select_model
 from agent.progress import describe
 from agent.server import title_from
 from agent.store import SqlChatStore
+from doable.adapters.sql.engine import create_engine, migrate
 from doable.domain.clock import ManualClock
-from doable.settings import Settings
-from doable.storage.sql.engine import create_engine, migrate
+from doable.platform.settings import Settings
 
 
 def test_no_key_and_no_base_url_means_no_model(settings: Settings) -> None:

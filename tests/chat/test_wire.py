@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from agent.models import select_model
 from agent.server import DoableChatServer
 from doable.bootstrap import Runtime
-from doable.inputs import ListRequest
-from doable.settings import Settings
+from doable.platform.settings import Settings
+from doable.usecases.inputs import ListRequest
 from tests.chat.conftest import ChatKitClient
 
 RESPONSES_URL = "https://api.openai.com/v1/responses"

@@ -20,7 +20,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from doable.auth import mint
+from doable.platform.auth import mint
 from tests.conftest import JWT_SECRET
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

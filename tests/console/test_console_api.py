@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from doable import __version__
 from doable.bootstrap import build
-from doable.settings import Settings
+from doable.platform.settings import Settings
 from doable.web.app import create_app
 from doable.web.console import LOCAL_TOKEN_TTL_SECONDS, STATIC
 from tests.conftest import auth, lifespan_running

@@ -10,17 +10,17 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from doable.dapr.client import DaprClient
+from doable.adapters.dapr.client import DaprClient
+from doable.adapters.dapr.outbox import DaprOutbox
+from doable.adapters.dapr.state import DaprUnitOfWorkFactory
+from doable.adapters.sql.engine import create_engine, migrate
+from doable.adapters.sql.repository import SqlOutboxReader, SqlUnitOfWorkFactory
 from doable.domain.clock import ManualClock
 from doable.domain.events import TaskEvent
-from doable.messaging import Outgoing
+from doable.platform.topology import API_APP_ID, STATE_STORE
 from doable.ports import OutboxReader, OutboxRecord, UnitOfWorkFactory
-from doable.service import TaskService
-from doable.storage.dapr_outbox import DaprOutbox
-from doable.storage.dapr_state import DaprUnitOfWorkFactory
-from doable.storage.sql.engine import create_engine, migrate
-from doable.storage.sql.repository import SqlOutboxReader, SqlUnitOfWorkFactory
-from doable.topology import API_APP_ID, STATE_STORE
+from doable.ports.messages import Outgoing
+from doable.usecases.service import TaskService
 from tests.conftest import PG_DSN
 from tests.dapr_double import DaprDouble
 from tests.dapr_double.manifests import render_chart

@@ -1,4 +1,4 @@
-"""The Dapr-state list projection (doable/storage/dapr_state.py, docs/read-paths.md): lists read the
+"""The Dapr-state list projection (doable/adapters/dapr/state.py, docs/read-paths.md): lists read the
 per-user projection chunks and only the page's tasks, and must answer exactly what the domain's
 in-memory semantics answer over the buckets (the path lists took before the projection, still
 used for users stored before it existed), across chunks, processes, cursors and upgrades."""
@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from doable.dapr.client import DaprClient
-from doable.dapr.operations import Upsert
+from doable.adapters.dapr import tasks as dapr_tasks
+from doable.adapters.dapr.client import DaprClient
+from doable.adapters.dapr.keys import INDEX_CHUNK, bucket_key, bucket_of, chunk_of, index_key, meta_key
+from doable.adapters.dapr.operations import Upsert
+from doable.adapters.dapr.state import DaprUnitOfWorkFactory
 from doable.domain.query import Overdue, Position, SortField, Status, TaskFilter, TaskQuery
 from doable.domain.task import Priority, Task
-from doable.storage import dapr_tasks
-from doable.storage.dapr_keys import INDEX_CHUNK, bucket_key, bucket_of, chunk_of, index_key, meta_key
-from doable.storage.dapr_state import DaprUnitOfWorkFactory
-from doable.topology import STATE_STORE
+from doable.platform.topology import STATE_STORE
 from tests.contract.conftest import Store, dapr_store
 
 pytestmark = pytest.mark.postgres

@@ -13,7 +13,7 @@ from doable.domain.errors import Conflict, NotFound
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.query import Overdue, SortField, Status, TaskFilter, TaskQuery
 from doable.domain.task import Priority
-from doable.inputs import ListRequest, NewTask, TaskChanges
+from doable.usecases.inputs import ListRequest, NewTask, TaskChanges
 from tests.contract.conftest import Store
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from doable.adapters.sql.engine import alembic_config, create_engine
+from doable.adapters.sql.repository import SqlUnitOfWorkFactory, _data_values, _row_values
 from doable.domain.query import SortField, TaskFilter, TaskQuery
 from doable.domain.task import Priority, Task
-from doable.storage.sql.engine import alembic_config, create_engine
-from doable.storage.sql.repository import SqlUnitOfWorkFactory, _data_values, _row_values
 from tests.conftest import PG_DSN
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from doable.domain.clock import ManualClock
-from doable.inputs import ListRequest, NewTask, TaskChanges
 from doable.ports import UnitOfWork, UnitOfWorkFactory
-from doable.service import TaskService
+from doable.usecases.inputs import ListRequest, NewTask, TaskChanges
+from doable.usecases.service import TaskService
 from tests.contract.conftest import Store
 
 

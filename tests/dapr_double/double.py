@@ -50,7 +50,7 @@ class DaprDouble:
         clock: Clock | None = None,
         state_stores: Sequence[str] = ("statestore",),
         key_prefix: str = "appid",
-        pubsubs: Sequence[str] = ("pubsub", "live-pubsub"),  # the components doable.topology names
+        pubsubs: Sequence[str] = ("pubsub", "live-pubsub"),  # the components doable.platform.topology names
         namespace: str = "",
         max_delivery_attempts: int = 5,
         redelivery_backoff: float = 0.05,

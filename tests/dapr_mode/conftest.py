@@ -37,13 +37,13 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from doable import topology
+from doable.adapters.dapr.client import DaprClient
 from doable.bootstrap import Runtime, build
 from doable.bootstrap.dapr import worker_transport
 from doable.bootstrap.workers import build_worker_app
-from doable.dapr.client import DaprClient
 from doable.domain.clock import Clock
-from doable.settings import Settings
+from doable.platform import topology
+from doable.platform.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import JWT_SECRET, PG_DSN, lifespan_running
 from tests.dapr_double import DaprDouble, ManualClock

@@ -8,16 +8,16 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 
-from doable import topology
+from doable.adapters.dapr.inbox import DaprInbox
+from doable.adapters.dapr.invocation import DaprTaskLookup
+from doable.adapters.dapr.messaging import DaprJobScheduler
+from doable.adapters.dapr.reminders import DaprReminderLedger
 from doable.bootstrap import Runtime
-from doable.dapr.adapters import DaprJobScheduler
-from doable.dapr.invocation import DaprTaskLookup
+from doable.domain.notifications import NewNotification
 from doable.domain.reminders import ScheduledReminder
-from doable.inbox import NewNotification
-from doable.inputs import NewTask
-from doable.messaging import Job
-from doable.storage.dapr_inbox import DaprInbox
-from doable.storage.dapr_reminders import DaprReminderLedger
+from doable.platform import topology
+from doable.ports.messages import Job
+from doable.usecases.inputs import NewTask
 from tests.dapr_double import DaprDouble
 from tests.dapr_mode.conftest import sidecar_client
 

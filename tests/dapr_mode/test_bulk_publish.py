@@ -5,11 +5,11 @@ events are published again, in order, from there."""
 
 from __future__ import annotations
 
-from doable import topology
+from doable.adapters.dapr.api_paths import BULK_PUBLISH_ALPHA, BULK_PUBLISH_STABLE, bulk_publish_path_for
 from doable.bootstrap import build
-from doable.dapr.api_paths import BULK_PUBLISH_ALPHA, BULK_PUBLISH_STABLE, bulk_publish_path_for
-from doable.inputs import NewTask
-from doable.settings import Settings
+from doable.platform import topology
+from doable.platform.settings import Settings
+from doable.usecases.inputs import NewTask
 from tests.dapr_double import DaprDouble
 
 

@@ -1,6 +1,6 @@
 """Bulk subscribe (issue 16): batch-first subscriptions declare `bulkSubscribe`, and the double
 (daprd's bulk handler over the Kafka component, tests/dapr_double/bulk_subscribe.py) hands them
-bulks that the app answers per entry (doable.dapr.deliveries.answer_bulk).
+bulks that the app answers per entry (doable.adapters.dapr.deliveries.answer_bulk).
 
 A subscriber app built from the real callback routes records what its batch handler did: a
 register per user (the last message applied wins, so order shows in the end state) and every
@@ -21,12 +21,12 @@ from typing import Any
 import httpx2
 from fastapi import FastAPI
 
-from doable import topology
+from doable.adapters.dapr.deliveries import BULK_SUBSCRIBE
 from doable.bootstrap import Runtime
-from doable.dapr.deliveries import BULK_SUBSCRIBE
 from doable.domain.clock import SystemClock
-from doable.inputs import NewTask
-from doable.messaging import Message, Outcome, Subscription
+from doable.platform import topology
+from doable.ports.messages import Message, Outcome, Subscription
+from doable.usecases.inputs import NewTask
 from doable.web.callbacks import callback_router
 from tests.conftest import auth
 from tests.dapr_double import DaprDouble

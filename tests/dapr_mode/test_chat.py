@@ -11,9 +11,9 @@ from agents.testing import assistant_message, function_call
 
 from agent.context import ChatContext
 from agent.dapr_store import DaprChatStore, threads_key
-from doable import topology
 from doable.domain.clock import ManualClock
-from doable.settings import Settings
+from doable.platform import topology
+from doable.platform.settings import Settings
 from tests.chat.conftest import serving
 from tests.chat.test_store import (  # noqa: F401  (the SQL store's behaviour, asserted again over Dapr state)
     test_another_users_threads_are_not_found,

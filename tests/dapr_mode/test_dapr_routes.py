@@ -1,4 +1,4 @@
-"""What Dapr sees of each app: `GET /dapr/subscribe` as doable/topology.py (and so the
+"""What Dapr sees of each app: `GET /dapr/subscribe` as doable/platform/topology.py (and so the
 components' scopes) says, and routes that answer only the sidecar: the app token, the calling
 app-id for service invocation, loopback when no token is set, nothing at all in embedded mode."""
 
@@ -11,10 +11,10 @@ import httpx2
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from doable import topology
+from doable.adapters.dapr.invocation import NEXT_OCCURRENCE_PATH, TASK_LOOKUP_PATH
 from doable.bootstrap import Runtime
-from doable.dapr.invocation import NEXT_OCCURRENCE_PATH, TASK_LOOKUP_PATH
-from doable.settings import Settings
+from doable.platform import topology
+from doable.platform.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import auth
 from tests.dapr_double import DaprDouble

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from doable import topology
-from doable.dapr.client import DaprClient
-from doable.dapr.operations import Delete, Upsert
+from doable.adapters.dapr.audit import DaprAuditLog
+from doable.adapters.dapr.client import DaprClient
+from doable.adapters.dapr.operations import Delete, Upsert
+from doable.domain.audit import AuditEntry
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.task import Priority, Task
-from doable.history import AuditEntry
-from doable.storage.dapr_audit import DaprAuditLog
+from doable.platform import topology
 from tests.dapr_double import DaprDouble
 from tests.dapr_mode.conftest import sidecar_client
 

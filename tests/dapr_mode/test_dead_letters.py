@@ -13,8 +13,8 @@ import httpx2
 import structlog
 from prometheus_client import REGISTRY
 
-from doable import topology
-from doable.storage.dapr_delivery import dead_letter_key
+from doable.adapters.dapr.delivery_records import dead_letter_key
+from doable.platform import topology
 from tests.dapr_double import DaprDouble
 from tests.dapr_mode.conftest import APP_TOKEN, WorkerFactory, sidecar_client
 from workers.dead_letters import SIDECAR_REASON

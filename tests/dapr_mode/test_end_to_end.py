@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from doable import topology
+from doable.adapters.dapr.keys import bucket_key, meta_key
 from doable.bootstrap import Runtime
-from doable.storage.dapr_keys import bucket_key, meta_key
+from doable.platform import topology
 from tests.conftest import auth
 from tests.dapr_double import DaprDouble
 from tests.dapr_mode.conftest import WorkerFactory, settle, sidecar_client

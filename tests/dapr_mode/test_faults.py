@@ -10,12 +10,12 @@ import anyio
 import httpx2
 import pytest
 
-from doable import topology
+from doable.adapters.dapr.client import DaprClient
+from doable.adapters.dapr.operations import Upsert
 from doable.bootstrap import Runtime, build
-from doable.dapr.client import DaprClient
-from doable.dapr.operations import Upsert
 from doable.domain.errors import Unavailable
-from doable.settings import Settings
+from doable.platform import topology
+from doable.platform.settings import Settings
 from tests.conftest import auth
 from tests.dapr_double import DaprDouble
 from tests.dapr_mode.conftest import DAPR_TOKEN, WorkerFactory, eventually, settle, sidecar_client
@@ -133,7 +133,7 @@ async def test_a_malformed_event_ends_on_the_dead_letter_topic(double: DaprDoubl
     finally:
         await sidecar.aclose()
     await double.wait_idle()
-    # A bulk subscriber never answers DROP (doable.dapr.deliveries.answer_bulk): RETRY until the
+    # A bulk subscriber never answers DROP (doable.adapters.dapr.deliveries.answer_bulk): RETRY until the
     # chart's delivery policy (10 retries) runs out, then daprd dead-letters it.
     assert [a.outcome for a in double.deliveries("doable-audit", topology.TASK_EVENTS)] == ["retry"] * 11
     [dead] = double.published(topology.DEAD_LETTER)

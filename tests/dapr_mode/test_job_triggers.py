@@ -10,7 +10,7 @@ import httpx2
 from fastapi import FastAPI
 
 from doable.domain.clock import SystemClock
-from doable.messaging import Job, Outcome
+from doable.ports.messages import Job, Outcome
 from doable.web.callbacks import JOBS_IN_FLIGHT, callback_router
 from tests.dapr_mode.conftest import APP_TOKEN
 

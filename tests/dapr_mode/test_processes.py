@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx2
 
-from doable import topology
+from doable.platform import topology
 from tests.conftest import auth
 from tests.dapr_double import DaprDouble
 from tests.dapr_mode.conftest import APP_TOKEN, DAPR_TOKEN

@@ -16,12 +16,12 @@ from typing import Any
 import httpx2
 import pytest
 
-from doable import topology
+from doable.adapters.dapr.client import DaprClient
+from doable.adapters.dapr.outbox import DaprOutbox
 from doable.bootstrap import Runtime
 from doable.bootstrap.dapr import build_runtime
-from doable.dapr.client import DaprClient
-from doable.settings import Settings
-from doable.storage.dapr_outbox import DaprOutbox
+from doable.platform import topology
+from doable.platform.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import auth, lifespan_running
 from tests.dapr_double import DaprDouble

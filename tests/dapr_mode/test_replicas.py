@@ -1,7 +1,7 @@
 """Two API replicas (the chart's default), each with its own outbox relay over one state store.
 
 The replica that wrote a user's events publishes them; the other takes over only when they stand
-still (doable/storage/dapr_outbox.py). Delivery stays at least once (a hand-over can publish an
+still (doable/adapters/dapr/outbox.py). Delivery stays at least once (a hand-over can publish an
 event twice; consumers deduplicate on the event id). What must hold for users: no event is lost,
 and per user the first copy of each event reaches the broker in the order the writes happened
 (the order the workers and the live streams rely on). And a replica that dies with events
@@ -14,15 +14,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from doable import topology
+from doable.adapters.dapr.outbox import DaprOutbox
 from doable.bootstrap import Runtime, build
 from doable.bootstrap.dapr import connect
 from doable.domain.clock import SystemClock
-from doable.inputs import NewTask, TaskChanges
-from doable.service import TaskService
-from doable.settings import Settings
-from doable.storage.dapr_outbox import DaprOutbox
-from doable.topology import STATE_STORE
+from doable.platform import topology
+from doable.platform.settings import Settings
+from doable.platform.topology import STATE_STORE
+from doable.usecases.inputs import NewTask, TaskChanges
+from doable.usecases.service import TaskService
 from tests.dapr_double import DaprDouble
 from tests.dapr_mode.conftest import eventually
 from tests.reliability.fuzz import record

@@ -1,5 +1,5 @@
-"""The sidecar client over a real address (aiohttp, `doable.dapr.sidecar_http`) and job triggers
-handled in batches (`doable.dapr.deliveries.JobBatches`).
+"""The sidecar client over a real address (aiohttp, `doable.adapters.dapr.sidecar_http`) and job triggers
+handled in batches (`doable.adapters.dapr.deliveries.JobBatches`).
 
 The in-process transport the other Dapr-mode tests use keeps httpx2; these tests pin what the
 aiohttp path must do the same: what is sent (token, JSON, query), what comes back, and which
@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from doable.dapr.client import DaprClient
-from doable.dapr.deliveries import JobBatches
-from doable.dapr.operations import Upsert
+from doable.adapters.dapr.client import DaprClient
+from doable.adapters.dapr.deliveries import JobBatches
+from doable.adapters.dapr.operations import Upsert
 from doable.domain.errors import Unavailable
-from doable.messaging import Job, Outcome
+from doable.ports.messages import Job, Outcome
 from tests.servers import free_port
 
 Answer = Callable[[str, str, dict[str, str], bytes], bytes | None]

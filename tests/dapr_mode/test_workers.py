@@ -13,10 +13,10 @@ import httpx2
 import pytest
 from fastapi import FastAPI
 
-from doable import topology
 from doable.bootstrap import Runtime
 from doable.domain.clock import Clock
 from doable.domain.reminders import job_name
+from doable.platform import topology
 from tests.conftest import auth
 from tests.dapr_double import DaprDouble, ManualClock
 from tests.dapr_mode.conftest import WorkerFactory, settle, sidecar_client

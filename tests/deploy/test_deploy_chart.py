@@ -140,8 +140,7 @@ def test_helm_test_hook_is_a_pod_that_checks_readyz_through_the_service(rendered
 
 
 def test_topics_job_creates_every_topic_after_install_and_upgrade(rendered: dict[str, Rendered]) -> None:
-    from doable import topology
-
+    from doable.platform import topology
     job = rendered["oke"].one("Job", "doable-redpanda-topics")
     annotations = job["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == "post-install,post-upgrade"

@@ -1,4 +1,4 @@
-"""Dapr: components, Configuration and Resiliency match what Dapr documents and what doable.topology says.
+"""Dapr: components, Configuration and Resiliency match what Dapr documents and what doable.platform.topology says.
 
 Checked for the chart's rendered resources (every values variant) and for the static files in
 dapr-components/kubernetes and dapr-components/local. The field lists below are transcribed from
@@ -16,8 +16,8 @@ import pytest
 import yaml
 from deploy_support import CHART, REPO, Rendered, load_yaml_docs, pod_annotations
 
-from doable import topology
-from doable.dapr.invocation import INTERNAL_CALLERS
+from doable.adapters.dapr.invocation import INTERNAL_CALLERS
+from doable.platform import topology
 
 COMPONENTS_DIR = REPO / "dapr-components"
 
@@ -601,7 +601,7 @@ def _scopes(field: str) -> dict[str, list[str]]:
     return parsed
 
 
-# --- the chart's copy of doable.topology ------------------------------------------------------
+# --- the chart's copy of doable.platform.topology ------------------------------------------------------
 
 
 def test_chart_topology_file_mirrors_doable_topology() -> None:
@@ -813,7 +813,7 @@ def test_configuration_traces_meters_and_restricts_invocation(rendered: dict[str
     assert config["metrics"]["enabled"] is True
     acl = config["accessControl"]
     assert acl["defaultAction"] == "deny"
-    # Exactly the callers the API's internal routes admit (doable.dapr.invocation.INTERNAL_CALLERS).
+    # Exactly the callers the API's internal routes admit (doable.adapters.dapr.invocation.INTERNAL_CALLERS).
     assert {p["appId"] for p in acl["policies"]} == set().union(*INTERNAL_CALLERS.values())
     for policy in acl["policies"]:
         assert policy["defaultAction"] == "deny" and policy["namespace"] == "doable"

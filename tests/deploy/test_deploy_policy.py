@@ -29,7 +29,7 @@ from deploy_support import (
     user_values,
 )
 
-from doable import topology
+from doable.platform import topology
 
 
 def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -159,8 +159,8 @@ def test_every_app_container_gets_the_dapr_tokens_the_sidecar_gets(
 ) -> None:
     """The injector gives DAPR_API_TOKEN / APP_API_TOKEN to daprd only
     (pkg/injector/patcher/sidecar_container.go): the app container reads the same Secret itself,
-    under the names doable.settings reads (dapr_api_token, app_api_token)."""
-    from doable.settings import Settings
+    under the names doable.platform.settings reads (dapr_api_token, app_api_token)."""
+    from doable.platform.settings import Settings
 
     for name in expected:
         assert name.lower() in Settings.model_fields  # the env name the app reads

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from deploy_support import REPO, VARIANTS, Rendered, load_yaml_docs, pod_spec, render, user_values
 
-from doable import topology
-from doable.settings import Settings
+from doable.platform import topology
+from doable.platform.settings import Settings
 
 COMPONENTS_DIR = REPO / "dapr-components"
 

@@ -10,7 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from doable.auth import InvalidToken, JwksCache, TokenVerifier
+from doable.platform.auth import InvalidToken, JwksCache, TokenVerifier
 from tests.conftest import JWT_SECRET, auth
 
 

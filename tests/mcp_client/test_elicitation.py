@@ -19,8 +19,8 @@ from mcp.shared.exceptions import MCPError
 from pydantic import SecretStr
 
 from doable.bootstrap import Runtime, build
-from doable.inputs import TaskChanges
-from doable.settings import Settings
+from doable.platform.settings import Settings
+from doable.usecases.inputs import TaskChanges
 from doable.web.app import create_app
 from tests.conftest import lifespan_running
 from tests.mcp_client.conftest import Connect, Person, call

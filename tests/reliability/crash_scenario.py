@@ -27,8 +27,8 @@ from pydantic import SecretStr
 from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
 from doable.domain.query import SortField, Status
-from doable.inputs import ListRequest, NewTask, TaskChanges
-from doable.settings import Settings
+from doable.platform.settings import Settings
+from doable.usecases.inputs import ListRequest, NewTask, TaskChanges
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 USER = "alice"

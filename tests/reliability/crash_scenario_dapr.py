@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from doable.adapters.dapr.client import DaprClient
 from doable.bootstrap import Runtime, build
-from doable.dapr.client import DaprClient
-from doable.inputs import NewTask, TaskChanges
-from doable.settings import Settings
+from doable.platform.settings import Settings
+from doable.usecases.inputs import NewTask, TaskChanges
 
 DAPR_TOKEN = "dapr-token-" + "c" * 30
 APP_TOKEN = "app-token-" + "c" * 30

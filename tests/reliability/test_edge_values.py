@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from doable.bootstrap import Runtime
-from doable.inputs import NewTask
+from doable.usecases.inputs import NewTask
 from doable.web.live import event_id
 from tests.reliability.fuzz import (
     EDGE_DATES,

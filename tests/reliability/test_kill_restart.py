@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from doable.bootstrap import build
 from doable.domain.clock import ManualClock
-from doable.service import TaskService
+from doable.usecases.service import TaskService
 from tests.reliability import crash_scenario
 from tests.reliability.fuzz import SOAK, record
 

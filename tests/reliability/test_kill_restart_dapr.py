@@ -23,10 +23,10 @@ import anyio
 import httpx2
 import pytest
 
-from doable import topology
 from doable.bootstrap import Runtime, build
 from doable.domain.query import SortField, Status
-from doable.inputs import ListRequest, NewTask, TaskChanges
+from doable.platform import topology
+from doable.usecases.inputs import ListRequest, NewTask, TaskChanges
 from tests.conftest import PG_DSN
 from tests.dapr_double import DaprDouble
 from tests.dapr_double.manifests import render_chart

@@ -13,7 +13,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from doable.bootstrap import Runtime, build
-from doable.settings import Settings
+from doable.platform.settings import Settings
 from doable.web.app import create_app
 from tests.chat.conftest import text_input
 from tests.conftest import auth, lifespan_running

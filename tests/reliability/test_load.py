@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from doable.auth import mint
+from doable.platform.auth import mint
 from tests.reliability.fuzz import SOAK, record
 from tests.reliability.processes import Server, server
 

@@ -44,12 +44,12 @@ import anyio
 import httpx2
 import pytest
 
-from doable import topology
-from doable.auth import mint
-from doable.dapr.adapters import DaprPublisher
-from doable.dapr.client import DaprClient
-from doable.storage.dapr_outbox import DaprOutbox
-from doable.storage.dapr_reminders import PENDING_SHARDS, pending_key
+from doable.adapters.dapr.client import DaprClient
+from doable.adapters.dapr.messaging import DaprPublisher
+from doable.adapters.dapr.outbox import DaprOutbox
+from doable.adapters.dapr.reminders import PENDING_SHARDS, pending_key
+from doable.platform import topology
+from doable.platform.auth import mint
 from tests.conftest import PG_DSN
 from tests.dapr_double import DaprDouble
 from tests.dapr_double.manifests import render_chart

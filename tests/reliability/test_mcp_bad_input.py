@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from doable.bootstrap import Runtime
-from doable.inputs import NewTask
+from doable.usecases.inputs import NewTask
 from tests.reliability.fuzz import (
     NASTY_TIMEZONES,
     Tried,

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 import structlog
 
 from doable.bootstrap import Runtime, build
-from doable.settings import Settings
+from doable.platform.settings import Settings
 from doable.web.app import create_app
 from tests.conftest import PG_HOST, PG_PORT, auth, lifespan_running
 from tests.reliability.fuzz import record

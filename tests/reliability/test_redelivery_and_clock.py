@@ -19,14 +19,14 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from doable import topology
 from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
 from doable.domain.query import SortField, Status
 from doable.domain.reminders import wanted_reminders
-from doable.inputs import ListRequest, NewTask, TaskChanges
-from doable.messaging import Message
-from doable.settings import Settings
+from doable.platform import topology
+from doable.platform.settings import Settings
+from doable.ports.messages import Message
+from doable.usecases.inputs import ListRequest, NewTask, TaskChanges
 from tests.reliability.fuzz import Tried, fuzz
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -25,18 +25,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from doable import topology
+from doable.adapters.dapr.audit import DaprAuditLog
+from doable.adapters.dapr.messaging import traceparent
+from doable.adapters.dapr.reminders import PENDING_SHARDS, DaprReminderLedger, pending_key
 from doable.bootstrap import Runtime
 from doable.bootstrap.dapr import DaprParts, build_runtime, worker_transport
 from doable.bootstrap.workers import build_worker_app
-from doable.dapr.adapters import traceparent
 from doable.domain.events import TaskEvent
 from doable.domain.query import SortField, Status, micros
 from doable.domain.reminders import job_name, wanted_reminders
-from doable.inputs import ListRequest, NewTask, TaskChanges
-from doable.settings import Settings
-from doable.storage.dapr_audit import DaprAuditLog
-from doable.storage.dapr_reminders import PENDING_SHARDS, DaprReminderLedger, pending_key
+from doable.platform import topology
+from doable.platform.settings import Settings
+from doable.usecases.inputs import ListRequest, NewTask, TaskChanges
 from doable.web.app import create_app
 from tests.conftest import PG_DSN
 from tests.dapr_double import DaprDouble, ManualClock, cloudevents

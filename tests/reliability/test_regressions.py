@@ -17,14 +17,14 @@ import httpx2
 import pytest
 import sqlalchemy as sa
 
-from doable import logs
+from doable.adapters.sql.engine import create_engine, migrate
+from doable.adapters.sql.repository import SqlUnitOfWork
+from doable.adapters.sql.transactions import transaction
 from doable.bootstrap import Runtime
 from doable.domain.errors import InvalidArgument, Unavailable
 from doable.domain.recurrence import check_start, compile_rule, next_occurrence
-from doable.inputs import NewTask
-from doable.storage.sql.engine import create_engine, migrate
-from doable.storage.sql.repository import SqlUnitOfWork
-from doable.storage.sql.transactions import transaction
+from doable.platform import logs
+from doable.usecases.inputs import NewTask
 from tests.conftest import PG_DSN, PG_HOST, PG_PORT, auth
 from tests.reliability.tcp_proxy import TcpProxy
 
@@ -236,9 +236,9 @@ async def test_the_bus_waits_out_an_outage_instead_of_dead_lettering() -> None:
     """A handler failing with Unavailable used up the bus's 5 attempts (0.1 s ... 0.8 s apart)
     and the event was dead-lettered (or, with the database down, not even that): a worker
     missed an event of a short outage for good."""
+    from doable.adapters.embedded.bus import InProcessBus, RetryPolicy
     from doable.domain.clock import ManualClock
-    from doable.events.inprocess import InProcessBus, RetryPolicy
-    from doable.messaging import Message, Outcome, Subscription
+    from doable.ports.messages import Message, Outcome, Subscription
 
     dead: list[dict[str, object]] = []
     sleeps: list[float] = []
@@ -271,7 +271,7 @@ async def test_a_reminder_job_lost_between_ledger_and_scheduling_is_repaired_on_
 ) -> None:
     """Found by SIGKILL at every SQL statement: the redelivered event saw the ledger row
     "unchanged" and skipped scheduling, so the reminder waited for the sweeper (up to 90 s late)."""
-    from doable.jobs.embedded import EmbeddedJobs
+    from doable.adapters.embedded.jobs import EmbeddedJobs
 
     original = EmbeddedJobs.schedule
     failures = [RuntimeError("the process died here")]

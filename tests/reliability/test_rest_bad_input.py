@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from doable.bootstrap import Runtime
 from doable.domain.recurrence import next_occurrence
-from doable.inputs import NewTask
+from doable.usecases.inputs import NewTask
 from tests.reliability.fuzz import (
     NASTY_TIMEZONES,
     Tried,

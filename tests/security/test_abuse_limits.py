@@ -14,8 +14,8 @@ import pytest
 import uvicorn
 
 from doable.bootstrap import Runtime, build
-from doable.live import LiveHub, TooManyStreams
-from doable.settings import Settings
+from doable.platform.settings import Settings
+from doable.usecases.live import LiveHub, TooManyStreams
 from doable.web.app import create_app
 from doable.web.limits import AuthFailureLimit, BodyTimeout, server_options
 from tests.conftest import auth, lifespan_running

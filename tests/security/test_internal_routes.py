@@ -16,11 +16,11 @@ import httpx2
 import pytest
 from pydantic import SecretStr
 
-from doable import topology
+from doable.adapters.sql.engine import create_engine, migrate
 from doable.bootstrap.workers import WorkerTransport, build_worker_app
-from doable.messaging import Job
-from doable.settings import Settings
-from doable.storage.sql.engine import create_engine, migrate
+from doable.platform import topology
+from doable.platform.settings import Settings
+from doable.ports.messages import Job
 from tests.reliability.processes import Server, server
 
 APP_TOKEN = "app-token-" + "z" * 30

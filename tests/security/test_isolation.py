@@ -29,8 +29,8 @@ from agent.models import ChatModel
 from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
 from doable.domain.query import Status
-from doable.inputs import ListRequest
-from doable.settings import Settings
+from doable.platform.settings import Settings
+from doable.usecases.inputs import ListRequest
 from doable.web.app import create_app
 from tests.conftest import auth, lifespan_running
 from tests.reliability.fuzz import Tried, fuzz

@@ -21,9 +21,9 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from doable.auth import mint
 from doable.bootstrap import build
-from doable.settings import Settings
+from doable.platform.auth import mint
+from doable.platform.settings import Settings
 from doable.web.app import create_app
 from tests.chat.conftest import text_input
 from tests.conftest import JWT_SECRET, auth, lifespan_running

@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from doable.auth import JwksCache, TokenVerifier
 from doable.bootstrap import Runtime, build
-from doable.settings import Settings
+from doable.platform.auth import JwksCache, TokenVerifier
+from doable.platform.settings import Settings
 from doable.web.app import create_app
 from doable.web.errors import www_authenticate
 from tests.chat.conftest import text_input

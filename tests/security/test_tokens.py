@@ -18,9 +18,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from doable.auth import JwksCache, TokenVerifier, service_tokens
 from doable.bootstrap import Runtime, build
-from doable.settings import Settings
+from doable.platform.auth import JwksCache, TokenVerifier, service_tokens
+from doable.platform.settings import Settings
 from doable.web.app import create_app
 from tests.chat.conftest import text_input
 from tests.conftest import JWT_SECRET, lifespan_running

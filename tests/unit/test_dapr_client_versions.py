@@ -20,9 +20,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from doable.dapr.api_paths import JOBS_ALPHA, JOBS_STABLE, jobs_path_for
-from doable.dapr.client import DaprClient
-from doable.dapr.operations import Upsert
+from doable.adapters.dapr.api_paths import JOBS_ALPHA, JOBS_STABLE, jobs_path_for
+from doable.adapters.dapr.client import DaprClient
+from doable.adapters.dapr.operations import Upsert
 from doable.domain.errors import Unavailable
 
 NO_APP_ID = {

@@ -16,7 +16,7 @@ from referencing import Registry
 from doable.domain.clock import LocalCalendar
 from doable.domain.query import TaskPage
 from doable.domain.task import Priority, Reminder, Task
-from doable.views import list_view, task_result
+from doable.usecases.views import list_view, task_result
 from mcp_server.schemas import flat_output_schema
 from mcp_server.server import registered_tools
 from mcp_server.tools import TOOLS

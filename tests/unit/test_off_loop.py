@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from doable import series_service
 from doable.bootstrap import Runtime
-from doable.inputs import NewTask, TaskChanges
 from doable.usecases import next_occurrence, task_steps
+from doable.usecases import series as series_service
+from doable.usecases.inputs import NewTask, TaskChanges
 
 GUARD_SECONDS = 30
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from doable.storage.sql.engine import create_engine, migrate
-from doable.storage.sql.repository import SqlUnitOfWork
-from doable.storage.sql.sqlite_driver import InlineWriteConnection
-from doable.storage.sql.transactions import transaction
+from doable.adapters.sql.engine import create_engine, migrate
+from doable.adapters.sql.repository import SqlUnitOfWork
+from doable.adapters.sql.sqlite_driver import InlineWriteConnection
+from doable.adapters.sql.transactions import transaction
 
 INSERT = sa.text("INSERT INTO user_counters (user_id, last_task_id) VALUES (:u, 1)")
 

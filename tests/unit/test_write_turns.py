@@ -9,9 +9,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from doable.storage.sql.engine import create_engine, migrate
-from doable.storage.sql.repository import SqlUnitOfWork
-from doable.storage.sql.transactions import transaction
+from doable.adapters.sql.engine import create_engine, migrate
+from doable.adapters.sql.repository import SqlUnitOfWork
+from doable.adapters.sql.transactions import transaction
 
 
 async def test_pipeline_writes_go_before_queued_units_of_work_and_waiters_hold_no_connection(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ import pytest
 from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
 from doable.domain.query import SortField, Status
-from doable.inputs import ListRequest
-from doable.messaging import Message, Outcome, Subscription
-from doable.settings import Settings
+from doable.platform.settings import Settings
+from doable.ports.messages import Message, Outcome, Subscription
+from doable.usecases.inputs import ListRequest
 from doable.web.app import create_app
 from tests.conftest import lifespan_running
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 import httpx2
 from mcp import Client
 
-from doable import topology
 from doable.bootstrap import Runtime
 from doable.domain.events import EventType
-from doable.inputs import NewTask, TaskChanges
+from doable.platform import topology
+from doable.usecases.inputs import NewTask, TaskChanges
 from mcp_server.identity import fixed_user
 from mcp_server.server import build_mcp
 from tests.conftest import auth

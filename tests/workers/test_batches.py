@@ -12,14 +12,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from doable.adapters.embedded.bus import InProcessBus, RetryPolicy
+from doable.adapters.embedded.jobs import EmbeddedJobs
+from doable.adapters.embedded.relay import publish_task_events
 from doable.bootstrap import Runtime
 from doable.domain.clock import ManualClock
 from doable.domain.errors import InvalidArgument
-from doable.events.inprocess import InProcessBus, RetryPolicy
-from doable.events.relay import publish_task_events
-from doable.inputs import NewTask, ReminderIn
-from doable.jobs.embedded import EmbeddedJobs
-from doable.messaging import Job, Message, Outcome, Outgoing, Subscription
+from doable.ports.messages import Job, Message, Outcome, Outgoing, Subscription
+from doable.usecases.inputs import NewTask, ReminderIn
 from tests.workers.conftest import settle
 
 CLOCK = ManualClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))

@@ -1,4 +1,4 @@
-"""The Dapr-mode occurrence creator's batch form (doable.dapr.invocation.DaprOccurrences): one
+"""The Dapr-mode occurrence creator's batch form (doable.adapters.dapr.invocation.DaprOccurrences): one
 service invocation per completion, each user's in order, different users at once, and the first
 failure raised once every user's calls were tried."""
 
@@ -11,7 +11,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from doable.dapr.invocation import NEXT_OCCURRENCE_PATH, DaprOccurrences
+from doable.adapters.dapr.invocation import NEXT_OCCURRENCE_PATH, DaprOccurrences
 from doable.domain.errors import Conflict
 from doable.domain.task import Task
 

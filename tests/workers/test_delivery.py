@@ -6,14 +6,14 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from doable import topology
+from doable.adapters.embedded.bus import InProcessBus, RetryPolicy
+from doable.adapters.embedded.relay import OutboxRelay
 from doable.bootstrap import Runtime
 from doable.domain.clock import ManualClock
 from doable.domain.errors import Conflict, InvalidArgument, Unavailable
-from doable.events.inprocess import InProcessBus, RetryPolicy
-from doable.events.relay import OutboxRelay
-from doable.inputs import NewTask
-from doable.messaging import Message, Outcome, Subscription
+from doable.platform import topology
+from doable.ports.messages import Message, Outcome, Subscription
+from doable.usecases.inputs import NewTask
 
 CLOCK = ManualClock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
 

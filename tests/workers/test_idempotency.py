@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from doable.domain.clock import ManualClock
-from doable.messaging import Message, Outcome
+from doable.ports.messages import Message, Outcome
 from workers.idempotency import Deduplicator, never
 
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from doable.adapters.embedded.relay import CommitSignal
 from doable.domain.clock import ManualClock
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.query import SortField, Status
 from doable.domain.task import Task
-from doable.events.relay import CommitSignal
-from doable.inputs import ListRequest, NewTask
-from doable.messaging import Message, Outcome
 from doable.ports import UnitOfWork, UnitOfWorkFactory
-from doable.service import Limits, TaskService
+from doable.ports.messages import Message, Outcome
+from doable.usecases.inputs import ListRequest, NewTask
+from doable.usecases.service import Limits, TaskService
 from tests.contract.conftest import Store, store  # noqa: F401  (the adapters' fixture)
 from workers.recurrence import Recurrence, ServiceOccurrences
 

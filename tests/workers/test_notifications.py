@@ -14,8 +14,8 @@ from mcp import Client
 
 from doable.bootstrap import Runtime
 from doable.domain.clock import ManualClock
-from doable.inputs import NewTask, ReminderIn
-from doable.live import QUEUE_SIZE, Closed, LiveEvent, LiveHub
+from doable.usecases.inputs import NewTask, ReminderIn
+from doable.usecases.live import QUEUE_SIZE, Closed, LiveEvent, LiveHub
 from mcp_server.identity import fixed_user
 from mcp_server.server import build_mcp
 from tests.conftest import auth

@@ -15,7 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from doable.auth import mint
+from doable.platform.auth import mint
 from tests.conftest import JWT_SECRET
 from tests.servers import serve_doable
 

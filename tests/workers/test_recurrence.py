@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from doable import topology
 from doable.bootstrap import Runtime
 from doable.domain.clock import ManualClock
 from doable.domain.events import EventType
 from doable.domain.task import Priority, Reminder, Task
-from doable.inputs import NewTask, RecurrenceIn, ReminderIn
+from doable.platform import topology
+from doable.usecases.inputs import NewTask, RecurrenceIn, ReminderIn
 from tests.workers.conftest import settle, tasks_of
 
 UTC_ZONE = "UTC"

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from doable import topology
+from doable.adapters.sql.worker_schema import ScheduledJobRow
 from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
 from doable.domain.reminders import job_name
-from doable.inputs import NewTask, ReminderIn, TaskChanges
-from doable.settings import Settings
-from doable.storage.sql.worker_schema import ScheduledJobRow
+from doable.platform import topology
+from doable.platform.settings import Settings
+from doable.usecases.inputs import NewTask, ReminderIn, TaskChanges
 from tests.workers.conftest import Recorder, advance, settle, sweep
 
 NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -14,15 +14,15 @@ import httpx2
 import pytest
 from pydantic import SecretStr
 
-from doable import topology
 from doable.bootstrap import Runtime
 from doable.bootstrap.workers import WorkerTransport, build_worker_app
 from doable.cli import main
 from doable.domain.errors import Unavailable
 from doable.domain.events import EventType, TaskEvent
 from doable.domain.task import Task
-from doable.messaging import Job, Outgoing
-from doable.settings import Settings
+from doable.platform import topology
+from doable.platform.settings import Settings
+from doable.ports.messages import Job, Outgoing
 from tests.workers.conftest import tasks_of
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

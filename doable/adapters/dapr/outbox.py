@@ -1,0 +1,318 @@
+"""The outbox relay for the Dapr state store: publishes each user's events in order, then
+advances that user's tail. At-least-once: a crash between publish and advance republishes,
+and consumers deduplicate on the event id.
+
+- Which users have unpublished events: the dirty shards (`outbox-dirty:{n}`), which a writer
+  joins in the transaction of its first unpublished event (doable.adapters.dapr.state).
+- Order: one user's pending events (up to `batch`) go out as one bulk publish per topic
+  (`task-events`, then `task-updates`; Dapr's bulk publish, one call each); a failed entry
+  stops that user's tail there (the rest are published again next round, so a user's events
+  are always delivered in order at least once) and never the other users'.
+- Advancing: only the tail moves, after the publishes, guarded by the meta document's ETag.
+  A writer that committed meanwhile makes the advance conflict; it is retried on a fresh read
+  (the events already published are not published again). The user leaves its dirty shard
+  in the same transaction once the tail reaches the head.
+- Replicas: a user's meta names the relay of the replica that wrote last (`relay_id`, set in
+  the writer's own transaction, so it costs no extra call). That relay publishes the user's
+  events at once; the others leave them alone until the tail has stood still for the hand-off
+  time (that replica died or cannot publish), then take over. Without this, every relay
+  published every event (nearly 2x the messages with two replicas). An explicit `drain()`
+  publishes everyone's (recovery, tests).
+- Polling: a commit in this process wakes the relay at once (`nudge`); polls only look for
+  what no nudge announced (another replica's stranded events, a publish that failed). While
+  a poll finds nothing pending, the next one waits twice as long, from `poll_seconds` up to
+  `idle_max_seconds`, so an idle API reads the state store a few times an hour instead of
+  every two seconds (a Neon compute can then suspend). A nudge, or a poll that finds pending
+  events (published or not), goes back to `poll_seconds`: another replica's events keep being
+  polled at that rate until they are taken over after the hand-off time.
+- History: published entries stay for the latest `retain` events of each user, so
+  `history()` can answer "what happened recently" (the audit worker keeps the full story).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from datetime import datetime
+
+import structlog
+
+from doable.adapters.dapr.client import DaprClient
+from doable.adapters.dapr.keys import DIRTY_SHARDS, dirty_key, dirty_shard_key, meta_key, outbox_key
+from doable.adapters.dapr.operations import Delete, Upsert
+from doable.adapters.embedded.relay import publish_task_events
+from doable.domain.errors import Conflict, Unavailable
+from doable.domain.events import TaskEvent
+from doable.platform.metrics import OUTBOX_DEPTH
+from doable.ports import EventPublisher, OutboxRecord
+
+log = structlog.get_logger("doable.outbox")
+
+# Published events kept per user for `history()`.
+RETAIN = 500
+# Users relayed at once (each user's own events stay strictly in order).
+PARALLEL_USERS = 8
+ADVANCE_ATTEMPTS = 8
+# Another replica's events are taken over after their tail stood still for this many polls
+# (and at least HANDOFF_MIN_SECONDS), so a live writer's own relay always gets there first.
+HANDOFF_POLLS = 5
+HANDOFF_MIN_SECONDS = 5.0
+
+
+class DaprOutbox:
+    def __init__(
+        self,
+        client: DaprClient,
+        store: str,
+        publisher: EventPublisher,
+        *,
+        batch: int = 100,
+        retain: int = RETAIN,
+        poll_seconds: float = 1.0,
+        max_backoff_seconds: float = 10.0,
+        idle_max_seconds: float | None = None,
+        handoff_seconds: float | None = None,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._publisher = publisher
+        self._batch = batch
+        self._retain = retain
+        self._poll = poll_seconds
+        self._max_backoff = max_backoff_seconds
+        # Longest wait of an idle relay (default: no idle back-off, one poll every poll_seconds).
+        self._idle_max = max(poll_seconds, idle_max_seconds if idle_max_seconds is not None else poll_seconds)
+        self._handoff = (
+            handoff_seconds if handoff_seconds is not None else max(HANDOFF_MIN_SECONDS, HANDOFF_POLLS * poll_seconds)
+        )
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        # Written into the meta of the users this process writes for (DaprUnitOfWorkFactory).
+        self.relay_id = uuid.uuid4().hex
+        # Other replicas' pending users: user -> (the tail last seen, when it was first seen there).
+        self._still: dict[str, tuple[int, float]] = {}
+        # Events still pending after the last round (this replica's and other replicas').
+        self.left = 0
+
+    def nudge(self) -> None:
+        """A commit happened: drain now rather than at the next poll."""
+        self._wake.set()
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    async def _range(self, user_id: str, start: int, end: int) -> list[TaskEvent]:
+        keys = [outbox_key(user_id, s) for s in range(start, end)]
+        found = await self._client.get_bulk(self._store, keys)
+        return [TaskEvent.model_validate(found[k].value) for k in keys if k in found]
+
+    async def pending(self, user_id: str) -> list[TaskEvent]:
+        """The user's events not yet published, oldest first."""
+        meta = await self._client.get_state(self._store, meta_key(user_id))
+        if meta is None:
+            return []
+        return await self._range(user_id, int(meta.value["outbox_tail"]), int(meta.value["outbox_head"]))
+
+    async def history(self, user_id: str, task_id: int | None = None, limit: int = 50) -> list[TaskEvent]:
+        """The user's recent events (published or not, the latest `retain`), newest first."""
+        meta = await self._client.get_state(self._store, meta_key(user_id))
+        if meta is None:
+            return []
+        head = int(meta.value["outbox_head"])
+        events = await self._range(user_id, max(0, head - self._retain), head)
+        mine = [e for e in reversed(events) if task_id is None or e.task_id == task_id]
+        return mine[:limit]
+
+    async def dirty_users(self) -> list[str]:
+        shards = await self._client.get_bulk(self._store, [dirty_shard_key(n) for n in range(DIRTY_SHARDS)])
+        return sorted({u for item in shards.values() for u in item.value.get("users", [])})
+
+    async def depth(self) -> int:
+        """How many events wait to be published (all users)."""
+        users = await self.dirty_users()
+        metas = await self._client.get_bulk(self._store, [meta_key(u) for u in users])
+        return sum(int(m.value["outbox_head"]) - int(m.value["outbox_tail"]) for m in metas.values())
+
+    # ---- relaying ---------------------------------------------------------------------------
+
+    async def drain(self, limit: int | None = None) -> int:
+        """Publish what is pending (at most `limit` events per user); the number published.
+        A user whose publish fails keeps its events for the next round."""
+        published, _ = await self._drain(limit or self._batch, everyone=True)
+        return published
+
+    async def _drain(self, batch: int, *, everyone: bool) -> tuple[int, int]:
+        """(events published, users whose publish failed); `self.left` is then the events still pending."""
+        async with self._lock:
+            users = await self.dirty_users()
+            self._still = {u: seen for u, seen in self._still.items() if u in users}
+            gate = asyncio.Semaphore(PARALLEL_USERS)
+            published = failed = left = 0
+
+            async def one(user: str) -> None:
+                nonlocal published, failed, left
+                async with gate:
+                    try:
+                        sent, remaining = await self._drain_user(user, batch, everyone=everyone)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        failed += 1
+                        log.warning("outbox.publish_failed", user_id=user, error=f"{type(exc).__name__}: {exc}")
+                        return
+                    published += sent
+                    left += remaining
+
+            await asyncio.gather(*(one(u) for u in users))
+            OUTBOX_DEPTH.set(left)
+            self.left = left
+            return published, failed
+
+    async def _drain_user(self, user: str, batch: int, *, everyone: bool = True) -> tuple[int, int]:
+        meta = await self._client.get_state(self._store, meta_key(user))
+        if meta is None:
+            return 0, 0
+        tail, head = int(meta.value["outbox_tail"]), int(meta.value["outbox_head"])
+        relay = meta.value.get("relay")
+        if not everyone and relay not in (None, self.relay_id) and not self._stood_still(user, tail):
+            return 0, head - tail  # another replica's, and it is still publishing them
+        upto = min(head, tail + batch)
+        keys = [outbox_key(user, s) for s in range(tail, upto)]
+        found = await self._client.get_bulk(self._store, keys)
+        done = tail
+        try:
+            # One bulk publish per topic for the user's chunk. Entries after a failed one may
+            # have gone through (the broker takes each on its own): the tail stops at the
+            # first failed one, and they are published again, in order, next round.
+            chunk = [
+                (seq, TaskEvent.model_validate(found[key].value))
+                for seq, key in zip(range(tail, upto), keys, strict=True)
+                if key in found
+            ]
+            failed = await publish_task_events(self._publisher, [event for _, event in chunk])
+            done = next((seq for seq, event in chunk if event.event_id in failed), upto)
+            if failed:
+                raise Unavailable(f"{len(failed)} of {len(chunk)} events of the user were not published")
+        finally:
+            # Whatever was published stays published, even when a later publish failed.
+            if done > tail:
+                await self._advance(user, done)
+        if done == head:
+            self._still.pop(user, None)
+        return done - tail, head - done
+
+    def _stood_still(self, user: str, tail: int) -> bool:
+        """Whether another replica's pending events of `user` have waited the hand-off time."""
+        now = time.monotonic()
+        seen = self._still.get(user)
+        if seen is None or seen[0] != tail:
+            self._still[user] = (tail, now)
+            return False
+        return now - seen[1] >= self._handoff
+
+    async def _advance(self, user: str, new_tail: int) -> None:
+        """Move the user's tail to `new_tail` (published up to there), dropping entries that
+        fell out of the history window; leave the dirty shard when caught up."""
+        for attempt in range(ADVANCE_ATTEMPTS):
+            meta = await self._client.get_state(self._store, meta_key(user))
+            if meta is None or int(meta.value["outbox_tail"]) >= new_tail:
+                return
+            tail, head = int(meta.value["outbox_tail"]), int(meta.value["outbox_head"])
+            ops: list[Upsert | Delete] = [
+                Upsert(meta_key(user), {**meta.value, "outbox_tail": new_tail}, etag=meta.etag)
+            ]
+            ops += [
+                Delete(outbox_key(user, s)) for s in range(max(0, tail - self._retain), max(0, new_tail - self._retain))
+            ]
+            if new_tail == head:
+                shard = await self._client.get_state(self._store, dirty_key(user))
+                if shard is not None and user in shard.value.get("users", []):
+                    users = [u for u in shard.value["users"] if u != user]
+                    ops.append(Upsert(dirty_key(user), {"users": users}, etag=shard.etag))
+            try:
+                await self._client.transact(self._store, ops)
+                return
+            except Conflict:
+                # A writer of this user (or of the shard) committed meanwhile: read again.
+                await asyncio.sleep(random.uniform(0, min(0.1, 0.004 * 2**attempt)))
+        log.warning("outbox.advance_contended", user_id=user)  # the next round republishes; consumers dedupe
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def idle_wait(self, idle_polls: int) -> float:
+        """Seconds before the next poll after `idle_polls` polls in a row found nothing pending."""
+        return min(self._idle_max, self._poll * 2.0 ** min(idle_polls, 32))
+
+    async def run(self) -> None:
+        """Relay until cancelled: at once after every nudge; otherwise poll, every poll interval
+        while something is pending, ever less often while nothing is (see the module doc), and
+        with back-off on failures."""
+        failures = 0
+        idle_polls = 0
+        while True:
+            self._wake.clear()
+            try:
+                worked = False
+                while True:
+                    published, failed = await self._drain(self._batch, everyone=False)
+                    worked = worked or bool(published or failed or self.left)
+                    if failed or not published:
+                        break
+                failures = failures + 1 if failed else 0
+                idle_polls = 0 if worked else idle_polls + 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the sidecar is down, or worse: keep going, with backoff
+                failures += 1
+                idle_polls = 0
+                log.warning("outbox.drain_failed", failures=failures, error=f"{type(exc).__name__}: {exc}")
+            if failures:
+                await asyncio.sleep(min(self._max_backoff, self._poll * 2 ** (failures - 1)))
+                continue
+            wait = self.idle_wait(idle_polls - 1) if idle_polls else self._poll
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            if self._wake.is_set():
+                idle_polls = 0  # a commit: back to the short interval
+
+    async def start(self) -> None:
+        """Run the relay in the background (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="doable-dapr-outbox")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class DaprOutboxReader:
+    """The runtime's view of the Dapr outbox (`Runtime.outbox`): pending events, depth and recent
+    history. Relaying is `DaprOutbox`'s own loop, so marking records is not offered here."""
+
+    def __init__(self, outbox: DaprOutbox) -> None:
+        self._outbox = outbox
+
+    async def pending(self, limit: int = 100) -> list[OutboxRecord]:
+        records: list[OutboxRecord] = []
+        for user in await self._outbox.dirty_users():
+            for event in await self._outbox.pending(user):
+                records.append(OutboxRecord(seq=len(records), event=event, created_at=_at(event), attempts=0))
+                if len(records) >= limit:
+                    return records
+        return records
+
+    async def depth(self) -> int:
+        return await self._outbox.depth()
+
+    async def history(self, user_id: str, task_id: int | None = None, limit: int = 50) -> list[TaskEvent]:
+        return await self._outbox.history(user_id, task_id, limit)
+
+
+def _at(event: TaskEvent) -> datetime:
+    return event.timestamp

@@ -1,1 +1,0 @@
-"""Job scheduling adapters: the embedded, SQL-persisted scheduler (Dapr Jobs live in doable.dapr)."""

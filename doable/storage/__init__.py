@@ -1,1 +1,0 @@
-"""Storage adapters: SQL (SQLite, PostgreSQL) and Dapr state."""
