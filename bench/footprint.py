@@ -96,10 +96,11 @@ async def run(section: Section, *, quick: bool, work: Path, log: Any = print) ->
         json.loads(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 else {"error": probe.stderr[-2000:]}
     )
     section.info["worker_probe"] = worker
+    # Issue 19 tightened item 6's first two limits (3 s and 300 MB before).
     section.target(
-        "6", "cold start of doable serve to ready (median)", section.figures["cold_start"].median("ready_s"), 3.0, "s"
+        "6", "cold start of doable serve to ready (median)", section.figures["cold_start"].median("ready_s"), 2.0, "s"
     )
-    section.target("6", "RSS idle (API process)", section.figures["rss_idle"].median("rss_mb"), 300.0, "MB")
+    section.target("6", "RSS idle (API process)", section.figures["rss_idle"].median("rss_mb"), 200.0, "MB")
     section.target(
         "6",
         f"RSS peak under {streams} concurrent chat streams",

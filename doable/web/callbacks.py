@@ -97,19 +97,7 @@ def callback_router(
 
     @router.get("/dapr/subscribe")
     async def subscribe() -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = []
-        for s in subscriptions:
-            entry: dict[str, Any] = {
-                "pubsubname": topology.pubsub_for(s.topic),
-                "topic": s.topic,
-                "routes": {"default": f"/events/{s.name}"},
-            }
-            if s.dead_letters and s.topic not in topology.LIVE_TOPICS:
-                entry["deadLetterTopic"] = topology.DEAD_LETTER
-                if s.batch_handler is not None:
-                    entry["bulkSubscribe"] = dict(BULK_SUBSCRIBE)
-            entries.append(entry)
-        return entries
+        return [_subscription_entry(s) for s in subscriptions]
 
     @router.post("/events/{name}")
     async def event(name: str, request: Request) -> JSONResponse:
@@ -117,74 +105,92 @@ def callback_router(
         if sub is None:
             # Dapr drops a message whose route answers 404.
             return JSONResponse({"status": Outcome.DROP.value}, status_code=404)
-        body = await request.body()
-        try:
-            envelope = json.loads(body)
-        except ValueError:
-            envelope = None
-        if is_bulk(envelope):
-            return await bulk(sub, envelope)
-        try:
-            message = message_from_cloudevent(envelope)
-        except ValueError as exc:
-            log.error("events.malformed", subscription=name, error=str(exc))
-            if not sub.dead_letters:
-                message = stand_in_message(body, str(exc))  # recorded as it is, never dropped
-            else:
-                EVENTS_CONSUMED.labels(topic=sub.topic, outcome="drop").inc()
-                return JSONResponse({"status": Outcome.DROP.value})
-        structlog.contextvars.bind_contextvars(
-            subscription=name, topic=sub.topic, message_id=message.id, trace_id=message.trace_id
-        )
-        try:
-            outcome = await sub.handler(message)
-        except Exception as exc:
-            outcome = outcome_for(exc)
-            log.warning(
-                "events.handler_failed", outcome=outcome.value, error=f"{type(exc).__name__}: {exc}", exc_info=True
-            )
-        if outcome is Outcome.DROP and not sub.dead_letters:
-            # A DROP would discard it without a dead-letter topic anyway; say so, and never loop.
-            log.error("events.dead_letter_discarded", subscription=name)
-            outcome = Outcome.SUCCESS
-        EVENTS_CONSUMED.labels(topic=sub.topic, outcome=outcome.value.lower()).inc()
-        # DROP isn't counted as dead-lettered here: the dead-letter consumer counts each once, given-up retries too.
-        return JSONResponse({"status": outcome.value})
-
-    async def bulk(sub: Subscription, envelope: dict[str, Any]) -> JSONResponse:
-        entries = read_entries(envelope)
-        structlog.contextvars.bind_contextvars(subscription=sub.name, topic=sub.topic, bulk_size=len(entries))
-        answers = await answer_bulk(sub, entries)
-        for _, outcome in answers:
-            EVENTS_CONSUMED.labels(topic=sub.topic, outcome=outcome.value.lower()).inc()
-        return JSONResponse({"statuses": [{"entryId": entry_id, "status": o.value} for entry_id, o in answers]})
+        return await _deliver(sub, await request.body())
 
     if on_job is not None:
-        handle_job = on_job
-        jobs_limiter = anyio.CapacityLimiter(JOBS_IN_FLIGHT)
-
-        @router.post("/job/{name}")
-        async def job(name: str, request: Request) -> Response:
-            try:
-                data = job_data(await request.body())
-            except ValueError as exc:
-                log.error("jobs.malformed", job=name, error=str(exc))
-                return Response(status_code=200)  # retrying a malformed job cannot help
-            structlog.contextvars.bind_contextvars(job=name)
-            try:
-                async with jobs_limiter:
-                    outcome = await handle_job(Job(name=name, due_at=clock.now(), data=data))
-            except Exception as exc:
-                outcome = outcome_for(exc)
-                log.warning(
-                    "jobs.handler_failed", outcome=outcome.value, error=f"{type(exc).__name__}: {exc}", exc_info=True
-                )
-            # Only a non-2xx answer makes Dapr apply the job's failure policy (retry).
-            return Response(status_code=500 if outcome is Outcome.RETRY else 200)
-
+        _add_job_route(router, on_job, clock)
     for cron in crons:
         _add_cron(router, cron)
     return router
+
+
+def _subscription_entry(s: Subscription) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "pubsubname": topology.pubsub_for(s.topic),
+        "topic": s.topic,
+        "routes": {"default": f"/events/{s.name}"},
+    }
+    if s.dead_letters and s.topic not in topology.LIVE_TOPICS:
+        entry["deadLetterTopic"] = topology.DEAD_LETTER
+        if s.batch_handler is not None:
+            entry["bulkSubscribe"] = dict(BULK_SUBSCRIBE)
+    return entry
+
+
+async def _deliver(sub: Subscription, body: bytes) -> JSONResponse:
+    """One CloudEvent, or a bulk of them (a subscription declared with bulkSubscribe)."""
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        envelope = None
+    if is_bulk(envelope):
+        return await _deliver_bulk(sub, envelope)
+    try:
+        message = message_from_cloudevent(envelope)
+    except ValueError as exc:
+        log.error("events.malformed", subscription=sub.name, error=str(exc))
+        if not sub.dead_letters:
+            message = stand_in_message(body, str(exc))  # recorded as it is, never dropped
+        else:
+            EVENTS_CONSUMED.labels(topic=sub.topic, outcome="drop").inc()
+            return JSONResponse({"status": Outcome.DROP.value})
+    structlog.contextvars.bind_contextvars(
+        subscription=sub.name, topic=sub.topic, message_id=message.id, trace_id=message.trace_id
+    )
+    try:
+        outcome = await sub.handler(message)
+    except Exception as exc:
+        outcome = outcome_for(exc)
+        log.warning("events.handler_failed", outcome=outcome.value, error=f"{type(exc).__name__}: {exc}", exc_info=True)
+    if outcome is Outcome.DROP and not sub.dead_letters:
+        # A DROP would discard it without a dead-letter topic anyway; say so, and never loop.
+        log.error("events.dead_letter_discarded", subscription=sub.name)
+        outcome = Outcome.SUCCESS
+    EVENTS_CONSUMED.labels(topic=sub.topic, outcome=outcome.value.lower()).inc()
+    # DROP isn't counted as dead-lettered here: the dead-letter consumer counts each once, given-up retries too.
+    return JSONResponse({"status": outcome.value})
+
+
+async def _deliver_bulk(sub: Subscription, envelope: dict[str, Any]) -> JSONResponse:
+    entries = read_entries(envelope)
+    structlog.contextvars.bind_contextvars(subscription=sub.name, topic=sub.topic, bulk_size=len(entries))
+    answers = await answer_bulk(sub, entries)
+    for _, outcome in answers:
+        EVENTS_CONSUMED.labels(topic=sub.topic, outcome=outcome.value.lower()).inc()
+    return JSONResponse({"statuses": [{"entryId": entry_id, "status": o.value} for entry_id, o in answers]})
+
+
+def _add_job_route(router: APIRouter, handle_job: JobHandler, clock: Clock) -> None:
+    jobs_limiter = anyio.CapacityLimiter(JOBS_IN_FLIGHT)
+
+    @router.post("/job/{name}")
+    async def job(name: str, request: Request) -> Response:
+        try:
+            data = job_data(await request.body())
+        except ValueError as exc:
+            log.error("jobs.malformed", job=name, error=str(exc))
+            return Response(status_code=200)  # retrying a malformed job cannot help
+        structlog.contextvars.bind_contextvars(job=name)
+        try:
+            async with jobs_limiter:
+                outcome = await handle_job(Job(name=name, due_at=clock.now(), data=data))
+        except Exception as exc:
+            outcome = outcome_for(exc)
+            log.warning(
+                "jobs.handler_failed", outcome=outcome.value, error=f"{type(exc).__name__}: {exc}", exc_info=True
+            )
+        # Only a non-2xx answer makes Dapr apply the job's failure policy (retry).
+        return Response(status_code=500 if outcome is Outcome.RETRY else 200)
 
 
 def _add_cron(router: APIRouter, cron: Cron) -> None:
