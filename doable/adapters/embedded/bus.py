@@ -338,28 +338,41 @@ class InProcessBus:
                     error=reason,
                     exc_info=True,
                 )
-            retry_after: float | None = None
-            for delivery, outcome, reason in zip(batch, outcomes, reasons, strict=False):
-                EVENTS_CONSUMED.labels(topic=sub.topic, outcome=outcome.value.lower()).inc()
-                if outcome is Outcome.RETRY:
-                    delivery.attempts += 1
-                    if delivery.attempts < self._retry.attempts:
-                        retry_after = self._retry.delay(delivery.attempts)
-                        break  # it and the rest of the lane are handed again, in order
-                    await self._dead_letter(
-                        sub,
-                        delivery,
-                        f"gave up after {self._retry.attempts} attempts: {reason}",
-                        self._retry.attempts,
-                    )
-                elif outcome is Outcome.DROP:
-                    await self._dead_letter(sub, delivery, f"dropped: {reason}", delivery.attempts + 1)
-                lane.queue.popleft()
-                isolate = max(0, isolate - 1)
-                if not delivery.settled.done():
-                    delivery.settled.set_result(None)
+            settled, retry_after = await self._settle(sub, lane, batch, outcomes, reasons)
+            isolate = max(0, isolate - settled)
             if retry_after is not None:
                 await self._sleep(retry_after)
+
+    async def _settle(
+        self,
+        sub: Subscription,
+        lane: _LaneState,
+        batch: list[_Delivery],
+        outcomes: Sequence[Outcome],
+        reasons: list[str],
+    ) -> tuple[int, float | None]:
+        """Settle the batch's messages in order, up to the first one to retry later: how many were
+        settled, and when to hand that one (and the rest of the lane) again."""
+        settled = 0
+        for delivery, outcome, reason in zip(batch, outcomes, reasons, strict=False):
+            EVENTS_CONSUMED.labels(topic=sub.topic, outcome=outcome.value.lower()).inc()
+            if outcome is Outcome.RETRY:
+                delivery.attempts += 1
+                if delivery.attempts < self._retry.attempts:
+                    return settled, self._retry.delay(delivery.attempts)
+                await self._dead_letter(
+                    sub,
+                    delivery,
+                    f"gave up after {self._retry.attempts} attempts: {reason}",
+                    self._retry.attempts,
+                )
+            elif outcome is Outcome.DROP:
+                await self._dead_letter(sub, delivery, f"dropped: {reason}", delivery.attempts + 1)
+            lane.queue.popleft()
+            settled += 1
+            if not delivery.settled.done():
+                delivery.settled.set_result(None)
+        return settled, None
 
     async def _dead_letter(self, sub: Subscription, delivery: _Delivery, reason: str, attempts: int) -> None:
         message = delivery.message
