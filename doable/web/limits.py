@@ -41,9 +41,7 @@ WINDOW_SECONDS = 60.0
 class AuthFailureLimit:
     """Per-client-IP back-off after repeated 401s (a fixed one-minute window)."""
 
-    def __init__(
-        self, app: ASGIApp, per_minute: int, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, app: ASGIApp, per_minute: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.per_minute = per_minute
         self._clock = clock
@@ -74,7 +72,7 @@ class AuthFailureLimit:
             retry = max(1, math.ceil(WINDOW_SECONDS - self._clock() % WINDOW_SECONDS))
             body = (
                 b'{"error":"rate_limited","message":"too many failed authentications from this address; '
-                b'retry after ' + str(retry).encode() + b' seconds"}'
+                b"retry after " + str(retry).encode() + b' seconds"}'
             )
             await send_json(send, 429, body, [(b"retry-after", str(retry).encode())])
             return
@@ -111,7 +109,8 @@ class BodyTimeout:
             if body_done:
                 return await receive()  # after the body: only a disconnect, which may come any time
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise _BodyTimedOut from None
             if message["type"] != "http.request" or not message.get("more_body", False):

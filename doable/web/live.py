@@ -140,7 +140,8 @@ async def _events(
                         return
                     timeout = min(timeout, left)
                 try:
-                    event = await asyncio.wait_for(stream.next(), timeout=timeout)
+                    async with asyncio.timeout(timeout):
+                        event = await stream.next()
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue

@@ -273,8 +273,11 @@ class DaprOutbox:
                 await asyncio.sleep(min(self._max_backoff, self._poll * 2 ** (failures - 1)))
                 continue
             wait = self.idle_wait(idle_polls - 1) if idle_polls else self._poll
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that comes
+            # as the wake-up does, and stop() then waits for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
             if self._wake.is_set():
                 idle_polls = 0  # a commit: back to the short interval
 

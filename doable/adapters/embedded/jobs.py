@@ -11,6 +11,7 @@ move a ManualClock and call `fire_due()` instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -261,10 +262,11 @@ class EmbeddedJobs:
             wait = MAX_IDLE_SECONDS
             if nxt is not None:
                 wait = min(wait, max(0.0, (nxt - self._clock.now()).total_seconds()))
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that comes
+            # as the wake-up does, and stop() then waits for this loop forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
 
 class OwnerScheduler:

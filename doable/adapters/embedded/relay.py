@@ -10,6 +10,7 @@ It wakes right after commits (`CommitSignal`) and also polls, for writes from ot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -107,10 +108,11 @@ class OutboxRelay:
                 # After a failure, wait out the backoff even if commits keep nudging.
                 await asyncio.sleep(delay)
                 continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that comes
+            # as the wake-up does, and stop() then waits for this loop forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def _publish(self, records: list[OutboxRecord]) -> tuple[list[int], list[int]]:
         """(published seqs, failed seqs). A user's records after one that failed stay pending
