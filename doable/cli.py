@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 from collections.abc import Coroutine, Sequence
 from types import FrameType
@@ -45,14 +46,27 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
 async def _serve(settings: Settings) -> None:
     import uvicorn
 
+    class _Server(uvicorn.Server):
+        """Sets `listening` once the sockets are open and the app's startup is done."""
+
+        def __init__(self, config: uvicorn.Config, listening: asyncio.Event) -> None:
+            super().__init__(config)
+            self.listening = listening
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            self.listening.set()
+
     from doable.bootstrap import build
     from doable.web.app import create_app, public_url
     from doable.web.limits import server_options
 
     runtime = await build(settings)
     try:
-        # The chat server is built once the app answers: `doable serve` is ready without the chat stack.
-        app = create_app(runtime, chat_in_background=True)
+        # The chat server and the MCP side are built once the server listens: `doable serve` is
+        # ready without the chat stack and the MCP SDK (a request for them that comes first waits).
+        listening = asyncio.Event()
+        app = create_app(runtime, chat_in_background=True, mcp_after=listening)
         config = _server_config(
             app,
             settings,
@@ -61,7 +75,7 @@ async def _serve(settings: Settings) -> None:
             # Deadlines for heads and keep-alive, the largest head (doable.web.limits).
             **server_options(settings),
         )
-        server = uvicorn.Server(config)
+        server = _Server(config, listening)
         uvicorn_exit = server.handle_exit
 
         def handle_exit(sig: int, frame: FrameType | None) -> None:
@@ -118,7 +132,9 @@ async def _mcp_stdio(settings: Settings) -> None:
             history=runtime.history,
             request_state=request_state_security(
                 [key.get_secret_value() for key in settings.mcp_request_state_keys],
-                settings.internal_token_secret.get_secret_value() if settings.internal_token_secret else runtime.signing_secret,
+                settings.internal_token_secret.get_secret_value()
+                if settings.internal_token_secret
+                else runtime.signing_secret,
                 replicated=not runtime.standalone,
             ),
         )

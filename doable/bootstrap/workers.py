@@ -28,7 +28,6 @@ from doable.ports import (
     TaskLookup,
     WebhookStore,
 )
-from workers.app import create_worker_app
 from workers.notifications import WebhookPolicy
 from workers.registry import WorkerOptions, WorkerPorts, build_worker
 from workers.reminders import ReminderOptions
@@ -163,4 +162,8 @@ def build_worker_app(
     from doable.adapters.dapr.deliveries import JobBatches
 
     on_job = JobBatches(worker.on_jobs) if worker.on_jobs is not None else worker.on_job
+    # Here, not at the top: `doable serve` imports this module for `worker_options` only, and a
+    # worker app's routes (and the Dapr delivery shapes they answer with) are no part of its start.
+    from workers.app import create_worker_app
+
     return create_worker_app(worker, clock=clock, readiness=ready, lifespan=lifespan, app_token=token, on_job=on_job)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
-from mcp.server.transport_security import TransportSecuritySettings
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from doable import __version__
 from doable.domain.clock import Clock
-from doable.oauth.wiring import OAuthStoreFactory, oauth_setup
 from doable.platform.auth import ServiceTokens, TokenVerifier, service_tokens
 from doable.platform.settings import Settings
 from doable.usecases.history import History
@@ -26,15 +25,17 @@ from doable.web.deps import WebDeps
 from doable.web.history import router as history_router
 from doable.web.limits import AuthFailureLimit, BodyTimeout
 from doable.web.live import router as live_router
-from doable.web.middleware import BackendUnavailable, BodyLimit, OnlyPaths, RequestContext
+from doable.web.mcp_side import McpSide, McpSideMount
+from doable.web.middleware import BodyLimit, RequestContext
 from doable.web.notifications import router as notifications_router
 from doable.web.tasks import router as tasks_router
-from mcp_server.identity import McpTokenVerifier, from_http_token
-from mcp_server.scopes import McpGuard, ToolScopes
-from mcp_server.server import DoableMcp, build_mcp, request_state_security
 
 if TYPE_CHECKING:
+    from mcp.server.transport_security import TransportSecuritySettings
+
     from agent.routes import ChatStoreFactory
+    from doable.oauth.wiring import OAuthStoreFactory
+    from mcp_server.server import DoableMcp
 
 
 class ApiParts(Protocol):
@@ -75,6 +76,8 @@ def public_url(settings: Settings) -> str:
 
 
 def _transport_security(settings: Settings) -> TransportSecuritySettings:
+    from mcp.server.transport_security import TransportSecuritySettings
+
     hosts = settings.allowed_hosts
     if "*" in hosts:
         # Behind a load balancer the Host varies; the bearer token is the guard there.
@@ -85,6 +88,9 @@ def _transport_security(settings: Settings) -> TransportSecuritySettings:
 def _mcp(parts: ApiParts) -> DoableMcp:
     """The MCP tools over `parts`, for HTTP (the bearer token is checked in front of them, by
     McpGuard); `doable mcp` builds the same registry for stdio."""
+    from mcp_server.identity import from_http_token
+    from mcp_server.server import build_mcp, request_state_security
+
     settings = parts.settings
     shared = settings.internal_token_secret.get_secret_value() if settings.internal_token_secret else None
     return build_mcp(
@@ -148,30 +154,60 @@ def _chat_router(parts: ApiParts, tokens: ServiceTokens, *, in_background: bool)
     )
 
 
-def create_app(parts: ApiParts, *, chat_in_background: bool = False) -> FastAPI:
-    """The API app over `parts`. Build a new one per process or test (MCP's session manager runs once).
-    `chat_in_background`: build the chat server after the app is ready (`doable serve`), not before."""
+def _mcp_side(parts: ApiParts, chat_tokens: ServiceTokens) -> McpSide:
+    """Everything that imports the MCP SDK: the OAuth routes (metadata, and the built-in
+    authorization server) and, after them, /mcp behind the guard that checks its bearer tokens."""
+    from starlette.routing import Mount, Router
+
+    from doable.oauth.wiring import oauth_setup
+    from doable.web.middleware import BackendUnavailable, OnlyPaths
+    from mcp_server.identity import McpTokenVerifier
+    from mcp_server.scopes import McpGuard, ToolScopes
+
     settings = parts.settings
-    base = public_url(settings)
-    # Short-lived tokens the chat agent mints to call the MCP tools as the signed-in user.
-    chat_tokens = service_tokens(settings, parts.signing_secret)
     # Which OAuth authorization server /mcp trusts (external, built-in, or none) and its metadata.
-    oauth = oauth_setup(settings, base, store=parts.oauth_store)
+    oauth = oauth_setup(settings, public_url(settings), store=parts.oauth_store)
     verifier = McpTokenVerifier(parts.verifier, internal=chat_tokens.verifier, oauth=oauth.verifiers)
     mcp = _mcp(parts)
+    mcp_app = mcp.streamable_http_app(
+        streamable_http_path="/mcp",
+        stateless_http=True,
+        json_response=True,
+        transport_security=_transport_security(settings),
+    )
+    guard = McpGuard(
+        mcp_app,
+        verify=verifier.verify,
+        tool_scopes=ToolScopes(mcp.list_tools),
+        resource_metadata_url=oauth.resource_metadata_url,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    only_mcp = BackendUnavailable(OnlyPaths(guard, exact=("/mcp",), prefixes=("/mcp/", "/.well-known/")))
+    return McpSide(
+        app=Router([*oauth.routes, Mount("/", only_mcp)]), session_manager=mcp.session_manager, closers=oauth.closers
+    )
+
+
+def create_app(parts: ApiParts, *, chat_in_background: bool = False, mcp_after: asyncio.Event | None = None) -> FastAPI:
+    """The API app over `parts`. Build a new one per process or test (MCP's session manager runs once).
+    `chat_in_background`: build the chat server after the app is ready (`doable serve`), not before.
+    `mcp_after`: build /mcp and OAuth in the background once it is set (`doable serve`: once the
+    server listens; the MCP SDK was a third of a cold start); a request that comes first waits."""
+    settings = parts.settings
+    # Short-lived tokens the chat agent mints to call the MCP tools as the signed-in user.
+    chat_tokens = service_tokens(settings, parts.signing_secret)
+    mcp_side = McpSideMount(lambda: _mcp_side(parts, chat_tokens), after=mcp_after)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # A mounted app's own lifespan never runs; the MCP session manager must run here.
-        async with mcp.session_manager.run():
+        async with mcp_side.running():
             # The adapter family's background work (embedded: relay, job scheduler, workers).
             await parts.start()
             try:
                 yield
             finally:
                 await parts.stop()
-                for close in oauth.closers:
-                    await close()
 
     app = FastAPI(
         title="Doable",
@@ -188,22 +224,11 @@ def create_app(parts: ApiParts, *, chat_in_background: bool = False) -> FastAPI:
         app.include_router(router)
     _health_routes(app, parts)
     app.include_router(_chat_router(parts, chat_tokens, in_background=chat_in_background))
-    # The web console at / and /console/... (before the MCP mount, which takes everything else).
+    # The web console at / and /console/... (before the MCP side, which takes everything else).
     app.include_router(console_router)
-    # OAuth: protected-resource metadata and, when built in, the authorization server and its consent page.
-    app.router.routes.extend(oauth.routes)
-    # Last, at the root: the MCP endpoint at /mcp, behind the guard that checks its bearer tokens and scopes.
-    mcp_app = mcp.streamable_http_app(
-        streamable_http_path="/mcp", stateless_http=True, json_response=True, transport_security=_transport_security(settings)
-    )
-    guard = McpGuard(
-        mcp_app,
-        verify=verifier.verify,
-        tool_scopes=ToolScopes(mcp.list_tools),
-        resource_metadata_url=oauth.resource_metadata_url,
-        max_body_bytes=settings.max_body_bytes,
-    )
-    app.mount("/", BackendUnavailable(OnlyPaths(guard, exact=("/mcp",), prefixes=("/mcp/", "/.well-known/"))))
+    # Last, at the root: OAuth (protected-resource metadata and, when built in, the authorization
+    # server and its consent page), then the MCP endpoint at /mcp.
+    app.mount("/", mcp_side)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(BodyTimeout, seconds=settings.request_timeout_seconds)
     app.add_middleware(AuthFailureLimit, per_minute=settings.auth_failures_per_minute)

@@ -91,8 +91,19 @@ class StateTxn:
                 self._docs[key] = Doc(key, found.get(key), default)
         return [self._docs[k] for k in keys]
 
+    async def preload(self, wanted: dict[str, Any]) -> None:
+        """Read the documents of `wanted` not read yet in one bulk read, each with its default."""
+        missing = [k for k in wanted if k not in self._docs]
+        if missing:
+            found = await self._client.get_bulk(self._store, missing)
+            for key in missing:
+                self._docs[key] = Doc(key, found.get(key), wanted[key])
+
     async def commit(self) -> None:
-        ops = [op for doc in self._docs.values() if (op := doc.operation()) is not None]
+        # In key order: the state store applies a transaction's operations one row at a time,
+        # so two transactions writing the same documents in different orders can deadlock in
+        # the database (state.postgresql runs them in the order given) until one is aborted.
+        ops = [op for key in sorted(self._docs) if (op := self._docs[key].operation()) is not None]
         if ops:
             await self._client.transact(self._store, ops)
         self._docs.clear()

@@ -20,7 +20,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from doable.adapters.dapr.client import DaprClient
-from doable.adapters.dapr.documents import Doc, StateTxn, from_micros, optimistic, part
+from doable.adapters.dapr.combined_writes import CombinedWrites
+from doable.adapters.dapr.documents import Doc, StateTxn, from_micros, part
 from doable.domain.errors import Conflict
 from doable.domain.query import micros
 from doable.domain.reminders import ScheduledReminder
@@ -96,17 +97,42 @@ async def _finish(txn: StateTxn, reminder: ScheduledReminder, state: str, at: da
     """Mark a firing finished and drop its pending entry (unless the reminder moved meanwhile)."""
     fire_us = micros(reminder.fire_at)
     doc = await txn.get(sent_key(reminder.job_name, fire_us), {})
-    doc.set({**doc.value, "state": state, "done_us": micros(at)})
+    doc.set({**(doc.value or {}), "state": state, "done_us": micros(at)})
     shard = await txn.get(pending_shard(reminder.job_name), {"jobs": {}})
     if shard.value["jobs"].get(reminder.job_name) == fire_us:
         del shard.value["jobs"][reminder.job_name]
         shard.touch()
 
 
+# The documents each ledger write reads, with the defaults its work reads them with (the
+# combined transaction reads those of all its writes in one bulk read).
+_NO_JOBS: dict[str, Any] = {"jobs": {}}
+
+
+def _put_reads(reminders: list[ScheduledReminder]) -> dict[str, Any]:
+    reads: dict[str, Any] = {}
+    for r in reminders:
+        reads[reminder_key(r.job_name)] = None
+        reads[task_index_key(r.user_id, r.task_id)] = {"jobs": []}
+        reads[pending_shard(r.job_name)] = _NO_JOBS
+    return reads
+
+
+def _finish_reads(reminders: list[ScheduledReminder]) -> dict[str, Any]:
+    return {**_release_reads(reminders), **{pending_shard(r.job_name): _NO_JOBS for r in reminders}}
+
+
+def _release_reads(reminders: list[ScheduledReminder]) -> dict[str, Any]:
+    return {sent_key(r.job_name, micros(r.fire_at)): {} for r in reminders}
+
+
 class DaprReminderLedger:
     def __init__(self, client: DaprClient, store: str) -> None:
         self._client = client
         self._store = store
+        # Nearly every write changes some of the 32 pending shards: this process's writes take
+        # turns, and those that queue up go together (combined_writes).
+        self._writes = CombinedWrites(client, store)
 
     async def for_task(self, user_id: str, task_id: int) -> dict[str, ScheduledReminder]:
         index = await self._client.get_state(self._store, task_index_key(user_id, task_id))
@@ -156,7 +182,7 @@ class DaprReminderLedger:
             for reminder in reminders:
                 _put(reminder, *[await txn.get(k) for k in _put_keys(reminder)])
 
-        await optimistic(self._client, self._store, work)
+        await self._writes.write(work, _put_reads(reminders))
 
     async def put(self, reminder: ScheduledReminder) -> None:
         async def work(txn: StateTxn) -> None:
@@ -165,7 +191,7 @@ class DaprReminderLedger:
             shard = await txn.get(pending_shard(reminder.job_name), {"jobs": {}})
             _put(reminder, doc, index, shard)
 
-        await optimistic(self._client, self._store, work)
+        await self._writes.write(work, _put_reads([reminder]))
 
     async def remove(self, job_names: Iterable[str]) -> None:
         names = list(job_names)
@@ -189,7 +215,8 @@ class DaprReminderLedger:
                 if shard.value["jobs"].pop(name, None) is not None:
                     shard.touch()
 
-        await optimistic(self._client, self._store, work)
+        reads = {**dict.fromkeys(map(reminder_key, names)), **{pending_shard(n): _NO_JOBS for n in names}}
+        await self._writes.write(work, reads)
 
     async def overdue(
         self, *, fired_before: datetime, lease_expired_before: datetime, limit: int
@@ -280,7 +307,7 @@ class DaprReminderLedger:
             for reminder in reminders:
                 await _finish(txn, reminder, state, at)
 
-        await optimistic(self._client, self._store, work)
+        await self._writes.write(work, _finish_reads(reminders))
 
     async def release_many(self, reminders: list[ScheduledReminder]) -> None:
         """`release` for many firings in one transaction."""
@@ -292,13 +319,13 @@ class DaprReminderLedger:
                 if doc.exists and doc.value.get("state") == "sending":
                     doc.delete()
 
-        await optimistic(self._client, self._store, work)
+        await self._writes.write(work, _release_reads(reminders))
 
     async def finish(self, reminder: ScheduledReminder, state: Literal["sent", "skipped"], at: datetime) -> None:
         async def work(txn: StateTxn) -> None:
             await _finish(txn, reminder, state, at)
 
-        await optimistic(self._client, self._store, work)
+        await self._writes.write(work, _finish_reads([reminder]))
 
     async def release(self, reminder: ScheduledReminder) -> None:
         """Give a claim back (publishing failed) so the next attempt may take it at once."""
@@ -308,7 +335,7 @@ class DaprReminderLedger:
             if doc.exists and doc.value.get("state") == "sending":
                 doc.delete()
 
-        await optimistic(self._client, self._store, work)
+        await self._writes.write(work, _release_reads([reminder]))
 
     async def finished(self, reminder: ScheduledReminder) -> bool:
         item = await self._client.get_state(self._store, sent_key(reminder.job_name, micros(reminder.fire_at)))
@@ -335,6 +362,6 @@ class DaprReminderLedger:
                     shard.touch()
 
         try:
-            await optimistic(self._client, self._store, work, attempts=3)
+            await self._writes.write(work, {pending_shard(job): _NO_JOBS for job, _ in entries})
         except Conflict:
             pass  # the next sweep tries again
