@@ -43,7 +43,7 @@ app.kubernetes.io/part-of: doable
 {{- end }}
 {{- end -}}
 
-{{/* The application names shared with doable/topology.py (files/topology.yaml). */}}
+{{/* The application names shared with doable/platform/topology.py (files/topology.yaml). */}}
 {{- define "doable.topology" -}}
 {{- .Files.Get "files/topology.yaml" -}}
 {{- end -}}
