@@ -107,10 +107,11 @@ def build_chat_router(
     clock: Clock,
     store: ChatStoreFactory,
     tokens: ServiceTokens,
-    load_in_background: bool = False,
+    load_after: asyncio.Event | None = None,
 ) -> APIRouter:
     """The chat routes. The ChatKit server, its Store, model and MCP link are built once, when the
-    app starts (`load_in_background`: after it is ready, so chat costs a cold start nothing)."""
+    app starts, or in the background once `load_after` is set (`doable serve`: once the server
+    listens, so that chat costs a cold start nothing)."""
 
     def build() -> ChatEndpoints:
         from agent.chat_http import build_endpoints
@@ -123,7 +124,8 @@ def build_chat_router(
         # The ChatKit server, for tests and tools that reach into it (its model, its MCP link).
         app.state.chat = (await chat.get()).server
 
-    async def preload(app: FastAPI) -> None:
+    async def preload(app: FastAPI, after: asyncio.Event) -> None:
+        await after.wait()  # importing the chat stack sooner would slow the start it was deferred from
         try:
             await publish(app)
         except Exception as exc:  # each chat request answers with the failure; the app serves the rest
@@ -131,7 +133,7 @@ def build_chat_router(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.create_task(preload(app)) if load_in_background else None
+        loading = asyncio.create_task(preload(app, load_after)) if load_after is not None else None
         if loading is None:
             await publish(app)
         try:

@@ -66,7 +66,7 @@ async def _serve(settings: Settings) -> None:
         # The chat server and the MCP side are built once the server listens: `doable serve` is
         # ready without the chat stack and the MCP SDK (a request for them that comes first waits).
         listening = asyncio.Event()
-        app = create_app(runtime, chat_in_background=True, mcp_after=listening)
+        app = create_app(runtime, deferred_until=listening)
         config = _server_config(
             app,
             settings,

@@ -139,9 +139,9 @@ def _health_routes(app: FastAPI, parts: ApiParts) -> None:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _chat_router(parts: ApiParts, tokens: ServiceTokens, *, in_background: bool) -> APIRouter:
+def _chat_router(parts: ApiParts, tokens: ServiceTokens, *, after: asyncio.Event | None) -> APIRouter:
     # The one seam from the core to the chat agent (agent.routes imports the chat stack itself,
-    # when the app starts, or after it is ready with `in_background`).
+    # when the app starts, or once `after` is set).
     from agent.routes import build_chat_router
 
     return build_chat_router(
@@ -150,7 +150,7 @@ def _chat_router(parts: ApiParts, tokens: ServiceTokens, *, in_background: bool)
         clock=parts.clock,
         store=parts.chat_store,
         tokens=tokens,
-        load_in_background=in_background,
+        load_after=after,
     )
 
 
@@ -188,15 +188,15 @@ def _mcp_side(parts: ApiParts, chat_tokens: ServiceTokens) -> McpSide:
     )
 
 
-def create_app(parts: ApiParts, *, chat_in_background: bool = False, mcp_after: asyncio.Event | None = None) -> FastAPI:
+def create_app(parts: ApiParts, *, deferred_until: asyncio.Event | None = None) -> FastAPI:
     """The API app over `parts`. Build a new one per process or test (MCP's session manager runs once).
-    `chat_in_background`: build the chat server after the app is ready (`doable serve`), not before.
-    `mcp_after`: build /mcp and OAuth in the background once it is set (`doable serve`: once the
-    server listens; the MCP SDK was a third of a cold start); a request that comes first waits."""
+    `deferred_until`: build the chat server, /mcp and OAuth in the background once it is set
+    (`doable serve`: once the server listens; their imports were most of a cold start), not at
+    start-up; a request for them that comes first waits."""
     settings = parts.settings
     # Short-lived tokens the chat agent mints to call the MCP tools as the signed-in user.
     chat_tokens = service_tokens(settings, parts.signing_secret)
-    mcp_side = McpSideMount(lambda: _mcp_side(parts, chat_tokens), after=mcp_after)
+    mcp_side = McpSideMount(lambda: _mcp_side(parts, chat_tokens), after=deferred_until)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -223,7 +223,7 @@ def create_app(parts: ApiParts, *, chat_in_background: bool = False, mcp_after: 
     for router in parts.api_routers():
         app.include_router(router)
     _health_routes(app, parts)
-    app.include_router(_chat_router(parts, chat_tokens, in_background=chat_in_background))
+    app.include_router(_chat_router(parts, chat_tokens, after=deferred_until))
     # The web console at / and /console/... (before the MCP side, which takes everything else).
     app.include_router(console_router)
     # Last, at the root: OAuth (protected-resource metadata and, when built in, the authorization

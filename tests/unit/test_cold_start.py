@@ -78,7 +78,7 @@ async def test_migrate_imports_alembic_only_when_there_is_something_to_do(tmp_pa
 
 async def test_mcp_side_is_built_once_the_server_listens(runtime: Runtime) -> None:
     listening = asyncio.Event()
-    app = create_app(runtime, mcp_after=listening)
+    app = create_app(runtime, deferred_until=listening)
     async with lifespan_running(app):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
@@ -97,7 +97,7 @@ async def test_mcp_side_is_built_once_the_server_listens(runtime: Runtime) -> No
 @pytest.mark.parametrize("after", [False, True])
 async def test_shutdown_before_the_mcp_side_is_built(runtime: Runtime, after: bool) -> None:
     listening = asyncio.Event()
-    app = create_app(runtime, mcp_after=listening)
+    app = create_app(runtime, deferred_until=listening)
     async with lifespan_running(app):
         if after:
             listening.set()
