@@ -156,10 +156,6 @@ def key_figures(report: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(
             ("chat turn", f"end p50 {c['p50']:.0f} / p95 {c['p95']:.0f} ms; first byte p50 {t.get('p50', 0):.0f} ms")
         )
-    if w := fig("chat", "what_if.shared_ssl_context.turn.total"):
-        out.append(
-            ("chat what-if", f"MCP link sharing one SSL context: end p50 {w['p50']:.0f} / p95 {w['p95']:.0f} ms")
-        )
     if e := fig("events", "throughput"):
         out.append(("events", f"{e['events_per_s']:.0f} events/s"))
     if r := fig("reminders", "lateness"):

@@ -86,18 +86,3 @@ async def run(section: Section, *, quick: bool, work: Path, log: Any = print) ->
         "3", "chat turn p95, to the end of the stream", section.figures["turn.total"].median("p95"), 100.0, "ms"
     )
     section.info["ttfb_note"] = "first SSE bytes (thread.item.done for the user message) come before the model runs"
-    # What-if, same run: the MCP link's clients sharing one SSL context (a fix proposed for agent/mcp_link.py).
-    with scripted_chat_serve(work / "chat-shared-ssl", DOABLE_BENCH_SHARED_SSL="1") as served:
-        async with chat_client(served, "chat-warmup") as http:
-            thread = await new_thread(http)
-            for _ in range(3):
-                check((await turn(http, add_message(thread, "add milk")))[2])
-        for r in range(max(2, runs - 2)):
-            total = Timer()
-            async with chat_client(served, f"chat-ssl-{r}") as http:
-                thread = await new_thread(http)
-                for i in range(turns):
-                    _, end, events = await turn(http, add_message(thread, f"add task number {i}"))
-                    check(events)
-                    total.add_seconds(end)
-            section.figure("what_if.shared_ssl_context.turn.total").add_run(summarize(total.samples))

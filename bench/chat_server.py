@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,23 +45,6 @@ def _respond(call: Any) -> Any:
     return [function_call("add_task", {"title": f"Chat task {n}", "priority": "high"}, call_id=f"call-{n}")]
 
 
-def shared_ssl_client_factory() -> Any:
-    """What-if (DOABLE_BENCH_SHARED_SSL=1): the MCP link's HTTP clients share one SSL context built
-    at start-up, instead of each turn's new client loading the trust store (see bench/README.md)."""
-    import ssl
-
-    import httpx2
-
-    context = ssl.create_default_context()
-
-    def factory(headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(
-            headers=headers, timeout=timeout if timeout is not None else 30.0, auth=auth, verify=context
-        )
-
-    return factory
-
-
 def instant_chat_model(chat_model_type: Any) -> Any:
     """agent.models.ChatModel around InstantModel (its fields have changed over time: fill the ones it has)."""
     import dataclasses
@@ -89,8 +71,6 @@ async def serve(settings: Settings) -> None:
         async def lifespan(a: Any) -> AsyncIterator[Any]:
             async with inner(a) as state:
                 a.state.chat.model = instant_chat_model(ChatModel)
-                if os.environ.get("DOABLE_BENCH_SHARED_SSL") == "1":
-                    a.state.chat.link.client_factory = shared_ssl_client_factory()
                 yield state
 
         app.router.lifespan_context = lifespan
