@@ -10,7 +10,8 @@ own subscriptions (`Runtime.live.subscriptions()`).
   batch-first subscription is declared with `bulkSubscribe`, and daprd then POSTs a bulk of entries
   to the same route, answered per entry by the subscription's batch handler (doable.adapters.dapr.deliveries).
 - `POST /job/{name}`: a job trigger whose body is the job's data; 2xx done, 500 = retry. Jobs that
-  fire together arrive as concurrent requests; at most JOBS_IN_FLIGHT run at once.
+  fire together arrive as concurrent requests; at most JOBS_IN_FLIGHT run at once, unless the
+  handler batches them (JobBatches, which bounds its batches instead).
 - `POST /{binding}` (and `OPTIONS`, which Dapr sends at start-up): a cron tick.
 
 When `app_token` is set (Dapr's APP_API_TOKEN) every call must carry it in `dapr-api-token`;
@@ -31,6 +32,7 @@ from fastapi.responses import JSONResponse
 
 from doable.adapters.dapr.deliveries import (
     BULK_SUBSCRIBE,
+    JobBatches,
     answer_bulk,
     is_bulk,
     message_from_cloudevent,
@@ -171,7 +173,9 @@ async def _deliver_bulk(sub: Subscription, envelope: dict[str, Any]) -> JSONResp
 
 
 def _add_job_route(router: APIRouter, handle_job: JobHandler, clock: Clock) -> None:
-    jobs_limiter = anyio.CapacityLimiter(JOBS_IN_FLIGHT)
+    # A batching handler bounds the batches it runs; a trigger waiting for the next batch is
+    # only a future, and must be free to join it (a bound on triggers would cap the batch size).
+    jobs_limiter = None if isinstance(handle_job, JobBatches) else anyio.CapacityLimiter(JOBS_IN_FLIGHT)
 
     @router.post("/job/{name}")
     async def job(name: str, request: Request) -> Response:
@@ -182,8 +186,12 @@ def _add_job_route(router: APIRouter, handle_job: JobHandler, clock: Clock) -> N
             return Response(status_code=200)  # retrying a malformed job cannot help
         structlog.contextvars.bind_contextvars(job=name)
         try:
-            async with jobs_limiter:
-                outcome = await handle_job(Job(name=name, due_at=clock.now(), data=data))
+            job = Job(name=name, due_at=clock.now(), data=data)
+            if jobs_limiter is None:
+                outcome = await handle_job(job)
+            else:
+                async with jobs_limiter:
+                    outcome = await handle_job(job)
         except Exception as exc:
             outcome = outcome_for(exc)
             log.warning(

@@ -21,6 +21,9 @@ v1.18.4, the releases daprd v1.16.19, v1.17.13 and v1.18.3 build with):
   hands one message of a partition at a time to daprd and only then reads the next, so a
   delivery is offered only when no earlier delivery of the same group, topic and partition is
   still pending: a message waiting for a retry holds its whole partition.
+- **Offsets.** A partition is a log: each message gets the partition's next offset when it is
+  stored (what `GetEventMetadata` reports as `__offset`), and a bulk publish (`BulkPublish` in
+  `producer.go`, one `SendMessages`) stores its messages together.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -279,6 +283,15 @@ class BrokerMessage:
 
 
 @dataclass(frozen=True)
+class Outgoing:
+    """A message a producer sends: its bytes, its publish metadata, and whether it is raw."""
+
+    data: bytes
+    metadata: Mapping[str, str]
+    raw: bool = False
+
+
+@dataclass(frozen=True)
 class PendingDelivery:
     id: int
     group: str
@@ -322,53 +335,118 @@ class Broker:
         A plain string subscriber is an app id in its default consumer group (its app id).
         Raises PartitionError when the producer would refuse the message.
         """
-        groups = [Subscriber(s, s) if isinstance(s, str) else s for s in subscribers]
-        partition_key = message_key(metadata)
-        partition = choose_partition(metadata, self.partitions, self.rng)
-        async with self._pg.pool.acquire() as conn, conn.transaction():
-            seq = await conn.fetchval(
-                f"INSERT INTO {self._pg.table('messages')} "
-                "(pubsub, topic, partition_key, partition, raw, data, metadata, published_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING seq",
-                pubsub,
-                topic,
-                partition_key,
-                partition,
-                raw,
-                data,
-                json.dumps(dict(metadata)),
-                now,
-            )
-            await conn.executemany(
-                f"INSERT INTO {self._pg.table('deliveries')} "
-                "(seq, group_id, app_id, pubsub, topic, partition, partition_key, not_before) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                [(seq, s.group, s.app_id, pubsub, topic, partition, partition_key, not_before) for s in groups],
-            )
-        return BrokerMessage(seq, pubsub, topic, partition_key, raw, data, dict(metadata), now, partition)
+        (stored,) = await self.append_many(
+            pubsub=pubsub, topic=topic, messages=[Outgoing(data, metadata, raw)],
+            subscribers=subscribers, now=now, not_before=not_before,
+        )  # fmt: skip
+        if isinstance(stored, PartitionError):
+            raise stored
+        return stored
 
-    def _deliverable(self) -> str:
-        # A pending delivery is blocked while an earlier delivery of the same consumer group,
-        # topic and partition is still pending (in flight or awaiting a retry): ConsumeClaim
-        # reads the next message of a partition only once the handler returned.
-        d = self._pg.table("deliveries")
-        return (
-            f"d.status = '{PENDING}' AND NOT (d.id = ANY($1::bigint[])) AND NOT EXISTS ("
-            f"SELECT 1 FROM {d} e WHERE e.status = '{PENDING}' AND e.group_id = d.group_id "
-            "AND e.pubsub = d.pubsub AND e.topic = d.topic AND e.partition = d.partition AND e.seq < d.seq)"
-        )
+    async def append_many(
+        self,
+        *,
+        pubsub: str,
+        topic: str,
+        messages: Sequence[Outgoing],
+        subscribers: Iterable[Subscriber | str],
+        now: datetime,
+        not_before: datetime,
+    ) -> list[BrokerMessage | PartitionError]:
+        """The producer's SendMessages (a bulk publish): store the messages the partitioner
+        accepts, in order, with one delivery per consumer group each, in one transaction; the
+        result has, per message, what was stored or the partitioner's error for it.
+
+        Each partition is a log: its next offset is reserved under the partition's row lock,
+        and sequence numbers are drawn after it, so offsets and sequence numbers agree within
+        a partition even when producers append concurrently (as the partition leader orders
+        a partition's writes)."""
+        groups = [Subscriber(s, s) if isinstance(s, str) else s for s in subscribers]
+        placed: list[int | PartitionError] = []
+        for message in messages:
+            try:
+                placed.append(choose_partition(message.metadata, self.partitions, self.rng))
+            except PartitionError as exc:
+                placed.append(exc)
+        counts = Counter(p for p in placed if isinstance(p, int))
+        if not counts:
+            return [p for p in placed if isinstance(p, PartitionError)]
+        async with self._pg.pool.acquire() as conn, conn.transaction():
+            next_offset: dict[int, int] = {}
+            for partition in sorted(counts):  # one lock order, so two producers cannot deadlock
+                end = await conn.fetchval(
+                    f"INSERT INTO {self._pg.table('partition_ends')} AS e (pubsub, topic, partition, next_offset) "
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT (pubsub, topic, partition) "
+                    "DO UPDATE SET next_offset = e.next_offset + EXCLUDED.next_offset RETURNING next_offset",
+                    pubsub, topic, partition, counts[partition],
+                )  # fmt: skip
+                next_offset[partition] = int(end) - counts[partition]
+            seqs = [
+                int(r[0])
+                for r in await conn.fetch(
+                    f"SELECT nextval(pg_get_serial_sequence('{self._pg.table('messages')}', 'seq')) "
+                    "FROM generate_series(1, $1) ORDER BY 1",
+                    sum(counts.values()),
+                )
+            ]
+            rows: list[tuple[Any, ...]] = []
+            stored: list[BrokerMessage | PartitionError] = []
+            taken = iter(seqs)
+            for message, partition in zip(messages, placed, strict=True):
+                if isinstance(partition, PartitionError):
+                    stored.append(partition)
+                    continue
+                seq, offset = next(taken), next_offset[partition]
+                next_offset[partition] = offset + 1
+                key = message_key(message.metadata)
+                meta = dict(message.metadata)
+                rows.append((seq, key, partition, offset, message.raw, message.data, json.dumps(meta)))
+                stored.append(BrokerMessage(seq, pubsub, topic, key, message.raw, message.data, meta, now, partition))
+            await conn.execute(
+                f"INSERT INTO {self._pg.table('messages')} "
+                "(seq, pubsub, topic, partition_key, partition, partition_offset, raw, data, metadata, published_at) "
+                "SELECT r.seq, $1, $2, r.partition_key, r.partition, r.partition_offset, r.raw, r.data, r.metadata::jsonb, $3 "
+                "FROM unnest($4::bigint[], $5::text[], $6::int[], $7::bigint[], $8::bool[], $9::bytea[], $10::text[]) "
+                "AS r(seq, partition_key, partition, partition_offset, raw, data, metadata)",
+                pubsub, topic, now, *(list(column) for column in zip(*rows, strict=True)),
+            )  # fmt: skip
+            if groups:
+                await conn.execute(
+                    f"INSERT INTO {self._pg.table('deliveries')} "
+                    "(seq, group_id, app_id, pubsub, topic, partition, partition_key, not_before) "
+                    "SELECT r.seq, g.group_id, g.app_id, $1, $2, r.partition, r.partition_key, $3 "
+                    "FROM unnest($4::bigint[], $5::int[], $6::text[]) AS r(seq, partition, partition_key) "
+                    "CROSS JOIN unnest($7::text[], $8::text[]) AS g(group_id, app_id) ORDER BY r.seq",
+                    pubsub, topic, not_before, [r[0] for r in rows], [r[2] for r in rows], [r[1] for r in rows],
+                    [g.group for g in groups], [g.app_id for g in groups],
+                )  # fmt: skip
+        return stored
 
     async def due(self, now: datetime, exclude: Collection[int], limit: int = 200) -> list[PendingDelivery]:
+        """The deliveries to offer now: each claim's head, if it is not in flight and due."""
+        due, _ = await self.heads(now, exclude)
+        return due[:limit]
+
+    async def heads(self, now: datetime, exclude: Collection[int]) -> tuple[list[PendingDelivery], datetime | None]:
+        """Each claim's (consumer group, topic, partition) head: its first pending delivery,
+        which blocks the rest of the claim while it is in flight or waits for a retry. Returns
+        the heads not in `exclude` that are due at `now`, in sequence order, and the earliest
+        time one of the others becomes due (None if none waits)."""
+        d, m = self._pg.table("deliveries"), self._pg.table("messages")
         rows = await self._pg.pool.fetch(
-            f"SELECT d.id, d.group_id, d.app_id, d.attempts, d.redeliveries, d.first_failed_at, m.seq, m.pubsub, "
-            "m.topic, m.partition_key, m.partition, m.raw, m.data, m.metadata::text AS metadata, m.published_at "
-            f"FROM {self._pg.table('deliveries')} d JOIN {self._pg.table('messages')} m ON m.seq = d.seq "
-            f"WHERE {self._deliverable()} AND d.not_before <= $2 ORDER BY d.seq LIMIT $3",
+            f"WITH heads AS (SELECT DISTINCT ON (pubsub, topic, group_id, partition) id FROM {d} "
+            f"WHERE status = '{PENDING}' ORDER BY pubsub, topic, group_id, partition, seq) "
+            "SELECT d.id, d.group_id, d.app_id, d.attempts, d.redeliveries, d.first_failed_at, d.not_before, "
+            "m.seq, m.pubsub, m.topic, m.partition_key, m.partition, m.raw, "
+            "CASE WHEN d.not_before <= $2 THEN m.data END AS data, m.metadata::text AS metadata, m.published_at "
+            f"FROM heads h JOIN {d} d ON d.id = h.id JOIN {m} m ON m.seq = d.seq "
+            "WHERE NOT (d.id = ANY($1::bigint[])) ORDER BY d.seq",
             list(exclude),
             now,
-            limit,
         )
-        return [_pending(r) for r in rows]
+        due = [_pending(r) for r in rows if r["not_before"] <= now]
+        later = [r["not_before"] for r in rows if r["not_before"] > now]
+        return due, min(later, default=None)
 
     async def claim_backlog(
         self, head: PendingDelivery, exclude: Collection[int], limit: int
@@ -384,8 +462,7 @@ class Broker:
         rows = await self._pg.pool.fetch(
             f"SELECT d.id, d.group_id, d.app_id, d.attempts, d.redeliveries, d.first_failed_at, m.seq, m.pubsub, "
             "m.topic, m.partition_key, m.partition, m.raw, m.data, m.metadata::text AS metadata, m.published_at, "
-            f"(SELECT count(*) FROM {m} o WHERE o.pubsub = m.pubsub AND o.topic = m.topic "
-            "AND o.partition = m.partition AND o.seq < m.seq) AS partition_offset "
+            "m.partition_offset "
             f"FROM {d} d JOIN {m} m ON m.seq = d.seq "
             f"WHERE d.status = '{PENDING}' AND NOT (d.id = ANY($1::bigint[])) AND d.group_id = $2 "
             "AND d.pubsub = $3 AND d.topic = $4 AND d.partition = $5 AND d.seq >= $6 ORDER BY d.seq LIMIT $7",
@@ -406,9 +483,12 @@ class Broker:
         ]
 
     async def next_due_at(self, exclude: Collection[int]) -> datetime | None:
-        """Earliest time a currently blocked-by-backoff delivery becomes due."""
+        """Earliest time a head of a claim, not in `exclude`, becomes due (now or later)."""
+        d = self._pg.table("deliveries")
         return await self._pg.pool.fetchval(
-            f"SELECT min(d.not_before) FROM {self._pg.table('deliveries')} d WHERE {self._deliverable()}",
+            f"WITH heads AS (SELECT DISTINCT ON (pubsub, topic, group_id, partition) id, not_before FROM {d} "
+            f"WHERE status = '{PENDING}' ORDER BY pubsub, topic, group_id, partition, seq) "
+            "SELECT min(not_before) FROM heads WHERE NOT (id = ANY($1::bigint[]))",
             list(exclude),
         )
 
@@ -425,6 +505,16 @@ class Broker:
             app_id,
             pod,
         )
+
+    async def settle_many(self, settled: Sequence[tuple[int, str, int]], *, app_id: str, pod: str | None) -> None:
+        """Mark several deliveries (id, status, attempts) as finished, in one statement: the
+        offsets a consumer marks after one handler call."""
+        await self._pg.pool.execute(
+            f"UPDATE {self._pg.table('deliveries')} AS d SET status = s.status, attempts = s.attempts, "
+            "app_id = $4, pod = coalesce($5, d.pod) "
+            "FROM unnest($1::bigint[], $2::text[], $3::int[]) AS s(id, status, attempts) WHERE d.id = s.id",
+            [i for i, _, _ in settled], [st for _, st, _ in settled], [a for _, _, a in settled], app_id, pod,
+        )  # fmt: skip
 
     async def reschedule(
         self,

@@ -55,7 +55,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import cloudevents
-from .broker import PARTITION_NUMBER_METADATA, PartitionError
+from .broker import PARTITION_NUMBER_METADATA, Outgoing, PartitionError
 from .core import query_metadata, sidecar_of
 from .errors import DaprError
 from .resiliency import BreakerOpen, BreakerTooManyRequests, DeadlineExceeded
@@ -131,14 +131,17 @@ async def kafka_bulk_publish(
         merged.append(meta)
     failed: list[tuple[str, str]] = []
     bulk_faults = service.bulk_faults
+    sending: list[tuple[BulkEntry, Outgoing]] = []
     for entry, meta in zip(entries, merged, strict=True):
         if inject_faults and bulk_faults is not None and bulk_faults.take(entry.entry_id):
             failed.append((entry.entry_id, bulk_faults.error))
-            continue
-        try:
-            await service.append(pubsub, topic, entry.event, meta, raw=entry.raw)
-        except PartitionError as exc:  # the partitioner's per-message error
-            failed.append((entry.entry_id, str(exc)))
+        else:
+            sending.append((entry, Outgoing(entry.event, meta, entry.raw)))
+    # SendMessages: one batch to the brokers; the partitioner's error fails its message alone.
+    stored = await service.append_many(pubsub, topic, [o for _, o in sending]) if sending else []
+    failed.extend((entry.entry_id, str(r)) for (entry, _), r in zip(sending, stored, strict=True) if isinstance(r, PartitionError))
+    order = {entry.entry_id: n for n, entry in enumerate(entries)}
+    failed.sort(key=lambda f: order[f[0]])
     if failed:
         raise BulkPublishFailed(f"kafka: Failed to deliver {len(failed)} messages.", failed)
     return []

@@ -280,11 +280,11 @@ class BulkSubscriber:
         return marked
 
     async def _settle(self, channel: AppChannel, entries: list[_Entry], marked: int) -> None:
-        for entry in entries:
-            status = (entry.fate or DROPPED) if entry.index < marked else FAILED
-            await self._broker.settle(
-                entry.delivery.id, status, entry.delivery.attempts + 1, app_id=channel.app_id, pod=channel.pod
-            )
+        settled = [
+            (e.delivery.id, (e.fate or DROPPED) if e.index < marked else FAILED, e.delivery.attempts + 1)
+            for e in entries
+        ]
+        await self._broker.settle_many(settled, app_id=channel.app_id, pod=channel.pod)
 
     # -- daprd's bulk handler ------------------------------------------------------------------
 

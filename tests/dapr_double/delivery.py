@@ -277,7 +277,10 @@ class Deliverer:
         if not self._paused:
             now = datetime.now(UTC)
             next_tick: float | None = None
-            for delivery in await self._broker.due(now, self._in_flight):
+            # The claims' heads: those due now are offered; the others wait for their retry time.
+            # (A due bulk head that is not flushed waits for its ticker: next_tick.)
+            due, next_at = await self._broker.heads(now, self._in_flight)
+            for delivery in due:
                 if delivery.id in self._in_flight:
                     continue  # taken by a bulk flush started in this pass
                 bulk = self._bulk_subscription(delivery)
@@ -290,7 +293,6 @@ class Deliverer:
                 task = asyncio.create_task(self._deliver(delivery))
                 self._tasks.add(task)
                 task.add_done_callback(lambda t, d=delivery.id: self._finished(t, d))
-            next_at = await self._broker.next_due_at(self._in_flight)
             timeout = self._settings.poll_interval
             if next_at is not None:
                 timeout = min(timeout, max(0.0, (next_at - datetime.now(UTC)).total_seconds()))

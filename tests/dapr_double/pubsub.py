@@ -39,7 +39,16 @@ from starlette.routing import Route
 
 from . import cloudevents
 from .apps import AppChannel, AppRegistry
-from .broker import Broker, BrokerMessage, KafkaComponent, PartitionError, PendingDelivery, Subscriber, range_assignment
+from .broker import (
+    Broker,
+    BrokerMessage,
+    KafkaComponent,
+    Outgoing,
+    PartitionError,
+    PendingDelivery,
+    Subscriber,
+    range_assignment,
+)
 from .bulk_publish import BulkEntry, bulk_publish, bulk_publish_route
 from .clock import Clock
 from .core import query_metadata, sidecar_of
@@ -175,20 +184,28 @@ class PubSubService:
     async def append(
         self, pubsub: str, topic: str, data: bytes, metadata: Mapping[str, str], *, raw: bool
     ) -> BrokerMessage:
-        """The component's Publish: store the message for every consumer group of the topic."""
-        message = await self._broker.append(
+        """The component's Publish: store the message for every consumer group of the topic.
+        Raises PartitionError when the producer would refuse the message."""
+        (stored,) = await self.append_many(pubsub, topic, [Outgoing(data, metadata, raw)])
+        if isinstance(stored, PartitionError):
+            raise stored
+        return stored
+
+    async def append_many(
+        self, pubsub: str, topic: str, messages: Sequence[Outgoing]
+    ) -> list[BrokerMessage | PartitionError]:
+        """The component's BulkPublish: the messages the partitioner accepts, stored together."""
+        stored = await self._broker.append_many(
             pubsub=pubsub,
             topic=topic,
-            data=data,
-            metadata=metadata,
-            raw=raw,
+            messages=messages,
             subscribers=self.subscribers(pubsub, topic),
             now=self._clock.now(),
             not_before=datetime.now(UTC),
         )
-        self.published.append(message)
+        self.published.extend(m for m in stored if isinstance(m, BrokerMessage))
         self.deliverer.wake()
-        return message
+        return stored
 
     async def publish(
         self,

@@ -31,10 +31,19 @@ CREATE TABLE IF NOT EXISTS {schema}.messages (
     topic          text        NOT NULL,
     partition_key  text,
     partition      integer     NOT NULL DEFAULT 0,
+    partition_offset bigint    NOT NULL DEFAULT 0,  -- the message's offset in its partition
     raw            boolean     NOT NULL,
     data           bytea       NOT NULL,
     metadata       jsonb       NOT NULL,
     published_at   timestamptz NOT NULL
+);
+-- Each partition's log end offset: the offset its next message gets (Broker.append_many).
+CREATE TABLE IF NOT EXISTS {schema}.partition_ends (
+    pubsub       text    NOT NULL,
+    topic        text    NOT NULL,
+    partition    integer NOT NULL,
+    next_offset  bigint  NOT NULL,
+    PRIMARY KEY (pubsub, topic, partition)
 );
 -- One row per message and consumer group (Kafka commits offsets per group). `app_id`/`pod` are
 -- the member that handled it last; `redeliveries` counts the Kafka component's own retries

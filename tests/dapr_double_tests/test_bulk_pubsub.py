@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -470,3 +471,40 @@ async def test_bulk_publish_paths_per_version(make_double: DoubleFactory, versio
         assert response.status_code == 404
         assert response.json()["message"] == "pubsub bulk is not found"
         assert len(double.published_messages("t")) == 1
+
+
+async def test_a_buffer_waiting_for_its_ticker_does_not_keep_the_broker_busy(make_double: DoubleFactory) -> None:
+    """While a bulk buffer waits for its maxAwaitDurationMs tick, the delivery loop sleeps until
+    the tick (Kafka's consumer blocks on its select): it does not read the broker in a loop,
+    which would take the CPU the apps under test need."""
+    app = BulkApp([bulk_sub(count=100, await_ms=1500)])
+    double = await bulk_double(make_double, app)
+    broker = double._pubsub._broker
+    await publish_n(double, range(2), "k")
+    counting = _CountingPool(broker._pg.pool)
+    broker._pg = SimpleNamespace(pool=counting, table=broker._pg.table)
+    await asyncio.sleep(0.6)
+    assert app.batches() == []  # not flushed yet: the tick is 1.5 s after the claim started
+    # A pass (its claim heads, the claim's backlog) per publish and per 0.5 s poll, at most.
+    assert counting.queries <= 8, f"the delivery loop queried the broker {counting.queries} times meanwhile"
+    await double.wait_idle()
+    assert app.batches() == [[0, 1]]
+
+
+class _CountingPool:
+    """A connection pool that counts the queries made through it."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self.queries = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._pool, name)
+        if name not in ("fetch", "fetchval", "fetchrow", "execute"):
+            return attribute
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.queries += 1
+            return await attribute(*args, **kwargs)
+
+        return counted

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from starlette.routing import Route
 from tests.dapr_double import DaprDouble
 from tests.dapr_double.broker import (
     ComponentBackOff,
+    Outgoing,
     PartitionError,
     choose_partition,
     fnv1a_32,
@@ -517,3 +519,40 @@ async def test_publish_runs_under_the_outbound_policy(make_double: DoubleFactory
     double.fail_next_publishes(3, status=503)
     response = await double.client().post(f"{PUBLISH}/t", json={"n": 2})
     assert response.status_code == 503 and response.json()["errorCode"] == "ERR_PUBSUB_PUBLISH_MESSAGE"
+
+
+async def test_concurrent_producers_append_each_partition_as_one_log(double: DaprDouble) -> None:
+    """A partition is a log: however producers interleave (bulk publishes of several partitions
+    at once), its offsets run 0, 1, 2, ... without gaps, in the order its messages were stored,
+    a producer's messages stay in its order, and a message the partitioner refuses fails alone."""
+    broker = double._pubsub._broker
+    rng = random.Random(7)
+    keys = [k for p in range(PARTITIONS) for k in keys_on(p, 2)]
+
+    async def producer(n: int) -> list[Any]:
+        batch = [
+            Outgoing(json.dumps({"producer": n, "i": i}).encode(), {"partitionKey": rng.choice(keys)})
+            for i in range(rng.randint(1, 12))
+        ]
+        if n == 3:
+            batch.insert(1, Outgoing(b"{}", {"partitionNumber": "9"}))
+        stored = await broker.append_many(
+            pubsub="pubsub", topic="t", messages=batch, subscribers=["app"],
+            now=datetime.now(UTC), not_before=datetime.now(UTC),
+        )  # fmt: skip
+        return list(zip(batch, stored, strict=True))
+
+    results = [r for rs in await asyncio.gather(*(producer(n) for n in range(8))) for r in rs]
+    refused = [stored for _, stored in results if isinstance(stored, PartitionError)]
+    assert len(refused) == 1 and "out of range" in str(refused[0])
+    pool = broker._pg.pool
+    rows = await pool.fetch(
+        f"SELECT seq, partition, partition_offset, data FROM {broker._pg.table('messages')} ORDER BY seq"
+    )
+    assert len(rows) == len(results) - 1
+    for partition in range(PARTITIONS):
+        mine = [r for r in rows if r["partition"] == partition]
+        assert [r["partition_offset"] for r in mine] == list(range(len(mine)))  # in seq order, no gap
+    for n in range(8):
+        order = [json.loads(r["data"])["i"] for r in rows if json.loads(r["data"]).get("producer") == n]
+        assert order == sorted(order)

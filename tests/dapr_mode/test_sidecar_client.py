@@ -14,13 +14,18 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+import httpx2
 import pytest
+from fastapi import FastAPI
 
 from doable.adapters.dapr.client import DaprClient
 from doable.adapters.dapr.deliveries import JobBatches
 from doable.adapters.dapr.operations import Upsert
+from doable.domain.clock import SystemClock
 from doable.domain.errors import Unavailable
 from doable.ports.messages import Job, Outcome
+from doable.web.callbacks import JOBS_IN_FLIGHT, callback_router
+from tests.dapr_mode.conftest import APP_TOKEN
 from tests.servers import free_port
 
 Answer = Callable[[str, str, dict[str, str], bytes], bytes | None]
@@ -173,3 +178,68 @@ async def test_a_cancelled_trigger_leaves_the_batch_to_the_others() -> None:
     assert await stays is Outcome.SUCCESS
     with pytest.raises(asyncio.CancelledError):
         await gone
+
+
+async def test_triggers_that_arrive_while_the_batches_run_go_together_in_the_next() -> None:
+    """At most `in_flight` batches run at once; what arrives meanwhile waits, then goes as one
+    batch (so under load a batch grows instead of each trigger waiting for a turn of its own)."""
+    batches: list[list[str]] = []
+    running, most = 0, 0
+    release = asyncio.Event()
+
+    async def handle(jobs: Sequence[Job]) -> list[Outcome]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        batches.append([j.name for j in jobs])
+        await release.wait()
+        running -= 1
+        return [Outcome.SUCCESS] * len(jobs)
+
+    batched = JobBatches(handle, window=0.01, in_flight=2)
+    first = [asyncio.create_task(batched(job(n))) for n in ("a", "b")]
+    await asyncio.sleep(0.05)  # one batch [a, b] runs
+    second = [asyncio.create_task(batched(job(n))) for n in ("c",)]
+    await asyncio.sleep(0.05)  # a second batch [c] runs: both slots are taken
+    later = [asyncio.create_task(batched(job(str(n)))) for n in range(150)]
+    await asyncio.sleep(0.05)  # these wait for a slot, however long the window
+    assert batches == [["a", "b"], ["c"]] and running == 2
+    release.set()
+    async with asyncio.timeout(5):
+        outcomes = await asyncio.gather(*first, *second, *later)
+    assert outcomes == [Outcome.SUCCESS] * 153
+    assert most == 2
+    # The 150 that waited went in full batches (JOB_BATCH_MAX = 100), in arrival order.
+    assert batches[2:] == [[str(n) for n in range(100)], [str(n) for n in range(100, 150)]]
+
+
+async def test_the_job_route_lets_every_trigger_join_a_batch() -> None:
+    """The route's bound on jobs in flight (JOBS_IN_FLIGHT) is for handlers that take one job at
+    a time; with JobBatches more triggers than that wait together for one batch."""
+    sizes: list[int] = []
+    gate = asyncio.Event()
+
+    async def handle(jobs: Sequence[Job]) -> list[Outcome]:
+        sizes.append(len(jobs))
+        await gate.wait()
+        return [Outcome.SUCCESS] * len(jobs)
+
+    app = FastAPI()
+    batched = JobBatches(handle, window=0.01, in_flight=1)
+    app.include_router(callback_router([], clock=SystemClock(), on_job=batched, app_token=APP_TOKEN))
+    transport = httpx2.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
+
+        async def trigger(n: int) -> int:
+            response = await http.post(f"/job/j-{n}", json={"n": n}, headers={"dapr-api-token": APP_TOKEN})
+            return response.status_code
+
+        head = asyncio.create_task(trigger(0))
+        await asyncio.sleep(0.05)  # the first batch runs and holds the only slot
+        rest = [asyncio.create_task(trigger(n)) for n in range(1, JOBS_IN_FLIGHT + 20)]
+        await asyncio.sleep(0.1)
+        gate.set()
+        async with asyncio.timeout(10):
+            codes = await asyncio.gather(head, *rest)
+    assert codes == [200] * (JOBS_IN_FLIGHT + 20)
+    assert sizes == [1, JOBS_IN_FLIGHT + 19]

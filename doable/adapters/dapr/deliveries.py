@@ -239,12 +239,18 @@ async def _settle(sub: Subscription, entries: list[BulkEntry]) -> list[Outcome |
 # arrive within a few milliseconds of each other.
 JOB_BATCH_WINDOW_SECONDS = 0.01
 JOB_BATCH_MAX = 100
+# Batches handled at once. The triggers that arrive while this many run wait and go together in
+# the next batch, so under load batches grow instead of queueing one small batch per trigger; each
+# batch makes a few sidecar calls, far below the sidecar client's connection pool.
+JOB_BATCHES_IN_FLIGHT = 8
 
 
 class JobBatches:
     """A job trigger handler (`POST /job/{name}`, one job per request) that hands the jobs whose
     triggers arrive together to a batch handler in one call: a reminder job's claim, task lookup,
-    publish and finish then cost a few sidecar calls per batch instead of per job.
+    publish and finish then cost a few sidecar calls per batch instead of per job. At most
+    `in_flight` batches run at once; the triggers that arrive meanwhile form the next batch, which
+    starts as soon as one ends (at most `most` jobs each).
 
     Each trigger still answers for its own job: its outcome from the batch, or, if the batch
     handler raises, that error (Dapr then retries every job of the batch under its failure
@@ -252,11 +258,17 @@ class JobBatches:
     batch to run for the others."""
 
     def __init__(
-        self, handle_batch: JobBatchHandler, *, window: float = JOB_BATCH_WINDOW_SECONDS, most: int = JOB_BATCH_MAX
+        self,
+        handle_batch: JobBatchHandler,
+        *,
+        window: float = JOB_BATCH_WINDOW_SECONDS,
+        most: int = JOB_BATCH_MAX,
+        in_flight: int = JOB_BATCHES_IN_FLIGHT,
     ) -> None:
         self._handle_batch = handle_batch
         self._window = window
         self._most = most
+        self._in_flight = in_flight
         self._waiting: list[tuple[Job, asyncio.Future[Outcome]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -272,14 +284,21 @@ class JobBatches:
         return await answer
 
     def _start(self) -> None:
+        """Start the next batch, if a slot is free; else it starts when a running batch ends."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        batch, self._waiting = self._waiting, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._run(batch))
-            self._running.add(task)  # a reference, so the task is not collected while it runs
-            task.add_done_callback(self._running.discard)
+        if not self._waiting or len(self._running) >= self._in_flight:
+            return
+        batch, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
+        task = asyncio.get_running_loop().create_task(self._run(batch))
+        self._running.add(task)  # a reference, so the task is not collected while it runs
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        # What waited for the slot has waited long enough: no window.
+        self._start()
 
     async def _run(self, batch: list[tuple[Job, asyncio.Future[Outcome]]]) -> None:
         try:

@@ -4,10 +4,11 @@ and consumers deduplicate on the event id.
 
 - Which users have unpublished events: the dirty shards (`outbox-dirty:{n}`), which a writer
   joins in the transaction of its first unpublished event (doable.adapters.dapr.state).
-- Order: one user's pending events (up to `batch`) go out as one bulk publish per topic
-  (`task-events`, then `task-updates`; Dapr's bulk publish, one call each); a failed entry
-  stops that user's tail there (the rest are published again next round, so a user's events
-  are always delivered in order at least once) and never the other users'.
+- Order: the pending events of every dirty user (up to `batch` each) go out as one bulk
+  publish per topic (`task-events`, then `task-updates`; Dapr's bulk publish, one call each;
+  a user's events keep their order, under the user's partition key); a failed entry stops
+  that user's tail there (the rest are published again next round, so a user's events are
+  always delivered in order at least once) and never the other users'.
 - Advancing: only the tail moves, after the publishes, guarded by the meta document's ETag.
   A writer that committed meanwhile makes the advance conflict; it is retried on a fresh read
   (the events already published are not published again). The user leaves its dirty shard
@@ -36,15 +37,16 @@ import contextlib
 import random
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 
 import structlog
 
 from doable.adapters.dapr.client import DaprClient
 from doable.adapters.dapr.keys import DIRTY_SHARDS, dirty_key, dirty_shard_key, meta_key, outbox_key
-from doable.adapters.dapr.operations import Delete, Upsert
+from doable.adapters.dapr.operations import Delete, StateItem, Upsert
 from doable.adapters.embedded.relay import publish_task_events
-from doable.domain.errors import Conflict, Unavailable
+from doable.domain.errors import Conflict
 from doable.domain.events import TaskEvent
 from doable.platform.metrics import OUTBOX_DEPTH
 from doable.ports import EventPublisher, OutboxRecord
@@ -53,7 +55,7 @@ log = structlog.get_logger("doable.outbox")
 
 # Published events kept per user for `history()`.
 RETAIN = 500
-# Users relayed at once (each user's own events stay strictly in order).
+# Users whose tails advance at once (a transaction each).
 PARALLEL_USERS = 8
 ADVANCE_ATTEMPTS = 8
 # Another replica's events are taken over after their tail stood still for this many polls
@@ -145,64 +147,81 @@ class DaprOutbox:
         return published
 
     async def _drain(self, batch: int, *, everyone: bool) -> tuple[int, int]:
-        """(events published, users whose publish failed); `self.left` is then the events still pending."""
+        """(events published, users whose publish failed); `self.left` is then the events still pending.
+
+        One round: the dirty users' metas in one bulk read, their pending events in another, all
+        of them in one bulk publish per topic (a user's events in order: they share its
+        partition key), then each user's tail advanced in a transaction of its own (a writer of
+        that user may have committed meanwhile; only that user's advance reads again)."""
         async with self._lock:
             users = await self.dirty_users()
             self._still = {u: seen for u, seen in self._still.items() if u in users}
-            gate = asyncio.Semaphore(PARALLEL_USERS)
-            published = failed = left = 0
-
-            async def one(user: str) -> None:
-                nonlocal published, failed, left
-                async with gate:
-                    try:
-                        sent, remaining = await self._drain_user(user, batch, everyone=everyone)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:
-                        failed += 1
-                        log.warning("outbox.publish_failed", user_id=user, error=f"{type(exc).__name__}: {exc}")
-                        return
-                    published += sent
-                    left += remaining
-
-            await asyncio.gather(*(one(u) for u in users))
+            metas = await self._client.get_bulk(self._store, [meta_key(u) for u in users]) if users else {}
+            left = 0
+            plan: dict[str, tuple[int, int, int]] = {}  # user -> (tail, publish up to, head)
+            for user in users:
+                meta = metas.get(meta_key(user))
+                if meta is None:
+                    continue
+                tail, head = int(meta.value["outbox_tail"]), int(meta.value["outbox_head"])
+                relay = meta.value.get("relay")
+                if not everyone and relay not in (None, self.relay_id) and not self._stood_still(user, tail):
+                    left += head - tail  # another replica's, and it is still publishing them
+                elif head > tail:
+                    plan[user] = (tail, min(head, tail + batch), head)
+            published = failed = 0
+            if plan:
+                sent, missed, remaining = await self._publish(plan)
+                published, failed, left = sent, missed, left + remaining
             OUTBOX_DEPTH.set(left)
             self.left = left
             return published, failed
 
-    async def _drain_user(self, user: str, batch: int, *, everyone: bool = True) -> tuple[int, int]:
-        meta = await self._client.get_state(self._store, meta_key(user))
-        if meta is None:
-            return 0, 0
-        tail, head = int(meta.value["outbox_tail"]), int(meta.value["outbox_head"])
-        relay = meta.value.get("relay")
-        if not everyone and relay not in (None, self.relay_id) and not self._stood_still(user, tail):
-            return 0, head - tail  # another replica's, and it is still publishing them
-        upto = min(head, tail + batch)
-        keys = [outbox_key(user, s) for s in range(tail, upto)]
-        found = await self._client.get_bulk(self._store, keys)
-        done = tail
-        try:
-            # One bulk publish per topic for the user's chunk. Entries after a failed one may
-            # have gone through (the broker takes each on its own): the tail stops at the
-            # first failed one, and they are published again, in order, next round.
-            chunk = [
+    async def _publish(self, plan: dict[str, tuple[int, int, int]]) -> tuple[int, int, int]:
+        """Publish the planned events and advance each user's tail past what went out:
+        (events published, users with a failed event, events still pending)."""
+        keys = {user: [outbox_key(user, s) for s in range(tail, upto)] for user, (tail, upto, _) in plan.items()}
+        found = await self._client.get_bulk(self._store, [k for ks in keys.values() for k in ks])
+        chunks = {
+            user: [
                 (seq, TaskEvent.model_validate(found[key].value))
-                for seq, key in zip(range(tail, upto), keys, strict=True)
+                for seq, key in zip(range(tail, upto), keys[user], strict=True)
                 if key in found
             ]
-            failed = await publish_task_events(self._publisher, [event for _, event in chunk])
-            done = next((seq for seq, event in chunk if event.event_id in failed), upto)
-            if failed:
-                raise Unavailable(f"{len(failed)} of {len(chunk)} events of the user were not published")
-        finally:
-            # Whatever was published stays published, even when a later publish failed.
-            if done > tail:
-                await self._advance(user, done)
-        if done == head:
-            self._still.pop(user, None)
-        return done - tail, head - done
+            for user, (tail, upto, _) in plan.items()
+        }
+        try:
+            missed = await publish_task_events(self._publisher, [e for chunk in chunks.values() for _, e in chunk])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("outbox.publish_failed", users=len(plan), error=f"{type(exc).__name__}: {exc}")
+            return 0, len(plan), sum(head - tail for tail, _, head in plan.values())
+        # Entries after a failed one may have gone through (the broker takes each on its own): a
+        # user's tail stops at its first failed event, and the rest go again, in order, next round.
+        done = {
+            user: next((seq for seq, event in chunks[user] if event.event_id in missed), upto)
+            for user, (_, upto, _) in plan.items()
+        }
+        failed = {user for user, chunk in chunks.items() if any(e.event_id in missed for _, e in chunk)}
+        for user in failed:
+            log.warning("outbox.publish_failed", user_id=user, error="some of the user's events were not published")
+        moving = [user for user, (tail, _, _) in plan.items() if done[user] > tail]
+        # Each advance's first read of its meta, for all of them in one bulk read. (Not the dirty
+        # shards: users sharing one would all but one conflict on it.)
+        fresh = await self._client.get_bulk(self._store, [meta_key(u) for u in moving]) if moving else {}
+        gate = asyncio.Semaphore(PARALLEL_USERS)
+
+        async def advance(user: str) -> None:
+            async with gate:
+                await self._advance(user, done[user], fresh)
+
+        await asyncio.gather(*(advance(u) for u in moving))
+        for user, (_, _, head) in plan.items():
+            if done[user] == head:
+                self._still.pop(user, None)
+        published = sum(done[user] - tail for user, (tail, _, _) in plan.items())
+        return published, len(failed), sum(head - done[user] for user, (_, _, head) in plan.items())
 
     def _stood_still(self, user: str, tail: int) -> bool:
         """Whether another replica's pending events of `user` have waited the hand-off time."""
@@ -213,11 +232,15 @@ class DaprOutbox:
             return False
         return now - seen[1] >= self._handoff
 
-    async def _advance(self, user: str, new_tail: int) -> None:
+    async def _advance(self, user: str, new_tail: int, read: Mapping[str, StateItem] | None = None) -> None:
         """Move the user's tail to `new_tail` (published up to there), dropping entries that
-        fell out of the history window; leave the dirty shard when caught up."""
+        fell out of the history window; leave the dirty shard when caught up. `read` may hold
+        the user's meta as just read (for the first attempt)."""
         for attempt in range(ADVANCE_ATTEMPTS):
-            meta = await self._client.get_state(self._store, meta_key(user))
+            if read is not None and attempt == 0:
+                meta = read.get(meta_key(user))
+            else:
+                meta = await self._client.get_state(self._store, meta_key(user))
             if meta is None or int(meta.value["outbox_tail"]) >= new_tail:
                 return
             tail, head = int(meta.value["outbox_tail"]), int(meta.value["outbox_head"])
