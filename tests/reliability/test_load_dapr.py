@@ -21,7 +21,8 @@ so many fall due while the worker is dead; what then happens is Dapr's:
 
 Afterwards: every reminder of every acknowledged task is in its user's inbox exactly once (zero
 lost, zero duplicates), and the error rate of the users' requests is reported (the API never
-went down, so it should be about zero). Clients behave as in test_load.py (same `Client`).
+went down, so it should be about zero). Clients behave as in test_load.py (same `Client`), in a
+process of their own (`run_users`): the load generator is no part of the sidecars it loads.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -36,6 +38,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -157,6 +160,53 @@ class AppProcess:
 
 
 @dataclass
+class UsersRan:
+    """What the users' process hands back: the request statistics, and per user the reminders
+    acknowledged (title -> fire time) and when each was acknowledged."""
+
+    stats: Stats
+    reminders: dict[str, dict[str, datetime]]
+    acknowledged: dict[str, dict[str, datetime]]
+
+
+def run_users(base: str, until: float) -> UsersRan:
+    """The 50 users, in a process of their own (the load generator is not part of the sidecars:
+    sharing the double's event loop would add its own work to every sidecar call). They run
+    until `until` (time.monotonic, the same clock in every process), then retry every
+    unanswered write until it is answered."""
+    return asyncio.run(_users(base, until))
+
+
+async def _users(base: str, until: float) -> UsersRan:
+    stats = Stats()
+    limits = httpx2.Limits(max_connections=USERS * 2, max_keepalive_connections=USERS)
+    clients = [
+        Client(user, _user_http(base, user, limits), stats, random.Random(n))
+        for n, user in enumerate(f"user{n}" for n in range(USERS))
+    ]
+
+    async def user_loop(client: Client) -> None:
+        while time.monotonic() < until:
+            await client.step(until)
+
+    try:
+        await asyncio.gather(*(user_loop(c) for c in clients))
+        await answer_every_write(clients)
+    finally:
+        for c in clients:
+            await c.http.aclose()
+    return UsersRan(stats, {c.user: c.reminders for c in clients}, {c.user: c.acknowledged for c in clients})
+
+
+def _user_http(base: str, user: str, limits: httpx2.Limits | None = None) -> httpx2.AsyncClient:
+    token = mint(SECRET, user_id=user, issuer="doable", audience="doable", ttl_seconds=3600)
+    headers = {"Authorization": f"Bearer {token}"}
+    if limits is None:
+        return httpx2.AsyncClient(base_url=base, timeout=10, headers=headers)
+    return httpx2.AsyncClient(base_url=base, timeout=10, headers=headers, limits=limits)
+
+
+@dataclass
 class Cluster:
     double: DaprDouble
     apps: dict[str, AppProcess]
@@ -247,16 +297,6 @@ async def cluster(pg_schema: str, tmp_path: Path) -> AsyncIterator[Cluster]:
 
 async def test_mixed_load_with_a_worker_sigkill_midway_loses_and_duplicates_no_reminder(cluster: Cluster) -> None:
     worker = cluster.apps[REMINDERS]
-    stats = Stats()
-    limits = httpx2.Limits(max_connections=USERS * 2, max_keepalive_connections=USERS)
-    clients = []
-    for n in range(USERS):
-        user = f"user{n}"
-        token = mint(SECRET, user_id=user, issuer="doable", audience="doable", ttl_seconds=3600)
-        http = httpx2.AsyncClient(
-            base_url=cluster.api.base, timeout=10, headers={"Authorization": f"Bearer {token}"}, limits=limits
-        )
-        clients.append(Client(user, http, stats, random.Random(n)))
     sidecar = DaprClient(
         "http://127.0.0.1:3500",
         api_token=DAPR_TOKEN,
@@ -269,10 +309,6 @@ async def test_mixed_load_with_a_worker_sigkill_midway_loses_and_duplicates_no_r
     outage: dict[str, datetime] = {}
     outage_mono: dict[str, float] = {}
 
-    async def user_loop(client: Client) -> None:
-        while time.monotonic() < until:
-            await client.step(until)
-
     async def killer() -> float:
         await asyncio.sleep(kill_at - time.monotonic())
         await worker.kill()
@@ -284,27 +320,35 @@ async def test_mixed_load_with_a_worker_sigkill_midway_loses_and_duplicates_no_r
         outage_mono["up"] = time.monotonic()
         return time.monotonic() - down
 
-    try:
-        results = await asyncio.gather(killer(), *(user_loop(c) for c in clients))
-        restart_seconds = results[0]
-        await answer_every_write(clients)
-        # Wait (bounded) until every reminder's time passed and nothing is left to send or deliver
-        # (claims of the killed process end with their lease, then the sweeper sends them), so a
-        # late duplicate would be counted too; then count.
-        last = max((t for c in clients for t in c.reminders.values()), default=datetime.now(UTC))
-        with (
-            contextlib.suppress(TimeoutError),
-            anyio.fail_after(max(0.0, (last - datetime.now(UTC)).total_seconds()) + 45),
-        ):
-            while True:
-                if datetime.now(UTC) > last and await cluster.quiescent(sidecar):
-                    break
-                await asyncio.sleep(0.5)
-        lost, duplicated, unexpected, late = await _account(clients, last)
-    finally:
-        for c in clients:
-            await c.http.aclose()
-        await sidecar.aclose()
+    clients: list[Client] = []
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as users_process:
+        users = asyncio.get_running_loop().run_in_executor(users_process, run_users, cluster.api.base, until)
+        try:
+            restart_seconds, ran = await asyncio.gather(killer(), users)
+            stats = ran.stats
+            # The users' accounts, read back from here (the load is over).
+            for n in range(USERS):
+                user = f"user{n}"
+                client = Client(user, _user_http(cluster.api.base, user), stats, random.Random(n))
+                client.reminders, client.acknowledged = ran.reminders[user], ran.acknowledged[user]
+                clients.append(client)
+            # Wait (bounded) until every reminder's time passed and nothing is left to send or
+            # deliver (claims of the killed process end with their lease, then the sweeper sends
+            # them), so a late duplicate would be counted too; then count.
+            last = max((t for c in clients for t in c.reminders.values()), default=datetime.now(UTC))
+            with (
+                contextlib.suppress(TimeoutError),
+                anyio.fail_after(max(0.0, (last - datetime.now(UTC)).total_seconds()) + 45),
+            ):
+                while True:
+                    if datetime.now(UTC) > last and await cluster.quiescent(sidecar):
+                        break
+                    await asyncio.sleep(0.5)
+            lost, duplicated, unexpected, late = await _account(clients, last)
+        finally:
+            for c in clients:
+                await c.http.aclose()
+            await sidecar.aclose()
 
     expected = sum(len(c.reminders) for c in clients)
     due_while_down = sum(
