@@ -1,6 +1,7 @@
 """The reminder ledger's combined writes (doable/adapters/dapr/combined_writes.py), against the
 sidecar double: concurrent writes of one process over the same pending shards all land without a
-conflict, and one write that fails in a combined transaction fails alone."""
+conflict, finishes (which touch no shard) among them, and one write that fails in a combined
+transaction fails alone."""
 
 from __future__ import annotations
 
@@ -45,14 +46,22 @@ async def test_concurrent_ledger_writes_over_the_same_shards_all_land(client: Da
     await asyncio.gather(*(ledger.put_many(batch) for batch in batches))
     everyone = [r for batch in batches for r in batch]
     assert set(await ledger.get_many([r.job_name for r in everyone])) == {r.job_name for r in everyone}
-    # Half of them finished while the others are written again: every finish leaves the index.
+    # Half of them finished while the others are written again. A finish writes its firing
+    # alone; the next sweep finds those firings finished and drops them from the index.
     await asyncio.gather(
         *(ledger.finish_many(batch, state="sent", at=NOW) for batch in batches[:4]),
         *(ledger.put_many(batch) for batch in batches[4:]),
     )
+    assert await pending(client) == {r.job_name for r in everyone}
+    overdue = await ledger.overdue(fired_before=NOW + timedelta(days=1), lease_expired_before=NOW, limit=1000)
+    assert {r.job_name for r in overdue} == {r.job_name for batch in batches[4:] for r in batch}
+    assert await pending(client) == {r.job_name for batch in batches[4:] for r in batch}
+
+
+async def pending(client: DaprClient) -> set[str]:
+    """The jobs in the ledger's pending index."""
     shards = await client.get_bulk(topology.STATE_STORE, [pending_key(n) for n in range(PENDING_SHARDS)])
-    pending = {job for item in shards.values() for job in item.value.get("jobs", {})}
-    assert pending == {r.job_name for batch in batches[4:] for r in batch}
+    return {job for item in shards.values() for job in item.value.get("jobs", {})}
 
 
 async def test_a_write_that_fails_in_a_combined_transaction_fails_alone(client: DaprClient) -> None:

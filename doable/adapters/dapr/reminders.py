@@ -8,8 +8,10 @@
 The sweeper has no query API to ask "what is overdue", so the pending shards are that index:
 it reads the 32 shard documents and looks closer only at entries past their time. A firing's
 claim is its `rem-sent` key, created with first-write (create-only): of a job and the sweeper
-racing, exactly one creates it. Finishing a firing removes its pending entry (when the
-reminder was not moved meanwhile) in the same transaction.
+racing, exactly one creates it. Finishing a firing writes its `rem-sent` document alone; the
+sweeper drops the pending entries whose firing finished (`overdue`, then `_forget_pending`: one
+write per sweep). So a finish touches no shard and need not take turns with the writes that do
+(nearly every batch's finish touched most of the shards, and waited behind the task events' puts).
 """
 
 from __future__ import annotations
@@ -93,15 +95,13 @@ def _claim(reminder: ScheduledReminder, now: datetime) -> dict[str, Any]:
     return {"state": "sending", "claimed_us": micros(now), "user_id": reminder.user_id, "task_id": reminder.task_id}
 
 
-async def _finish(txn: StateTxn, reminder: ScheduledReminder, state: str, at: datetime) -> None:
-    """Mark a firing finished and drop its pending entry (unless the reminder moved meanwhile)."""
-    fire_us = micros(reminder.fire_at)
-    doc = await txn.get(sent_key(reminder.job_name, fire_us), {})
+def _finished(doc: Doc, state: str, at: datetime) -> None:
+    """Mark a firing finished (its pending entry stays until the sweeper forgets it)."""
     doc.set({**(doc.value or {}), "state": state, "done_us": micros(at)})
-    shard = await txn.get(pending_shard(reminder.job_name), {"jobs": {}})
-    if shard.value["jobs"].get(reminder.job_name) == fire_us:
-        del shard.value["jobs"][reminder.job_name]
-        shard.touch()
+
+
+# A finish conflicts only with a sweeper that took over a claim whose lease ended: read and write again.
+FINISH_ATTEMPTS = 4
 
 
 # The documents each ledger write reads, with the defaults its work reads them with (the
@@ -118,10 +118,6 @@ def _put_reads(reminders: list[ScheduledReminder]) -> dict[str, Any]:
     return reads
 
 
-def _finish_reads(reminders: list[ScheduledReminder]) -> dict[str, Any]:
-    return {**_release_reads(reminders), **{pending_shard(r.job_name): _NO_JOBS for r in reminders}}
-
-
 def _release_reads(reminders: list[ScheduledReminder]) -> dict[str, Any]:
     return {sent_key(r.job_name, micros(r.fire_at)): {} for r in reminders}
 
@@ -130,8 +126,8 @@ class DaprReminderLedger:
     def __init__(self, client: DaprClient, store: str) -> None:
         self._client = client
         self._store = store
-        # Nearly every write changes some of the 32 pending shards: this process's writes take
-        # turns, and those that queue up go together (combined_writes).
+        # The writes that change pending shards (puts, removals, the sweeper's forgetting) take
+        # turns in this process, and those that queue up go together (combined_writes).
         self._writes = CombinedWrites(client, store)
 
     async def for_task(self, user_id: str, task_id: int) -> dict[str, ScheduledReminder]:
@@ -297,17 +293,19 @@ class DaprReminderLedger:
     async def finish_many(
         self, reminders: list[ScheduledReminder], *, state: Literal["sent", "skipped"], at: datetime
     ) -> None:
-        """`finish` for many firings in one transaction."""
+        """`finish` for many firings in one transaction (their `rem-sent` documents only)."""
         if not reminders:
             return
-
-        async def work(txn: StateTxn) -> None:
-            await txn.get_many([sent_key(r.job_name, micros(r.fire_at)) for r in reminders], {})
-            await txn.get_many([pending_shard(r.job_name) for r in reminders], {"jobs": {}})
-            for reminder in reminders:
-                await _finish(txn, reminder, state, at)
-
-        await self._writes.write(work, _finish_reads(reminders))
+        for attempt in range(FINISH_ATTEMPTS):
+            txn = StateTxn(self._client, self._store)
+            for doc in await txn.get_many([sent_key(r.job_name, micros(r.fire_at)) for r in reminders], {}):
+                _finished(doc, state, at)
+            try:
+                await txn.commit()
+                return
+            except Conflict:
+                if attempt == FINISH_ATTEMPTS - 1:
+                    raise
 
     async def release_many(self, reminders: list[ScheduledReminder]) -> None:
         """`release` for many firings in one transaction."""
@@ -322,10 +320,7 @@ class DaprReminderLedger:
         await self._writes.write(work, _release_reads(reminders))
 
     async def finish(self, reminder: ScheduledReminder, state: Literal["sent", "skipped"], at: datetime) -> None:
-        async def work(txn: StateTxn) -> None:
-            await _finish(txn, reminder, state, at)
-
-        await self._writes.write(work, _finish_reads([reminder]))
+        await self.finish_many([reminder], state=state, at=at)
 
     async def release(self, reminder: ScheduledReminder) -> None:
         """Give a claim back (publishing failed) so the next attempt may take it at once."""
