@@ -422,11 +422,6 @@ class Broker:
                 )  # fmt: skip
         return stored
 
-    async def due(self, now: datetime, exclude: Collection[int], limit: int = 200) -> list[PendingDelivery]:
-        """The deliveries to offer now: each claim's head, if it is not in flight and due."""
-        due, _ = await self.heads(now, exclude)
-        return due[:limit]
-
     async def heads(self, now: datetime, exclude: Collection[int]) -> tuple[list[PendingDelivery], datetime | None]:
         """Each claim's (consumer group, topic, partition) head: its first pending delivery,
         which blocks the rest of the claim while it is in flight or waits for a retry. Returns
@@ -481,16 +476,6 @@ class Broker:
             )
             for r in rows
         ]
-
-    async def next_due_at(self, exclude: Collection[int]) -> datetime | None:
-        """Earliest time a head of a claim, not in `exclude`, becomes due (now or later)."""
-        d = self._pg.table("deliveries")
-        return await self._pg.pool.fetchval(
-            f"WITH heads AS (SELECT DISTINCT ON (pubsub, topic, group_id, partition) id, not_before FROM {d} "
-            f"WHERE status = '{PENDING}' ORDER BY pubsub, topic, group_id, partition, seq) "
-            "SELECT min(not_before) FROM heads WHERE NOT (id = ANY($1::bigint[]))",
-            list(exclude),
-        )
 
     async def settle(
         self, delivery_id: int, status: str, attempts: int, *, app_id: str | None = None, pod: str | None = None

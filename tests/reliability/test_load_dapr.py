@@ -179,9 +179,8 @@ def run_users(base: str, until: float) -> UsersRan:
 
 async def _users(base: str, until: float) -> UsersRan:
     stats = Stats()
-    limits = httpx2.Limits(max_connections=USERS * 2, max_keepalive_connections=USERS)
     clients = [
-        Client(user, _user_http(base, user, limits), stats, random.Random(n))
+        Client(user, _user_http(base, user), stats, random.Random(n))
         for n, user in enumerate(f"user{n}" for n in range(USERS))
     ]
 
@@ -198,12 +197,9 @@ async def _users(base: str, until: float) -> UsersRan:
     return UsersRan(stats, {c.user: c.reminders for c in clients}, {c.user: c.acknowledged for c in clients})
 
 
-def _user_http(base: str, user: str, limits: httpx2.Limits | None = None) -> httpx2.AsyncClient:
+def _user_http(base: str, user: str) -> httpx2.AsyncClient:
     token = mint(SECRET, user_id=user, issuer="doable", audience="doable", ttl_seconds=3600)
-    headers = {"Authorization": f"Bearer {token}"}
-    if limits is None:
-        return httpx2.AsyncClient(base_url=base, timeout=10, headers=headers)
-    return httpx2.AsyncClient(base_url=base, timeout=10, headers=headers, limits=limits)
+    return httpx2.AsyncClient(base_url=base, timeout=10, headers={"Authorization": f"Bearer {token}"})
 
 
 @dataclass

@@ -95,11 +95,6 @@ def _claim(reminder: ScheduledReminder, now: datetime) -> dict[str, Any]:
     return {"state": "sending", "claimed_us": micros(now), "user_id": reminder.user_id, "task_id": reminder.task_id}
 
 
-def _finished(doc: Doc, state: str, at: datetime) -> None:
-    """Mark a firing finished (its pending entry stays until the sweeper forgets it)."""
-    doc.set({**(doc.value or {}), "state": state, "done_us": micros(at)})
-
-
 # A finish conflicts only with a sweeper that took over a claim whose lease ended: read and write again.
 FINISH_ATTEMPTS = 4
 
@@ -299,7 +294,7 @@ class DaprReminderLedger:
         for attempt in range(FINISH_ATTEMPTS):
             txn = StateTxn(self._client, self._store)
             for doc in await txn.get_many([sent_key(r.job_name, micros(r.fire_at)) for r in reminders], {}):
-                _finished(doc, state, at)
+                doc.set({**(doc.value or {}), "state": state, "done_us": micros(at)})
             try:
                 await txn.commit()
                 return
