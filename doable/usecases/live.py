@@ -13,13 +13,14 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import structlog
 
 from doable.platform import topology
 from doable.platform.metrics import LIVE_CONNECTIONS, NOTIFICATIONS_DELIVERED
-from doable.ports.messages import Message, Outcome, Subscription
+from doable.ports.messages import Message, Outcome, Subscription, one_by_one
 
 log = structlog.get_logger("doable.usecases.live")
 
@@ -156,7 +157,19 @@ class LiveHub:
 
     def subscriptions(self) -> tuple[Subscription, ...]:
         """The API app's subscriptions (topology.SUBSCRIPTIONS[API_APP_ID])."""
+        # Batch handlers (each message pushed in turn): in Dapr mode that declares bulk subscribe,
+        # one delivery per bulk instead of one request to every API replica per task change.
         return (
-            Subscription(topic=topology.TASK_UPDATES, handler=self.on_task_update, name="live-task-updates"),
-            Subscription(topic=topology.NOTIFICATIONS, handler=self.on_notification, name="live-notifications"),
+            Subscription(
+                topic=topology.TASK_UPDATES,
+                handler=self.on_task_update,
+                name="live-task-updates",
+                batch_handler=partial(one_by_one, self.on_task_update),
+            ),
+            Subscription(
+                topic=topology.NOTIFICATIONS,
+                handler=self.on_notification,
+                name="live-notifications",
+                batch_handler=partial(one_by_one, self.on_notification),
+            ),
         )

@@ -124,8 +124,8 @@ def _subscription_entry(s: Subscription) -> dict[str, Any]:
     }
     if s.dead_letters and s.topic not in topology.LIVE_TOPICS:
         entry["deadLetterTopic"] = topology.DEAD_LETTER
-        if s.batch_handler is not None:
-            entry["bulkSubscribe"] = dict(BULK_SUBSCRIBE)
+    if s.batch_handler is not None:
+        entry["bulkSubscribe"] = dict(BULK_SUBSCRIBE)
     return entry
 
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from doable.platform.auth import mint
 from doable.usecases.service import check_user_id
-from doable.web.deps import WebDeps, WebDepsDep, web_deps
+from doable.web.deps import WebDeps, WebDepsDep, deps_of
 from doable.web.loopback import is_loopback
 
 router = APIRouter(tags=["console"])
@@ -67,7 +67,7 @@ class LocalToken(BaseModel):
 def local_signin_allowed(request: Request, deps: WebDeps | None = None) -> bool:
     """Whether this request may mint a local token (see the module docstring). `deps`: the app's
     (read from the request when not given, as the OAuth consent page's plain routes do)."""
-    deps = deps or web_deps(request)
+    deps = deps or deps_of(request)
     settings = deps.settings
     if settings.console_local_signin is False or not deps.standalone or settings.jwt_jwks_url:
         return False

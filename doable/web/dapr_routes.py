@@ -30,7 +30,7 @@ from doable.usecases.service import TaskService
 from doable.web.callbacks import callback_router, sidecar_only
 
 
-def caller_allowed(request: Request) -> None:
+async def caller_allowed(request: Request) -> None:
     allowed = INTERNAL_CALLERS.get(request.url.path, frozenset())
     caller = request.headers.get("dapr-caller-app-id", "")
     if caller not in allowed:

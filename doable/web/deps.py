@@ -36,35 +36,41 @@ class WebDeps:
     standalone: bool
 
 
-def web_deps(request: Request) -> WebDeps:
+def deps_of(request: Request) -> WebDeps:
     deps: WebDeps = request.app.state.deps
     return deps
+
+
+# The dependencies are `async def`, though they only read attributes: FastAPI runs a plain `def`
+# dependency in its thread pool, a thread hop per dependency per request.
+async def web_deps(request: Request) -> WebDeps:
+    return deps_of(request)
 
 
 WebDepsDep = Annotated[WebDeps, Depends(web_deps)]
 
 
-def _settings(deps: WebDepsDep) -> Settings:
+async def _settings(deps: WebDepsDep) -> Settings:
     return deps.settings
 
 
-def _service(deps: WebDepsDep) -> TaskService:
+async def _service(deps: WebDepsDep) -> TaskService:
     return deps.service
 
 
-def _verifier(deps: WebDepsDep) -> TokenVerifier:
+async def _verifier(deps: WebDepsDep) -> TokenVerifier:
     return deps.verifier
 
 
-def _inbox(deps: WebDepsDep) -> Inbox:
+async def _inbox(deps: WebDepsDep) -> Inbox:
     return deps.inbox
 
 
-def _history(deps: WebDepsDep) -> History:
+async def _history(deps: WebDepsDep) -> History:
     return deps.history
 
 
-def _live(deps: WebDepsDep) -> LiveHub:
+async def _live(deps: WebDepsDep) -> LiveHub:
     return deps.live
 
 

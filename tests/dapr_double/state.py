@@ -22,7 +22,14 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from .store_pg import PgStore, affected_rows
+from .store_pg import (
+    SQLSTATE_ETAG_INVALID,
+    SQLSTATE_ETAG_MISMATCH,
+    SQLSTATE_NOT_DELETED,
+    SQLSTATE_NOT_UPDATED,
+    PgStore,
+    affected_rows,
+)
 
 KEY_SEPARATOR = "||"
 KEY_PREFIX_STRATEGIES = ("appid", "none", "name")
@@ -127,6 +134,14 @@ def _etag_number(etag: str) -> int:
     return number
 
 
+_FAILURES: dict[str, type[StateStoreFailure]] = {
+    SQLSTATE_ETAG_INVALID: EtagInvalid,
+    SQLSTATE_NOT_UPDATED: StateStoreFailure,
+    SQLSTATE_ETAG_MISMATCH: EtagMismatch,
+    SQLSTATE_NOT_DELETED: EtagMismatch,
+}
+
+
 class StateRepository:
     """CRUD and transactions on the `state` table."""
 
@@ -166,13 +181,27 @@ class StateRepository:
             await self._delete(conn, store, op)
 
     async def transaction(self, store: str, ops: Sequence[SetOperation | DeleteOperation], now: datetime) -> None:
-        """All operations in one PostgreSQL transaction: any failure rolls everything back."""
-        async with self._pg.pool.acquire() as conn, conn.transaction():
-            for op in ops:
-                if isinstance(op, SetOperation):
-                    await self._set(conn, store, op, now)
-                else:
-                    await self._delete(conn, store, op)
+        """All operations in one PostgreSQL transaction, in order: any failure rolls everything
+        back. One round trip: the `state_multi` function runs `_set`'s and `_delete`'s statements
+        and checks (store_pg.py)."""
+        sets = [op if isinstance(op, SetOperation) else None for op in ops]
+        try:
+            await self._pg.pool.execute(
+                f'SELECT "{self._pg.schema}".state_multi($1, $2, $3, $4, $5, $6, $7, $8)',
+                store,
+                now,
+                ["set" if s is not None else "delete" for s in sets],
+                [op.key for op in ops],
+                [s.value_json if s is not None else None for s in sets],
+                [op.etag for op in ops],
+                [s is not None and s.first_write for s in sets],
+                [now + timedelta(seconds=s.ttl_seconds) if s is not None and s.ttl_seconds else None for s in sets],
+            )
+        except asyncpg.PostgresError as exc:
+            failure = _FAILURES.get(exc.sqlstate)
+            if failure is None:
+                raise
+            raise failure(exc.message) from None
 
     async def _set(self, conn: asyncpg.Connection, store: str, op: SetOperation, now: datetime) -> None:
         expires = now + timedelta(seconds=op.ttl_seconds) if op.ttl_seconds else None

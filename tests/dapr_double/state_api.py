@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .cloudevents import format_time
@@ -202,17 +202,18 @@ async def bulk_get_state(request: Request) -> Response:
         found = await core.outbound(app_id, store, bulk_get)
     except Exception as exc:
         raise DaprError(500, "ERR_STATE_BULK_GET", str(exc)) from exc  # onBulkGetState: err.Error() only
-    result: list[dict[str, Any]] = []
+    # The stored JSON goes out as it is, spliced into the answer (daprd sends each value as raw
+    # JSON too: `data` is a json.RawMessage), not parsed and encoded again.
+    entries: list[str] = []
     for key in stored:
-        entry: dict[str, Any] = {"key": original_key(key)}
+        entry = '{"key":' + json.dumps(original_key(key))
         item = found.get(key)
         if item is not None:  # a missing key comes back with neither data nor etag
-            entry["data"] = json.loads(item.value_json)
-            entry["etag"] = item.etag
+            entry += ',"data":' + item.value_json + ',"etag":' + json.dumps(item.etag)
             if item.expires_at is not None:
-                entry["metadata"] = {"ttlExpireTime": format_time(item.expires_at)}
-        result.append(entry)
-    return JSONResponse(result)
+                entry += ',"metadata":' + json.dumps({"ttlExpireTime": format_time(item.expires_at)})
+        entries.append(entry + "}")
+    return Response(("[" + ",".join(entries) + "]").encode(), media_type="application/json")
 
 
 async def delete_state(request: Request) -> Response:

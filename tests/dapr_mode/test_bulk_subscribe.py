@@ -110,6 +110,19 @@ async def test_batch_first_subscriptions_are_declared_bulk_and_the_others_are_no
     assert "bulkSubscribe" not in by_topic[topology.DEAD_LETTER]  # one at a time, never dropped
 
 
+async def test_the_apis_live_subscriptions_are_bulk_and_never_dead_letter(app: FastAPI) -> None:
+    # One bulk per 50 ms instead of one request to every API replica per task change; a live
+    # message nobody could take is not worth a dead letter.
+    transport = httpx2.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
+        subscriptions = (await http.get("/dapr/subscribe", headers={"dapr-api-token": APP_TOKEN})).json()
+    by_topic = {s["topic"]: s for s in subscriptions}
+    assert set(by_topic) == set(topology.LIVE_TOPICS)
+    for topic in topology.LIVE_TOPICS:
+        assert by_topic[topic]["bulkSubscribe"] == BULK_SUBSCRIBE, by_topic[topic]
+        assert "deadLetterTopic" not in by_topic[topic]
+
+
 async def test_one_failing_message_is_retried_alone_and_its_users_later_messages_wait_for_it(
     double: DaprDouble,
 ) -> None:

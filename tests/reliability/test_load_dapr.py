@@ -53,7 +53,7 @@ from doable.adapters.dapr.outbox import DaprOutbox
 from doable.adapters.dapr.reminders import PENDING_SHARDS, pending_key
 from doable.platform import topology
 from doable.platform.auth import mint
-from tests.conftest import PG_DSN
+from tests.conftest import PG_DSN, vacuum_database
 from tests.dapr_double import DaprDouble
 from tests.dapr_double.manifests import render_chart
 from tests.reliability.fuzz import SOAK, record
@@ -243,6 +243,8 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(pg_schema: str, tmp_path: Path) -> AsyncIterator[Cluster]:
+    if SOAK:
+        vacuum_database()
     secrets = {topology.SECRET_STORE: {"doable-secrets": {"jwt-secret": SECRET}}}
     async with (
         DaprDouble(

@@ -242,7 +242,7 @@ JOB_BATCH_MAX = 100
 # Batches handled at once. The triggers that arrive while this many run wait and go together in
 # the next batch, so under load batches grow instead of queueing one small batch per trigger; each
 # batch makes a few sidecar calls, far below the sidecar client's connection pool.
-JOB_BATCHES_IN_FLIGHT = 8
+JOB_BATCHES_IN_FLIGHT = 16
 
 
 class JobBatches:

@@ -11,8 +11,17 @@ and consumers deduplicate on the event id.
   always delivered in order at least once) and never the other users'.
 - Advancing: only the tail moves, after the publishes, guarded by the meta document's ETag.
   A writer that committed meanwhile makes the advance conflict; it is retried on a fresh read
-  (the events already published are not published again). The user leaves its dirty shard
-  in the same transaction once the tail reaches the head.
+  (the events already published are not published again). The advances run beside the next
+  rounds, not before them: the relay remembers how far it published each user (`_sent`), so a
+  write is published without waiting for the earlier writes' advances, and a crash before an
+  advance republishes (consumers deduplicate on the event id).
+- Leaving the dirty shard: lazily. A user whose tail has stood at its head for a while
+  (`LEAVE_AFTER` seconds) leaves its shard in one transaction per shard, which also rewrites
+  each leaving user's meta unchanged under the ETag it was read with: a writer that committed
+  meanwhile makes it conflict (the user stays, and is tried again later), and a writer that
+  reads the shard after it sees the user gone and joins again. An active user stays in its
+  shard, so neither its writes nor its advances write the shard (before, each caught-up advance
+  left it and the next write joined again, and the users sharing a shard conflicted on it).
 - Replicas: a user's meta names the relay of the replica that wrote last (`relay_id`, set in
   the writer's own transaction, so it costs no extra call). That relay publishes the user's
   events at once; the others leave them alone until the tail has stood still for the hand-off
@@ -62,6 +71,8 @@ ADVANCE_ATTEMPTS = 8
 # (and at least HANDOFF_MIN_SECONDS), so a live writer's own relay always gets there first.
 HANDOFF_POLLS = 5
 HANDOFF_MIN_SECONDS = 5.0
+# A caught-up user leaves its dirty shard after this long without a new event.
+LEAVE_AFTER = 2.0
 
 
 class DaprOutbox:
@@ -77,6 +88,7 @@ class DaprOutbox:
         max_backoff_seconds: float = 10.0,
         idle_max_seconds: float | None = None,
         handoff_seconds: float | None = None,
+        leave_after_seconds: float = LEAVE_AFTER,
     ) -> None:
         self._client = client
         self._store = store
@@ -90,6 +102,7 @@ class DaprOutbox:
         self._handoff = (
             handoff_seconds if handoff_seconds is not None else max(HANDOFF_MIN_SECONDS, HANDOFF_POLLS * poll_seconds)
         )
+        self._leave_after = leave_after_seconds
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -99,6 +112,12 @@ class DaprOutbox:
         self._still: dict[str, tuple[int, float]] = {}
         # Events still pending after the last round (this replica's and other replicas').
         self.left = 0
+        # Users published past their stored tail: user -> the seq published up to (advanced
+        # beside the next rounds by `_advancing`).
+        self._sent: dict[str, int] = {}
+        self._advancing: asyncio.Task[None] | None = None
+        # Caught-up users still in a dirty shard: user -> when they were first seen caught up.
+        self._clean_since: dict[str, float] = {}
 
     def nudge(self) -> None:
         """A commit happened: drain now rather than at the next poll."""
@@ -129,8 +148,10 @@ class DaprOutbox:
         return mine[:limit]
 
     async def dirty_users(self) -> list[str]:
-        shards = await self._client.get_bulk(self._store, [dirty_shard_key(n) for n in range(DIRTY_SHARDS)])
-        return sorted({u for item in shards.values() for u in item.value.get("users", [])})
+        return _users(await self._dirty_shards())
+
+    async def _dirty_shards(self) -> dict[str, StateItem]:
+        return await self._client.get_bulk(self._store, [dirty_shard_key(n) for n in range(DIRTY_SHARDS)])
 
     async def depth(self) -> int:
         """How many events wait to be published (all users)."""
@@ -144,6 +165,7 @@ class DaprOutbox:
         """Publish what is pending (at most `limit` events per user); the number published.
         A user whose publish fails keeps its events for the next round."""
         published, _ = await self._drain(limit or self._batch, everyone=True)
+        await self._advance_published()
         return published
 
     async def _drain(self, batch: int, *, everyone: bool) -> tuple[int, int]:
@@ -151,28 +173,36 @@ class DaprOutbox:
 
         One round: the dirty users' metas in one bulk read, their pending events in another, all
         of them in one bulk publish per topic (a user's events in order: they share its
-        partition key), then each user's tail advanced in a transaction of its own (a writer of
-        that user may have committed meanwhile; only that user's advance reads again)."""
+        partition key). The tails advance after the round (`drain`) or beside the next rounds
+        (the relay's loop); users caught up for a while leave their dirty shards (`_leave`)."""
         async with self._lock:
-            users = await self.dirty_users()
+            shards = await self._dirty_shards()
+            users = _users(shards)
             self._still = {u: seen for u, seen in self._still.items() if u in users}
+            self._clean_since = {u: t for u, t in self._clean_since.items() if u in users}
             metas = await self._client.get_bulk(self._store, [meta_key(u) for u in users]) if users else {}
             left = 0
             plan: dict[str, tuple[int, int, int]] = {}  # user -> (tail, publish up to, head)
+            caught_up: list[str] = []
             for user in users:
                 meta = metas.get(meta_key(user))
                 if meta is None:
                     continue
-                tail, head = int(meta.value["outbox_tail"]), int(meta.value["outbox_head"])
+                stored, head = int(meta.value["outbox_tail"]), int(meta.value["outbox_head"])
+                # What this relay published already goes out again only if its advance gave up.
+                tail = max(stored, min(head, self._sent.get(user, stored)))
                 relay = meta.value.get("relay")
-                if not everyone and relay not in (None, self.relay_id) and not self._stood_still(user, tail):
-                    left += head - tail  # another replica's, and it is still publishing them
+                if stored == head:
+                    caught_up.append(user)
+                elif not everyone and relay not in (None, self.relay_id) and not self._stood_still(user, stored):
+                    left += head - stored  # another replica's, and it is still publishing them
                 elif head > tail:
                     plan[user] = (tail, min(head, tail + batch), head)
             published = failed = 0
             if plan:
                 sent, missed, remaining = await self._publish(plan)
                 published, failed, left = sent, missed, left + remaining
+            await self._leave(caught_up, shards, metas)
             OUTBOX_DEPTH.set(left)
             self.left = left
             return published, failed
@@ -206,20 +236,14 @@ class DaprOutbox:
         failed = {user for user, chunk in chunks.items() if any(e.event_id in missed for _, e in chunk)}
         for user in failed:
             log.warning("outbox.publish_failed", user_id=user, error="some of the user's events were not published")
-        moving = [user for user, (tail, _, _) in plan.items() if done[user] > tail]
-        # Each advance's first read of its meta, for all of them in one bulk read. (Not the dirty
-        # shards: users sharing one would all but one conflict on it.)
-        fresh = await self._client.get_bulk(self._store, [meta_key(u) for u in moving]) if moving else {}
-        gate = asyncio.Semaphore(PARALLEL_USERS)
-
-        async def advance(user: str) -> None:
-            async with gate:
-                await self._advance(user, done[user], fresh)
-
-        await asyncio.gather(*(advance(u) for u in moving))
-        for user, (_, _, head) in plan.items():
+        for user, (tail, _, head) in plan.items():
+            if done[user] > tail:
+                self._sent[user] = done[user]
             if done[user] == head:
                 self._still.pop(user, None)
+        if self._task is not None and (self._advancing is None or self._advancing.done()):
+            # The relay's loop runs: advance beside it. (An explicit `drain()` advances itself.)
+            self._advancing = asyncio.create_task(self._keep_advancing(), name="doable-dapr-outbox-advance")
         published = sum(done[user] - tail for user, (tail, _, _) in plan.items())
         return published, len(failed), sum(head - done[user] for user, (_, _, head) in plan.items())
 
@@ -232,10 +256,42 @@ class DaprOutbox:
             return False
         return now - seen[1] >= self._handoff
 
+    async def _keep_advancing(self) -> None:
+        """`_advance_published` in the background, until nothing is left to advance; a failure
+        (the sidecar is down) is retried with back-off, as the relay's rounds are."""
+        failures = 0
+        while self._sent:
+            try:
+                await self._advance_published()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                log.warning("outbox.advance_failed", failures=failures, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(min(self._max_backoff, self._poll * 2 ** (failures - 1)))
+
+    async def _advance_published(self) -> None:
+        """Advance the stored tails to what was published, until nothing is left to advance (the
+        rounds that run meanwhile add to it). Each user's advance is a transaction of its own (a
+        writer of that user may commit meanwhile), their first reads in one bulk read."""
+        gate = asyncio.Semaphore(PARALLEL_USERS)
+
+        async def advance(user: str, new_tail: int, read: Mapping[str, StateItem]) -> None:
+            async with gate:
+                await self._advance(user, new_tail, read)
+
+        while targets := dict(self._sent):
+            fresh = await self._client.get_bulk(self._store, [meta_key(u) for u in targets])
+            await asyncio.gather(*(advance(u, t, fresh) for u, t in targets.items()))
+            for user, new_tail in targets.items():
+                if self._sent.get(user) == new_tail:
+                    del self._sent[user]  # stored now, or given up (then the next round republishes)
+
     async def _advance(self, user: str, new_tail: int, read: Mapping[str, StateItem] | None = None) -> None:
         """Move the user's tail to `new_tail` (published up to there), dropping entries that
-        fell out of the history window; leave the dirty shard when caught up. `read` may hold
-        the user's meta as just read (for the first attempt)."""
+        fell out of the history window. `read` may hold the user's meta as just read (for the
+        first attempt)."""
         for attempt in range(ADVANCE_ATTEMPTS):
             if read is not None and attempt == 0:
                 meta = read.get(meta_key(user))
@@ -243,25 +299,44 @@ class DaprOutbox:
                 meta = await self._client.get_state(self._store, meta_key(user))
             if meta is None or int(meta.value["outbox_tail"]) >= new_tail:
                 return
-            tail, head = int(meta.value["outbox_tail"]), int(meta.value["outbox_head"])
+            tail = int(meta.value["outbox_tail"])
             ops: list[Upsert | Delete] = [
                 Upsert(meta_key(user), {**meta.value, "outbox_tail": new_tail}, etag=meta.etag)
             ]
             ops += [
                 Delete(outbox_key(user, s)) for s in range(max(0, tail - self._retain), max(0, new_tail - self._retain))
             ]
-            if new_tail == head:
-                shard = await self._client.get_state(self._store, dirty_key(user))
-                if shard is not None and user in shard.value.get("users", []):
-                    users = [u for u in shard.value["users"] if u != user]
-                    ops.append(Upsert(dirty_key(user), {"users": users}, etag=shard.etag))
             try:
                 await self._client.transact(self._store, ops)
                 return
             except Conflict:
-                # A writer of this user (or of the shard) committed meanwhile: read again.
+                # A writer of this user committed meanwhile: read again.
                 await asyncio.sleep(random.uniform(0, min(0.1, 0.004 * 2**attempt)))
         log.warning("outbox.advance_contended", user_id=user)  # the next round republishes; consumers dedupe
+
+    async def _leave(self, caught_up: list[str], shards: Mapping[str, StateItem], metas: Mapping[str, StateItem]) -> None:
+        """Take the users caught up for `leave_after_seconds` out of their dirty shards: per shard, one
+        transaction that also rewrites each leaving user's meta as read, under its ETag, so a
+        write of that user since the read makes it conflict and the user stays."""
+        now = time.monotonic()
+        leaving: dict[str, list[str]] = {}
+        for user in caught_up:
+            if user in self._sent:
+                continue  # its advance is on its way
+            if now - self._clean_since.setdefault(user, now) >= self._leave_after:
+                leaving.setdefault(dirty_key(user), []).append(user)
+        for key, gone in leaving.items():
+            shard = shards[key]
+            ops: list[Upsert | Delete] = [
+                Upsert(meta_key(u), metas[meta_key(u)].value, etag=metas[meta_key(u)].etag) for u in gone
+            ]
+            ops.append(Upsert(key, {"users": [u for u in shard.value["users"] if u not in gone]}, etag=shard.etag))
+            try:
+                await self._client.transact(self._store, ops)
+            except Conflict:
+                continue  # one of them wrote, or another user joined the shard: next round
+            for user in gone:
+                self._clean_since.pop(user, None)
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -310,11 +385,12 @@ class DaprOutbox:
             self._task = asyncio.create_task(self.run(), name="doable-dapr-outbox")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._advancing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._advancing = None
 
 
 class DaprOutboxReader:
@@ -338,6 +414,10 @@ class DaprOutboxReader:
 
     async def history(self, user_id: str, task_id: int | None = None, limit: int = 50) -> list[TaskEvent]:
         return await self._outbox.history(user_id, task_id, limit)
+
+
+def _users(shards: Mapping[str, StateItem]) -> list[str]:
+    return sorted({u for item in shards.values() for u in item.value.get("users", [])})
 
 
 def _at(event: TaskEvent) -> datetime:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from doable.adapters.dapr.client import DaprClient
 from doable.adapters.dapr.combined_writes import CombinedWrites
 from doable.adapters.dapr.documents import Doc, StateTxn, from_micros, part
+from doable.adapters.dapr.operations import Delete, Upsert
 from doable.domain.errors import Conflict
 from doable.domain.query import micros
 from doable.domain.reminders import ScheduledReminder
@@ -93,10 +94,6 @@ def _claimable(claim: dict[str, Any], lease_expired_before: datetime) -> bool:
 
 def _claim(reminder: ScheduledReminder, now: datetime) -> dict[str, Any]:
     return {"state": "sending", "claimed_us": micros(now), "user_id": reminder.user_id, "task_id": reminder.task_id}
-
-
-# A finish conflicts only with a sweeper that took over a claim whose lease ended: read and write again.
-FINISH_ATTEMPTS = 4
 
 
 # The documents each ledger write reads, with the defaults its work reads them with (the
@@ -265,10 +262,21 @@ class DaprReminderLedger:
     async def claim_many(
         self, reminders: list[ScheduledReminder], *, now: datetime, lease_expired_before: datetime
     ) -> set[str]:
-        """`claim` for many firings: one bulk read and one transaction. If another claimer won
-        one of them meanwhile (the transaction's conflict), each is claimed on its own."""
+        """`claim` for many firings: usually one transaction that creates their claims (create-only,
+        so it fails if any of them exists). Then one bulk read and one transaction for those that
+        may be claimed (unclaimed, or their lease ended); if another claimer won one of them
+        meanwhile (that transaction's conflict), each is claimed on its own."""
         if not reminders:
             return set()
+        firings = {sent_key(r.job_name, micros(r.fire_at)): r for r in reminders}
+        if len(firings) == len(reminders):
+            try:
+                await self._client.transact(
+                    self._store, [Upsert(key, _claim(r, now), first_write=True) for key, r in firings.items()]
+                )
+                return {r.job_name for r in reminders}
+            except Conflict:
+                pass  # some exist: a retried job, a sweeper's claim, a finished firing
         txn = StateTxn(self._client, self._store)
         docs = await txn.get_many([sent_key(r.job_name, micros(r.fire_at)) for r in reminders])
         claimed: set[str] = set()
@@ -288,19 +296,22 @@ class DaprReminderLedger:
     async def finish_many(
         self, reminders: list[ScheduledReminder], *, state: Literal["sent", "skipped"], at: datetime
     ) -> None:
-        """`finish` for many firings in one transaction (their `rem-sent` documents only)."""
+        """`finish` for many firings in one transaction of their `rem-sent` documents, written
+        without reading them (last write wins): the claimer that finishes is the one that sent.
+        A sweeper that took over a claim whose lease ended sends too (the same event id, which
+        consumers deduplicate) and finishes with the same state."""
         if not reminders:
             return
-        for attempt in range(FINISH_ATTEMPTS):
-            txn = StateTxn(self._client, self._store)
-            for doc in await txn.get_many([sent_key(r.job_name, micros(r.fire_at)) for r in reminders], {}):
-                doc.set({**(doc.value or {}), "state": state, "done_us": micros(at)})
-            try:
-                await txn.commit()
-                return
-            except Conflict:
-                if attempt == FINISH_ATTEMPTS - 1:
-                    raise
+        done = {"state": state, "done_us": micros(at)}
+        writes: list[Upsert | Delete] = [
+            Upsert(
+                sent_key(r.job_name, micros(r.fire_at)),
+                {"user_id": r.user_id, "task_id": r.task_id, **done},
+                first_write=False,
+            )
+            for r in reminders
+        ]
+        await self._client.transact(self._store, writes)
 
     async def release_many(self, reminders: list[ScheduledReminder]) -> None:
         """`release` for many firings in one transaction."""
