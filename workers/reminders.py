@@ -197,7 +197,7 @@ class Reminders:
                 continue
             due.append((i, reminder))
         if due:
-            results = await self._fire_many([r for _, r in due], "job", (set(keys), tasks))
+            results = await self._fire_many([r for _, r in due], "job", {k: tasks.get(k) for k in keys})
             for (i, _), result in zip(due, results, strict=True):
                 outcomes[i] = result
         return outcomes
@@ -206,11 +206,11 @@ class Reminders:
         self,
         reminders: list[ScheduledReminder],
         source: str,
-        read: tuple[set[tuple[str, int]], dict[tuple[str, int], Task]] | None = None,
+        read: dict[tuple[str, int], Task | None] | None = None,
     ) -> list[Outcome]:
         """`_fire` for many reminders: claim them together, read their tasks together (but those
-        `read` just before: the keys looked up, and the tasks found), publish the Reminder Events
-        as one batch, and finish them together."""
+        `read` just before, None for a task that was not found), publish the Reminder Events as
+        one batch, and finish them together."""
         now = self._clock.now()
         lease_expired_before = now - self._options.claim_lease
         claimed: set[str] = await self._ledger.claim_many(reminders, now=now, lease_expired_before=lease_expired_before)
@@ -222,9 +222,12 @@ class Reminders:
         if not mine:
             return [outcome[r.job_name] for r in reminders]
         try:
-            looked_up, known = read or (set(), {})
-            unread = [k for k in dict.fromkeys((r.user_id, r.task_id) for r in mine) if k not in looked_up]
-            tasks = {**known, **(await self._tasks.get_many(unread) if unread else {})}
+            known = read or {}
+            unread = [k for k in dict.fromkeys((r.user_id, r.task_id) for r in mine) if k not in known]
+            tasks: dict[tuple[str, int], Task | None] = {
+                **known,
+                **(await self._tasks.get_many(unread) if unread else {}),
+            }
             skipped: list[ScheduledReminder] = []
             sending: list[tuple[ScheduledReminder, ReminderEvent]] = []
             for r in mine:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -28,12 +28,10 @@ from .store_pg import (
     SQLSTATE_NOT_DELETED,
     SQLSTATE_NOT_UPDATED,
     PgStore,
-    affected_rows,
 )
 
 KEY_SEPARATOR = "||"
 KEY_PREFIX_STRATEGIES = ("appid", "none", "name")
-_UINT32_MAX = 2**32 - 1
 
 
 class StateStoreFailure(Exception):
@@ -123,17 +121,6 @@ def check_options(options: Mapping[str, object] | None) -> bool:
     return concurrency == "first-write"
 
 
-def _etag_number(etag: str) -> int:
-    # state.postgresql v1 parses the ETag as a uint32 xid before querying.
-    try:
-        number = int(etag, 10)
-    except ValueError as exc:
-        raise EtagInvalid(f"invalid etag value: {etag}") from exc
-    if not 0 <= number <= _UINT32_MAX or not etag.isdigit():
-        raise EtagInvalid(f"invalid etag value: {etag}")
-    return number
-
-
 _FAILURES: dict[str, type[StateStoreFailure]] = {
     SQLSTATE_ETAG_INVALID: EtagInvalid,
     SQLSTATE_NOT_UPDATED: StateStoreFailure,
@@ -173,17 +160,17 @@ class StateRepository:
         return {r["key"]: StateItem(r["key"], r["value"], r["etag"], r["expiredate"]) for r in rows}
 
     async def set(self, store: str, op: SetOperation, now: datetime) -> None:
-        async with self._pg.pool.acquire() as conn:
-            await self._set(conn, store, op, now)
+        await self.transaction(store, [op], now)
 
     async def delete(self, store: str, op: DeleteOperation) -> None:
-        async with self._pg.pool.acquire() as conn:
-            await self._delete(conn, store, op)
+        # A delete's statement takes no time; any will do.
+        await self.transaction(store, [op], datetime.now(UTC))
 
     async def transaction(self, store: str, ops: Sequence[SetOperation | DeleteOperation], now: datetime) -> None:
         """All operations in one PostgreSQL transaction, in order: any failure rolls everything
-        back. One round trip: the `state_multi` function runs `_set`'s and `_delete`'s statements
-        and checks (store_pg.py)."""
+        back. One round trip: the `state_multi` function (store_pg.py) runs each operation's
+        statement and checks, as the v1 component does; a single save or delete is a transaction
+        of one operation."""
         sets = [op if isinstance(op, SetOperation) else None for op in ops]
         try:
             await self._pg.pool.execute(
@@ -202,55 +189,3 @@ class StateRepository:
             if failure is None:
                 raise
             raise failure(exc.message) from None
-
-    async def _set(self, conn: asyncpg.Connection, store: str, op: SetOperation, now: datetime) -> None:
-        expires = now + timedelta(seconds=op.ttl_seconds) if op.ttl_seconds else None
-        if op.etag is None:
-            # Upsert in both modes; with first-write only an expired row may be replaced,
-            # exactly like the v1 component's query.
-            guard = " WHERE t.expiredate IS NOT NULL AND t.expiredate < $4" if op.first_write else ""
-            status = await conn.execute(
-                f"INSERT INTO {self._table} AS t (store, key, value, insertdate, updatedate, expiredate) "
-                "VALUES ($1, $2, $3::jsonb, $4, NULL, $5) "
-                "ON CONFLICT (store, key) DO UPDATE SET value = excluded.value, updatedate = $4, "
-                f"expiredate = excluded.expiredate{guard}",
-                store,
-                op.key,
-                op.value_json,
-                now,
-                expires,
-            )
-            if affected_rows(status) != 1:
-                raise StateStoreFailure("no item was updated")
-            return
-        etag = _etag_number(op.etag)
-        # Concurrent writers with the same ETag serialise on the row lock; after the
-        # first commits, PostgreSQL re-checks `xmin` for the second, which then matches
-        # no row: exactly one writer wins.
-        status = await conn.execute(
-            f"UPDATE {self._table} SET value = $3::jsonb, updatedate = $4, expiredate = $5 "
-            "WHERE store = $1 AND key = $2 AND xmin::text::bigint = $6 "
-            "AND (expiredate IS NULL OR expiredate > $4)",
-            store,
-            op.key,
-            op.value_json,
-            now,
-            expires,
-            etag,
-        )
-        if affected_rows(status) != 1:
-            raise EtagMismatch("possible etag mismatch. error from state store: no item was updated")
-
-    async def _delete(self, conn: asyncpg.Connection, store: str, op: DeleteOperation) -> None:
-        if op.etag is None:
-            await conn.execute(f"DELETE FROM {self._table} WHERE store = $1 AND key = $2", store, op.key)
-            return
-        etag = _etag_number(op.etag)
-        status = await conn.execute(
-            f"DELETE FROM {self._table} WHERE store = $1 AND key = $2 AND xmin::text::bigint = $3",
-            store,
-            op.key,
-            etag,
-        )
-        if affected_rows(status) != 1:
-            raise EtagMismatch("possible etag mismatch. error from state store: no item was deleted")

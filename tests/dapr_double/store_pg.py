@@ -88,11 +88,14 @@ CREATE TABLE IF NOT EXISTS {schema}.jobs (
 );
 """
 
-# A state transaction's operations, in order, in one round trip (StateRepository.transaction).
-# Each operation is the statement StateRepository._set / _delete sends, with the same checks and
-# the same errors, raised with the SQLSTATEs below: the v1 component sends one statement per
-# operation inside one transaction (state/postgresql/v1 Multi -> ExecuteInTransaction), which is
-# what this does, without a round trip per statement. Same rows, locks, order and outcome.
+# A state transaction's operations, in order, in one round trip (StateRepository.transaction;
+# a single save or delete too). Each operation is one statement with the v1 component's checks and
+# errors, raised with the SQLSTATEs below: the component sends one statement per operation inside
+# one transaction (state/postgresql/v1 Multi -> ExecuteInTransaction; Set and Delete alike), which
+# is what this does, without a round trip per statement. Same rows, locks, order and outcome. With
+# an ETag, a write matches `xmin`: concurrent writers with one ETag serialise on the row lock, and
+# PostgreSQL re-checks `xmin` for the second once the first commits, so exactly one wins. With
+# first-write and no ETag only an expired row may be replaced, as the v1 component's query does.
 SQLSTATE_ETAG_INVALID = "DD001"
 SQLSTATE_NOT_UPDATED = "DD002"
 SQLSTATE_ETAG_MISMATCH = "DD003"
