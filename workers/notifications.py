@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,7 +107,10 @@ class Notifications:
             news.append(self._entry(event))
         if not news:
             return outcomes
-        stored = await self._inbox.add_many(news)
+        # The users' webhooks are read beside the inbox write (the users are known already).
+        stored, hooks = await asyncio.gather(
+            self._inbox.add_many(news), self._webhooks.webhooks_for(list(dict.fromkeys(n.user_id for n in news)))
+        )
         for note, created in stored:
             if created:
                 NOTIFICATIONS_DELIVERED.labels(channel="inbox").inc()
@@ -115,8 +119,6 @@ class Notifications:
         entries = [Outgoing(data=n.to_data(), key=n.user_id, event_id=f"notification-{n.id}") for n in notes]
         if await publish_many(self._publisher, topology.NOTIFICATIONS, entries):
             raise Unavailable("the live push could not be published")
-        users = list(dict.fromkeys(n.user_id for n in notes))
-        hooks = await self._webhooks.webhooks_for(users)
         for note in notes:
             if note.user_id in hooks:
                 await self._queue_webhook(note, hooks[note.user_id])

@@ -168,10 +168,9 @@ class Reminders:
             await self._jobs.cancel_many([name for name, _ in gone])
             for name, event in gone:
                 log.info("reminder.cancelled", job=name, task_id=event.task_id, reason=event.event_type.value)
-        if puts:
-            await self._ledger.put_many(puts)
         if wanted_now:
-            finished = await self._ledger.finished_many(wanted_now)
+            # Whether a firing finished is its own document (not one the puts write): both at once.
+            _, finished = await asyncio.gather(self._ledger.put_many(puts), self._ledger.finished_many(wanted_now))
             jobs = [
                 Job(name=r.job_name, due_at=r.fire_at, data=_job_data(r))
                 for r in wanted_now
@@ -334,7 +333,9 @@ class Reminders:
         return Outcome.SUCCESS
 
 
-def _last_event_per_task(messages: Sequence[Message]) -> tuple[list[Outcome], dict[tuple[str, int], tuple[TaskEvent, Task]]]:
+def _last_event_per_task(
+    messages: Sequence[Message],
+) -> tuple[list[Outcome], dict[tuple[str, int], tuple[TaskEvent, Task]]]:
     """Each message's outcome (an unreadable one is dropped), and each task's last event with the
     task as that event saw it, in the order of those last events."""
     outcomes: list[Outcome] = []

@@ -113,8 +113,12 @@ class DaprInbox:
             return []
 
         async def work(txn: StateTxn) -> list[tuple[Notification, bool]]:
-            sources = await txn.get_many([source_key(n.user_id, n.source_id) for n in news])
             users = list(dict.fromkeys(n.user_id for n in news))
+            # The sources and the users' metas in one bulk read: both are known before any id is.
+            await txn.preload(
+                {source_key(n.user_id, n.source_id): None for n in news} | {meta_key(u): _META for u in users}
+            )
+            sources = await txn.get_many([source_key(n.user_id, n.source_id) for n in news])
             metas = dict(zip(users, await txn.get_many([meta_key(u) for u in users], _META), strict=True))
             results: list[tuple[Notification, bool] | None] = [None] * len(news)
             for i, (new, source) in enumerate(zip(news, sources, strict=True)):
