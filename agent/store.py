@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from chatkit.store import NotFoundError
 from chatkit.types import Page, ThreadItem, ThreadMetadata
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agent.context import ChatContext
 from agent.thread_store import ITEM, PAGE_MAX, ThreadStore
 from doable.adapters.sql.schema import metadata
-from doable.adapters.sql.transactions import transaction
+from doable.adapters.sql.transactions import SqlConnection, transaction
 from doable.domain.clock import Clock
 from doable.domain.errors import Unavailable
 from doable.domain.query import micros
@@ -29,7 +29,7 @@ threads_t = metadata.tables["chat_threads"]  # doable.adapters.sql.schema.ChatTh
 items_t = metadata.tables["chat_items"]  # doable.adapters.sql.schema.ChatItemRow
 
 
-def _insert(conn: AsyncConnection, table: sa.Table) -> Any:
+def _insert(conn: SqlConnection, table: sa.Table) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
@@ -50,7 +50,7 @@ class SqlChatStore(ThreadStore):
     # ---- plumbing -------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def _tx(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    async def _tx(self, *, write: bool) -> AsyncIterator[SqlConnection]:
         """One transaction (doable.adapters.sql.transactions), its outage named for the chat."""
         try:
             async with transaction(self._engine, write=write) as conn:
@@ -59,7 +59,7 @@ class SqlChatStore(ThreadStore):
             raise Unavailable("the chat history is unavailable; try again shortly") from exc
 
     @staticmethod
-    async def _thread_seq(conn: AsyncConnection, thread_id: str, user_id: str) -> int:
+    async def _thread_seq(conn: SqlConnection, thread_id: str, user_id: str) -> int:
         stmt = sa.select(threads_t.c.seq).where(threads_t.c.id == thread_id, threads_t.c.user_id == user_id)
         seq = (await conn.execute(stmt)).scalar_one_or_none()
         if seq is None:

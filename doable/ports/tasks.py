@@ -172,6 +172,7 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> UnitOfWork:
-        """A fresh unit of work; `write=False` promises only reads (lets SQLite skip the write lock)."""
+    def __call__(self, *, write: bool = True, lookup: bool = False) -> UnitOfWork:
+        """A fresh unit of work; `write=False` promises only reads (lets SQLite skip the write lock),
+        `lookup=True` reads by key only (short: SQLite runs it where it runs the writes)."""
         ...

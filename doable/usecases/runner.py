@@ -140,18 +140,19 @@ class UseCaseRunner:
                 await asyncio.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
                 attempt += 1
 
-    async def read(self, work: Read[T]) -> T:
-        async with self._uow(write=False) as uow:
+    async def read(self, work: Read[T], *, lookup: bool = False) -> T:
+        """`work` in a read-only unit of work; `lookup`: it reads rows by key only."""
+        async with self._uow(write=False, lookup=lookup) as uow:
             return await work(uow)
 
-    async def read_for(self, user_id: str, work: Read[T]) -> Outcome[T]:
+    async def read_for(self, user_id: str, work: Read[T], *, lookup: bool = False) -> Outcome[T]:
         """A read, with the user's calendar from the same unit of work."""
 
         async def both(uow: UnitOfWork) -> Outcome[T]:
             value = await work(uow)
             return Outcome(value, self.calendar(await profile_of(uow, user_id)))
 
-        return await self.read(both)
+        return await self.read(both, lookup=lookup)
 
     async def dry_run(self, user_id: str, work: Change[T]) -> Outcome[T]:
         """Run `work` and keep nothing: a preview sees exactly what the real call would do."""

@@ -31,7 +31,7 @@ class TaskUseCases:
 
     async def get_profile(self, user_id: str) -> Outcome[Profile]:
         check_user_id(user_id)
-        return await self._run.read_for(user_id, lambda uow: profile_of(uow, user_id))
+        return await self._run.read_for(user_id, lambda uow: profile_of(uow, user_id), lookup=True)
 
     async def set_timezone(self, user_id: str, timezone: str) -> Outcome[Profile]:
         check_user_id(user_id)
@@ -98,7 +98,7 @@ class TaskUseCases:
 
     async def get(self, user_id: str, task_id: int) -> Outcome[Task]:
         check_user_id(user_id)
-        return await self._run.read_for(user_id, lambda uow: task_of(uow, user_id, task_id))
+        return await self._run.read_for(user_id, lambda uow: task_of(uow, user_id, task_id), lookup=True)
 
     async def get_many(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], Task]:
         """The tasks of several (user, task id) pairs as they are now, read in one unit of work
@@ -109,7 +109,7 @@ class TaskUseCases:
         async def work(uow: UnitOfWork) -> dict[tuple[str, int], Task]:
             return await uow.tasks.get_many(list(dict.fromkeys(keys)))
 
-        return await self._run.read(work)
+        return await self._run.read(work, lookup=True)
 
     async def update(
         self,
@@ -134,7 +134,12 @@ class TaskUseCases:
 
         if preview:
             return await self._run.dry_run(user_id, work)
-        request = {"op": "update", "task_id": task_id, "scope": scope, **changes.model_dump(mode="json", exclude_unset=True)}
+        request = {
+            "op": "update",
+            "task_id": task_id,
+            "scope": scope,
+            **changes.model_dump(mode="json", exclude_unset=True),
+        }
         return await self._run.change(user_id, idempotency_key, request, work, TASK_CODEC)
 
     async def complete(self, user_id: str, task_id: int, *, idempotency_key: str | None = None) -> Outcome[Task]:
@@ -143,7 +148,9 @@ class TaskUseCases:
     async def reopen(self, user_id: str, task_id: int, *, idempotency_key: str | None = None) -> Outcome[Task]:
         return await self._set_completed(user_id, task_id, False, idempotency_key)
 
-    async def _set_completed(self, user_id: str, task_id: int, done: bool, idempotency_key: str | None) -> Outcome[Task]:
+    async def _set_completed(
+        self, user_id: str, task_id: int, done: bool, idempotency_key: str | None
+    ) -> Outcome[Task]:
         check_user_id(user_id)
 
         async def work(uow: UnitOfWork, undo: UndoLog) -> Task:

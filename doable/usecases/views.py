@@ -169,9 +169,11 @@ def _item(task: Task, tz: ZoneInfo, fields: list[str] | None, description_max: i
     cut = description_max is not None and len(view.description) > description_max
     if cut:
         view.description = view.description[: description_max - 1].rstrip() + "…"  # type: ignore[operator]
-    data = view.model_dump()
-    keep = {"id", *fields} if fields else set(data)
-    return TaskItem.model_validate({k: v for k, v in data.items() if k in keep}), cut and "description" in keep
+    keep = {"id", *fields} if fields else set(TaskView.model_fields)
+    # The view's values were validated as it was built; the item takes them as they are (a dump
+    # and a second validation per task were a third of a list's time).
+    item = TaskItem.model_construct(_fields_set=keep, **{k: getattr(view, k) for k in keep})
+    return item, cut and "description" in keep
 
 
 def check_fields(fields: list[str] | None) -> list[str] | None:

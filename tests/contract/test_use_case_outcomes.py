@@ -20,9 +20,9 @@ class CountingUnits:
         self._inner = inner
         self.opened = 0
 
-    def __call__(self, *, write: bool = True) -> UnitOfWork:
+    def __call__(self, *, write: bool = True, lookup: bool = False) -> UnitOfWork:
         self.opened += 1
-        return self._inner(write=write)
+        return self._inner(write=write, lookup=lookup)
 
 
 async def test_each_use_case_takes_one_unit_of_work_with_the_calendar_and_undo_token(store: Store) -> None:

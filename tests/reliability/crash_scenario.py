@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from doable.adapters.sql.sqlite_driver import statement_engines
 from doable.bootstrap import Runtime, build
 from doable.domain.clock import ManualClock
 from doable.domain.query import SortField, Status
@@ -35,7 +36,9 @@ USER = "alice"
 
 
 def settings_for(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, jwt_secret=SecretStr("crash-test-" + "x" * 40), log_format="console", log_level="warning")
+    return Settings(
+        data_dir=data_dir, jwt_secret=SecretStr("crash-test-" + "x" * 40), log_format="console", log_level="warning"
+    )
 
 
 async def scenario(runtime: Runtime, clock: ManualClock, *, restarted_after: timedelta = timedelta(0)) -> None:
@@ -53,7 +56,9 @@ async def scenario(runtime: Runtime, clock: ManualClock, *, restarted_after: tim
     await service.set_timezone(USER, "Europe/Berlin")
     await service.add(
         USER,
-        NewTask(title="Weekly review", due=iso(timedelta(hours=1)), reminders=[{"minutes_before": 30}], recurrence="weekly"),  # type: ignore[list-item]
+        NewTask(
+            title="Weekly review", due=iso(timedelta(hours=1)), reminders=[{"minutes_before": 30}], recurrence="weekly"
+        ),  # type: ignore[list-item]
         idempotency_key="add-weekly",
     )
     await service.add(
@@ -63,7 +68,12 @@ async def scenario(runtime: Runtime, clock: ManualClock, *, restarted_after: tim
     )
     await service.add(
         USER,
-        NewTask(title="Pay rent", priority="high", due=iso(timedelta(hours=2)), reminders=[{"at": iso(timedelta(minutes=90))}]),  # type: ignore[list-item]
+        NewTask(
+            title="Pay rent",
+            priority="high",
+            due=iso(timedelta(hours=2)),
+            reminders=[{"at": iso(timedelta(minutes=90))}],
+        ),  # type: ignore[list-item]
         idempotency_key="add-rent",
     )
     await service.add(
@@ -111,7 +121,9 @@ async def outcome(runtime: Runtime) -> dict[str, Any]:
             "event_types": await rows("SELECT task_id, json_extract(payload, '$.event_type') FROM outbox"),
             "unpublished": await rows("SELECT seq FROM outbox WHERE published = 0"),
             "audit": await rows("SELECT task_id, event_type, changed FROM audit_events"),
-            "audit_per_event": await rows("SELECT event_id, count(*) FROM audit_events GROUP BY event_id HAVING count(*) > 1"),
+            "audit_per_event": await rows(
+                "SELECT event_id, count(*) FROM audit_events GROUP BY event_id HAVING count(*) > 1"
+            ),
             "audit_missing": await rows(
                 "SELECT event_id FROM outbox WHERE event_id NOT IN (SELECT event_id FROM audit_events)"
             ),
@@ -131,12 +143,13 @@ def arm(runtime: Runtime, kill_at: int) -> list[int]:
     assert runtime.sql_engine is not None
     counter = [0]
 
-    @sa.event.listens_for(runtime.sql_engine.sync_engine, "before_cursor_execute")
     def count(*_: Any) -> None:
         counter[0] += 1
         if counter[0] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
+    for engine in statement_engines(runtime.sql_engine):
+        sa.event.listen(engine, "before_cursor_execute", count)
     return counter
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from doable.adapters.sql.sqlite_driver import statement_engines
 from doable.bootstrap import build
 from doable.domain.clock import ManualClock
 from doable.usecases.service import TaskService
@@ -135,9 +136,11 @@ async def test_a_crash_inside_a_batch_then_a_restart_loses_and_repeats_nothing(
     try:
         assert runtime.sql_engine is not None
 
-        @sa.event.listens_for(runtime.sql_engine.sync_engine, "before_cursor_execute")
         def keep(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
             texts.append(" ".join(statement.split()))
+
+        for engine in statement_engines(runtime.sql_engine):
+            sa.event.listen(engine, "before_cursor_execute", keep)
 
         await crash_scenario.scenario(runtime, clock)
         reference = await crash_scenario.outcome(runtime)

@@ -1,55 +1,94 @@
-"""The event pipeline's SQLite transactions run on the event loop's thread (issue 16, sqlite_driver):
-from BEGIN to their end, no statement takes a turn of the loop; the requests' units of work and
-plain reads stay on aiosqlite's thread; and a writer of another process makes BEGIN IMMEDIATE wait
-on that thread, never stopping the loop."""
+"""SQLite's short transactions run on the event loop's thread (issues 16 and 19, sqlite_driver):
+the event pipeline's transactions and the requests' write units of work run every statement, from
+BEGIN to COMMIT, on the loop's thread without yielding to it; the requests' reads stay on
+aiosqlite's thread; and a writer of another process makes BEGIN IMMEDIATE wait on that thread,
+never stopping the loop."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from doable.adapters.sql.engine import create_engine, migrate
 from doable.adapters.sql.repository import SqlUnitOfWork
-from doable.adapters.sql.sqlite_driver import InlineWriteConnection
+from doable.adapters.sql.sqlite_driver import InlineConnection
 from doable.adapters.sql.transactions import transaction
 
 INSERT = sa.text("INSERT INTO user_counters (user_id, last_task_id) VALUES (:u, 1)")
 
 
-def _driver(conn: sa.Connection) -> InlineWriteConnection:
-    driver = conn.connection.driver_connection
-    assert isinstance(driver, InlineWriteConnection)
-    return driver
-
-
-async def test_pipeline_transactions_run_inline_and_units_of_work_do_not(tmp_path: Path) -> None:
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(f"sqlite:///{tmp_path / 'inline.db'}")
     await migrate(engine)
     try:
-        async with transaction(engine) as conn:
-            driver = _driver(conn.sync_connection)  # type: ignore[arg-type]
-            assert driver.inline
-            await conn.execute(INSERT, {"u": "pipeline"})
-        assert not driver.inline  # back to threaded calls once the connection is returned
-        async with transaction(engine, write=False) as conn:
-            assert _driver(conn.sync_connection).inline  # type: ignore[arg-type]
-            assert (await conn.execute(sa.text("SELECT count(*) FROM user_counters"))).scalar_one() == 1
-        async with SqlUnitOfWork(engine) as uow:
-            assert not _driver(uow.tasks._conn.sync_connection).inline  # type: ignore[arg-type]
-            await uow.tasks._conn.execute(INSERT, {"u": "request"})
-            await uow.commit()
-        async with engine.connect() as conn:
-            assert not _driver(conn.sync_connection).inline  # type: ignore[arg-type]
-            rows = await conn.execute(sa.text("SELECT user_id FROM user_counters ORDER BY user_id"))
-            assert rows.scalars().all() == ["pipeline", "request"]
+        yield engine
     finally:
         await engine.dispose()
 
 
-async def test_a_writer_of_another_process_is_waited_for_off_the_loop(tmp_path: Path) -> None:
+def _thread_of_statements(conn: InlineConnection) -> int:
+    """The thread SQLite runs this connection's statements on (a function it calls back)."""
+    raw = conn.sync_connection.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    raw.create_function("thread_id", 0, threading.get_ident)
+    return int(raw.execute("SELECT thread_id()").fetchone()[0])
+
+
+async def test_pipeline_transactions_and_write_units_of_work_run_on_the_loops_thread(engine: AsyncEngine) -> None:
+    loop_thread = threading.get_ident()
+    async with transaction(engine) as conn:
+        assert isinstance(conn, InlineConnection)
+        assert _thread_of_statements(conn) == loop_thread
+        await conn.execute(INSERT, {"u": "pipeline"})
+    async with transaction(engine, write=False) as conn:
+        assert isinstance(conn, InlineConnection)
+        assert (await conn.execute(sa.text("SELECT count(*) FROM user_counters"))).scalar_one() == 1
+    async with SqlUnitOfWork(engine) as uow:
+        assert isinstance(uow.tasks._conn, InlineConnection)
+        assert _thread_of_statements(uow.tasks._conn) == loop_thread
+        await uow.tasks._conn.execute(INSERT, {"u": "request"})
+        await uow.commit()
+    async with SqlUnitOfWork(engine, write=False) as uow:
+        assert isinstance(uow.tasks._conn, AsyncConnection)  # a search may run long: off the loop
+        rows = await uow.tasks._conn.execute(sa.text("SELECT user_id FROM user_counters ORDER BY user_id"))
+        assert rows.scalars().all() == ["pipeline", "request"]
+
+
+async def test_an_inline_transaction_that_fails_changes_nothing(engine: AsyncEngine) -> None:
+    with pytest.raises(RuntimeError):
+        async with transaction(engine) as conn:
+            await conn.execute(INSERT, {"u": "pipeline"})
+            raise RuntimeError("the batch failed")
+    async with SqlUnitOfWork(engine) as uow:
+        await uow.tasks._conn.execute(INSERT, {"u": "request"})  # not committed
+    async with transaction(engine, write=False) as conn:
+        assert (await conn.execute(sa.text("SELECT count(*) FROM user_counters"))).scalar_one() == 0
+
+
+async def _pipeline_write(engine: AsyncEngine) -> None:
+    async with transaction(engine) as conn:
+        await conn.execute(INSERT, {"u": "pipeline"})
+
+
+async def _unit_of_work_write(engine: AsyncEngine) -> None:
+    async with SqlUnitOfWork(engine) as uow:
+        await uow.tasks._conn.execute(INSERT, {"u": "request"})
+        await uow.commit()
+
+
+@pytest.mark.parametrize("write", [_pipeline_write, _unit_of_work_write], ids=["pipeline", "unit_of_work"])
+async def test_a_writer_of_another_process_is_waited_for_off_the_loop(
+    tmp_path: Path, write: Callable[[AsyncEngine], Any]
+) -> None:
     path = tmp_path / "other.db"
     engine = create_engine(f"sqlite:///{path}")
     await migrate(engine)
@@ -70,11 +109,12 @@ async def test_a_writer_of_another_process_is_waited_for_off_the_loop(tmp_path: 
 
         ticking = asyncio.create_task(tick())
         releasing = asyncio.create_task(release())
-        async with transaction(engine) as conn:
-            await conn.execute(INSERT, {"u": "pipeline"})
+        await write(engine)
         await releasing
         ticking.cancel()
         assert ticks >= 10, ticks  # the loop ran while the write waited for the lock
+        async with transaction(engine, write=False) as conn:
+            assert (await conn.execute(sa.text("SELECT count(*) FROM user_counters"))).scalar_one() == 1
     finally:
         other.close()
         await engine.dispose()

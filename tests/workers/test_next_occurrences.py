@@ -34,8 +34,8 @@ class CountingCommits:
     def _count(self) -> None:
         self.commits += 1
 
-    def __call__(self, *, write: bool = True) -> UnitOfWork:
-        return self._signal(write=write)
+    def __call__(self, *, write: bool = True, lookup: bool = False) -> UnitOfWork:
+        return self._signal(write=write, lookup=lookup)
 
 
 async def _completed_series(service: TaskService, clock: ManualClock, users: list[str], per_user: int) -> list[Task]:

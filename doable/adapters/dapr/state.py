@@ -187,6 +187,7 @@ class DaprUnitOfWork:
         if by_user and self._on_commit is not None:
             self._on_commit()
 
+
 class DaprUnitOfWorkFactory:
     def __init__(
         self,
@@ -210,7 +211,7 @@ class DaprUnitOfWorkFactory:
         self.relay = relay
         self.on_commit = on_commit
 
-    def __call__(self, *, write: bool = True) -> DaprUnitOfWork:
+    def __call__(self, *, write: bool = True, lookup: bool = False) -> DaprUnitOfWork:
         return DaprUnitOfWork(
             self.client, self.store, self.parsed, self.relay, self.on_commit, self.lists, self.list_index, write
         )

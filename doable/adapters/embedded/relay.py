@@ -213,8 +213,8 @@ class CommitSignal:
     def connect(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 
-    def __call__(self, *, write: bool = True) -> UnitOfWork:
-        return _SignalingUnitOfWork(self._inner(write=write), self._committed if write else None)
+    def __call__(self, *, write: bool = True, lookup: bool = False) -> UnitOfWork:
+        return _SignalingUnitOfWork(self._inner(write=write, lookup=lookup), self._committed if write else None)
 
     def _committed(self) -> None:
         for listener in self._listeners:

@@ -53,16 +53,20 @@ def create_engine(
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Few connections on purpose: SQLite writes one at a time (this process's writers take
-        # turns without a connection, see transactions.write_turn), and every extra concurrent
-        # read makes the event loop slower for the requests' writers, which take a turn of the
-        # loop per statement (the event pipeline's run inline, see sqlite_driver). With 5 + 10,
-        # reads' p95 fell under the soak but writes' rose to 2.4-3.6 s; with 5 + 3, 2.1-2.4 s
-        # (1.7-2.2 before). With 5 + 15, the pipeline's reminders came later.
+        # turns without a connection, see transactions.write_turn), and this pool serves the
+        # requests' reads (and writes only while another process holds the lock): the writes
+        # run on the loop's thread over the synchronous twin `sqlite_driver.attach` adds. With
+        # 5 + 10, reads' p95 fell under the soak but writes' rose to 2.4-3.6 s; with 5 + 3,
+        # 2.1-2.4 s (1.7-2.2 before). With 5 + 15, the pipeline's reminders came later.
         engine = create_async_engine(
-            url, async_creator=sqlite_driver.async_creator(sa.make_url(url)), pool_size=5, max_overflow=3
+            url,
+            pool_size=5,
+            max_overflow=3,
+            connect_args={"timeout": sqlite_driver.BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
         _sqlite_pragmas(engine)
-        sqlite_driver.install(engine.sync_engine)
+        if path and path != ":memory:":
+            sqlite_driver.attach(engine, sa.make_url(url))
         return engine
     connect_args: dict[str, Any] = {}
     if schema:
@@ -79,19 +83,11 @@ def create_engine(
 def _sqlite_pragmas(engine: AsyncEngine) -> None:
     @sa.event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's implicit BEGIN is deferred).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={sqlite_driver.BUSY_TIMEOUT_MS}")
-        cursor.close()
+        sqlite_driver.on_connect(dbapi_connection)
 
     @sa.event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        options = conn.get_execution_options()
-        sqlite_driver.begin(conn, options.get("sqlite_begin", "DEFERRED"), inline=options.get("sqlite_inline", False))
+        conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from doable.adapters.sql.transactions import SqlConnection
 from doable.domain.errors import Conflict
 from doable.domain.query import micros
 from doable.ports import StoredResult
@@ -30,7 +30,7 @@ _PUT = sa.insert(keys_t)
 
 
 class SqlIdempotencyKeys:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: SqlConnection) -> None:
         self._conn = conn
 
     async def get(self, user_id: str, key: str) -> StoredResult | None:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from doable.adapters.sql.transactions import SqlConnection
 from doable.domain.errors import Conflict
 from doable.domain.occurrences import OccurrenceRecord
 from doable.domain.query import micros
@@ -48,7 +48,7 @@ def _instant(us: int) -> datetime:
 
 
 class SqlOccurrenceLog:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: SqlConnection) -> None:
         self._conn = conn
 
     async def add(self, records: list[OccurrenceRecord]) -> None:
@@ -88,7 +88,7 @@ class SqlOccurrenceLog:
 
 
 class SqlActionTokens:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: SqlConnection) -> None:
         self._conn = conn
 
     async def get(self, user_id: str, token: str) -> ActionToken | None:

@@ -12,12 +12,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from doable.adapters.sql import sqlite_driver
 from doable.adapters.sql import task_statements as q
 from doable.adapters.sql.idempotency import SqlIdempotencyKeys
 from doable.adapters.sql.occurrences import SqlActionTokens, SqlOccurrenceLog
 from doable.adapters.sql.series import SqlSeriesLinks
 from doable.adapters.sql.task_statements import data_t, outbox_t, tags_t, tasks_t
-from doable.adapters.sql.transactions import transaction, write_turn
+from doable.adapters.sql.transactions import SqlConnection, transaction, write_turn
 from doable.domain.errors import Conflict, Unavailable
 from doable.domain.events import TaskEvent
 from doable.domain.filter_text import All, Atom, Expr, Not
@@ -53,7 +54,7 @@ GET_MANY_CHUNK = 400
 
 
 class SqlTasks:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: SqlConnection) -> None:
         self._conn = conn
 
     async def next_id(self, user_id: str) -> int:
@@ -69,7 +70,8 @@ class SqlTasks:
         wanted = sorted(set(keys))
         for start in range(0, len(wanted), GET_MANY_CHUNK):
             rows = await self._conn.execute(q.TASKS_DATA, {"keys": wanted[start : start + GET_MANY_CHUNK]})
-            for user_id, task_id, data in rows:
+            for row in rows:
+                user_id, task_id, data = tuple(row)
                 found[(user_id, task_id)] = Task.model_validate_json(data)
         return found
 
@@ -236,7 +238,7 @@ class SqlTasks:
 
 
 class SqlProfiles:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: SqlConnection) -> None:
         self._conn = conn
 
     async def get(self, user_id: str) -> Profile | None:
@@ -249,7 +251,7 @@ class SqlProfiles:
 
 
 class SqlOutbox:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: SqlConnection) -> None:
         self._conn = conn
 
     async def add(self, event: TaskEvent) -> None:
@@ -270,10 +272,11 @@ class SqlOutbox:
 class SqlUnitOfWork:
     """One transaction. SQLite write units take the write lock at BEGIN."""
 
-    def __init__(self, engine: AsyncEngine, *, write: bool = True) -> None:
+    def __init__(self, engine: AsyncEngine, *, write: bool = True, lookup: bool = False) -> None:
         self._engine = engine
         self._write = write
-        self._conn: AsyncConnection | None = None
+        self._lookup = lookup
+        self._conn: AsyncConnection | sqlite_driver.InlineConnection | None = None
         self._turn: contextlib.AbstractAsyncContextManager[None] | None = None
 
     async def __aenter__(self) -> Self:
@@ -283,10 +286,15 @@ class SqlUnitOfWork:
             self._turn = write_turn(self._engine, first=False)
             await self._turn.__aenter__()
         try:
-            conn = await self._engine.connect()
-            if self._write:
-                conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
-            await conn.begin()
+            # A write or a lookup by key runs on the event loop's thread where SQLite allows it
+            # (sqlite_driver); lists and searches, which may read many rows, off it.
+            short = self._write or self._lookup
+            conn: Any = sqlite_driver.connect(self._engine, write=self._write) if short else None
+            if conn is None:
+                conn = await self._engine.connect()
+                if self._write:
+                    conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+                await conn.begin()
         except BaseException as exc:
             await self._end_turn()
             if isinstance(exc, OperationalError | DBAPIError | OSError):
@@ -334,8 +342,8 @@ class SqlUnitOfWorkFactory:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    def __call__(self, *, write: bool = True) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, write=write)
+    def __call__(self, *, write: bool = True, lookup: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine, write=write, lookup=lookup)
 
 
 class SqlOutboxReader:

@@ -6,9 +6,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from doable.adapters.sql.mapping import table_of
+from doable.adapters.sql.transactions import SqlConnection
 from doable.adapters.sql.worker_schema import SeriesLinkRow
 from doable.domain.errors import Conflict
 from doable.domain.query import micros
@@ -17,7 +17,7 @@ links_t = table_of(SeriesLinkRow)
 
 
 class SqlSeriesLinks:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: SqlConnection) -> None:
         self._conn = conn
 
     async def successor(self, user_id: str, series_id: str, after: datetime) -> int | None:

@@ -1,109 +1,138 @@
-"""aiosqlite connections whose event-pipeline transactions run on the event loop's thread (issue 16).
+"""SQLite transactions on the event loop's thread (issues 16 and 19).
 
-aiosqlite runs every call (each statement, each fetch) on a thread of its own and hands the
-result back through the event loop, so a statement costs a full turn of the loop. SQLite has one
-writer: under the soak (50 users keeping the loop busy) a transaction held the write lock for as
-many turns of the loop as it had statements, mostly waiting for its turn, not working, and every
-writer queued behind it.
+aiosqlite runs every call (each statement, each fetch, the cursor's close) on a thread of its own
+and hands the result back through the event loop: a statement costs two thread wake-ups and a turn
+of the loop, ~0.3 ms here, and SQLAlchemy's async layer adds a greenlet per statement. SQLite has
+one writer, so under load a transaction held the write lock for as many turns of the loop as it had
+statements, mostly waiting for its turn, not working; and an add of ~10 statements cost 5-6 ms
+where the same rows as raw SQL cost 0.2 ms.
 
-A transaction begun with the `sqlite_inline` execution option (`transactions.transaction`: the
-relay's marks, the workers' batches, the job loop) runs its statements inline, on the loop's
-thread, from BEGIN to its COMMIT/ROLLBACK. A write's BEGIN IMMEDIATE is tried without a busy
-wait; if a writer of another process holds the lock, it is begun on aiosqlite's thread instead,
-waiting there while the loop runs on. Once begun, SQLite never waits on a lock (the transaction
-holds the write lock, WAL readers never block it, and a reader waits only while another
-connection recovers the WAL, which is rare), and a statement costs
-microseconds, less than the thread hop did; a COMMIT may checkpoint the WAL (a sync to disk,
-~0.3 ms here, once per ~1,000 pages). This process's writers take turns before BEGIN
-(`transactions.write_turn`), so a connection is never used by two callers at once.
-
-The requests' units of work (SqlUnitOfWork) stay on aiosqlite's threads. Run inline too, they
-were faster (a direct add ~2x), but under the closed-loop soak the API then took more of the
-loop and the event pipeline fell behind: reminders p99 1.8 s instead of 0.5 s, in back-to-back
-runs (bench/README.md, issue 16 round 3)."""
+So the short transactions (the requests' write units of work, the event pipeline's batches) run
+on a *synchronous* SQLAlchemy engine over the same file (pysqlite, its own small pool), on the
+loop's thread, from BEGIN to COMMIT, behind `InlineConnection`: the part of `AsyncConnection`
+the adapters use, whose awaits never yield. A write's BEGIN IMMEDIATE is tried without a busy
+wait; if a writer of another process holds the lock, the caller uses the aiosqlite engine instead
+and waits on its thread, so the loop never stops on a lock. Once begun, SQLite never waits on a
+lock (the transaction holds the write lock, WAL readers never block it, and a reader waits only
+while another connection recovers the WAL, which is rare), and a statement costs microseconds; a
+COMMIT may checkpoint the WAL (a sync to disk, ~0.3 ms here, once per ~1,000 pages). This
+process's writers take turns before BEGIN (`transactions.write_turn`), so a connection is never
+used by two callers at once. The requests' reads (lists, searches) stay on aiosqlite's thread:
+a search over a large account runs for tens of milliseconds, and sqlite3 lets other requests run
+meanwhile only off the loop's thread."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from typing import Any, cast
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import aiosqlite
 import sqlalchemy as sa
-from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.base import Executable
 
-BUSY_TIMEOUT_MS = 30_000  # for writers of other processes (engine.py sets it on every connection)
+BUSY_TIMEOUT_MS = 30_000  # for writers of other processes (every connection of both engines)
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON")
 
-
-class InlineWriteConnection(aiosqlite.Connection):
-    """An aiosqlite connection that runs its calls inline while `inline` is set."""
-
-    inline = False
-
-    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self.inline and self._running and self._connection is not None:
-            return fn(*args, **kwargs)
-        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
 
-def async_creator(url: sa.URL) -> Callable[[], Any]:
-    """An `async_creator` for `create_async_engine`: the connect arguments SQLAlchemy's dialect
-    derives from `url` (path, URI mode, query options), usable from the loop's thread too."""
-    args, kwargs = SQLiteDialect_aiosqlite().create_connect_args(url)
-    kwargs.update(timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-
-    def connect() -> sqlite3.Connection:
-        return cast(sqlite3.Connection, sqlite3.connect(*args, **kwargs))  # type: ignore[call-overload]
-
-    async def create() -> InlineWriteConnection:
-        conn = InlineWriteConnection(connect, 64)
-        conn._thread.daemon = True  # as SQLAlchemy's own aiosqlite connect does
-        await conn
-        return conn
-
-    return create
+def on_connect(dbapi_connection: Any) -> None:
+    """Every connection of both engines: WAL, NORMAL sync, foreign keys, the busy timeout, and
+    BEGIN issued by us (pysqlite's implicit BEGIN is deferred)."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in PRAGMAS:
+        cursor.execute(pragma)
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.close()
 
 
-def driver_connection(conn: sa.Connection) -> InlineWriteConnection | None:
-    driver = conn.connection.driver_connection
-    return driver if isinstance(driver, InlineWriteConnection) else None
+class InlineConnection:
+    """What the SQL adapters use of `AsyncConnection`, over a pysqlite connection in a transaction:
+    each await runs its statement on the calling thread and returns without yielding."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.sync_connection = conn
+
+    @property
+    def dialect(self) -> sa.Dialect:
+        return self.sync_connection.dialect
+
+    async def execute(self, statement: Executable, parameters: Parameters = None) -> CursorResult[Any]:
+        return self.sync_connection.execute(statement, parameters)
+
+    async def commit(self) -> None:
+        self.sync_connection.commit()
+
+    async def rollback(self) -> None:
+        self.sync_connection.rollback()
+
+    def in_transaction(self) -> bool:
+        return self.sync_connection.in_transaction()
+
+    async def close(self) -> None:
+        self.sync_connection.close()
 
 
-def begin(conn: sa.Connection, mode: str, *, inline: bool = False) -> None:
-    """BEGIN on `conn`; with `inline`, the transaction runs inline to its end (a write only when
-    the write lock is free at once); otherwise on aiosqlite's thread."""
-    driver = driver_connection(conn)
-    if driver is not None:
-        if inline and mode == "IMMEDIATE":
-            driver.inline = _begin_immediate_inline(driver)
-            if driver.inline:
-                return
-        else:
-            driver.inline = inline
-    conn.exec_driver_sql(f"BEGIN {mode}")
+_inline: weakref.WeakKeyDictionary[sa.Engine, sa.Engine] = weakref.WeakKeyDictionary()
 
 
-def _begin_immediate_inline(driver: InlineWriteConnection) -> bool:
+def attach(engine: AsyncEngine, url: sa.URL) -> None:
+    """Give the aiosqlite `engine` its synchronous twin over the same file (disposed with it)."""
+    inline = sa.create_engine(
+        url.set(drivername="sqlite+pysqlite"),
+        pool_size=5,
+        max_overflow=3,
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+    )
+    sa.event.listen(inline, "connect", lambda dbapi_connection, _record: on_connect(dbapi_connection))
+    _inline[engine.sync_engine] = inline
+    sa.event.listen(engine.sync_engine, "engine_disposed", lambda _engine: inline.dispose())
+
+
+def statement_engines(engine: AsyncEngine) -> list[sa.Engine]:
+    """Every engine that runs statements over `engine`'s database (its own, and its synchronous
+    twin on SQLite): where a `before_cursor_execute` listener sees them all."""
+    inline = _inline.get(engine.sync_engine)
+    return [engine.sync_engine] if inline is None else [engine.sync_engine, inline]
+
+
+def connect(engine: AsyncEngine, *, write: bool) -> InlineConnection | None:
+    """A transaction on the loop's thread over `engine`'s file (a write one holds the write lock),
+    or None: not SQLite, or (`write`) another process's writer holds the lock right now."""
+    inline = _inline.get(engine.sync_engine)
+    if inline is None:
+        return None
+    conn = inline.connect()
+    try:
+        if write and not _begin_immediate_at_once(conn):
+            conn.close()
+            return None
+        if not write:
+            conn.exec_driver_sql("BEGIN DEFERRED")
+    except BaseException:
+        conn.close()
+        raise
+    return InlineConnection(conn)
+
+
+def _begin_immediate_at_once(conn: sa.Connection) -> bool:
     # With no busy wait: a writer of another process holds the lock, and waiting for it here
     # would stop the event loop; then the caller begins on aiosqlite's thread, waiting there.
-    raw = driver._conn
+    # (SQLAlchemy's transaction begins with this statement; pysqlite's begin emits nothing, and
+    # its commit and rollback end the transaction BEGIN started.)
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
     raw.execute("PRAGMA busy_timeout=0")
     try:
-        raw.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlite_errorcode", None) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
             raise
         return False
     finally:
         raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     return True
-
-
-def install(engine: sa.Engine) -> None:
-    @sa.event.listens_for(engine, "checkin")
-    def _on_checkin(dbapi_connection: Any, _record: Any) -> None:
-        # Back to threaded calls for the next checkout (unless it begins with `sqlite_inline`);
-        # the pool's reset (a ROLLBACK, a no-op after COMMIT) ran just before, inline.
-        driver = getattr(dbapi_connection, "_connection", None)
-        if isinstance(driver, InlineWriteConnection):
-            driver.inline = False

@@ -9,14 +9,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.base import Executable
 
+from doable.adapters.sql import sqlite_driver
 from doable.domain.errors import Unavailable
+
+
+class SqlConnection(Protocol):
+    """What the SQL adapters use of a connection in a transaction: an `AsyncConnection`, or on
+    SQLite an `sqlite_driver.InlineConnection`."""
+
+    @property
+    def dialect(self) -> sa.Dialect: ...
+
+    async def execute(
+        self, statement: Executable, parameters: sqlite_driver.Parameters = None
+    ) -> CursorResult[Any]: ...
 
 
 # SQLite has one writer at a time. Its busy handler makes the others sleep and poll (1 ms up to
@@ -61,7 +76,7 @@ async def write_turn(engine: AsyncEngine, *, first: bool = True) -> AsyncIterato
 
 
 @asynccontextmanager
-async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterator[SqlConnection]:
     """One transaction, committed when the block ends without an error.
 
     Write transactions wait for their turn (`write_turn`), then take SQLite's write lock at BEGIN
@@ -74,17 +89,25 @@ async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterat
 
 
 @asynccontextmanager
-async def _transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConnection]:
+async def _transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[SqlConnection]:
     try:
-        conn = await engine.connect()
+        # On the event loop's thread where SQLite allows it (sqlite_driver); else the async driver.
+        inline = sqlite_driver.connect(engine, write=write)
+        conn: Any = inline if inline is not None else await engine.connect()
     except (OperationalError, DBAPIError, OSError) as exc:
         raise Unavailable("the database is unavailable; try again shortly") from exc
     try:
-        # Inline on the event loop's thread, no turn of it per statement (sqlite_driver).
-        options = {"sqlite_begin": "IMMEDIATE"} if write else {}
-        conn = await conn.execution_options(sqlite_inline=True, **options)
-        async with conn.begin():
-            yield conn
+        if inline is None:
+            conn = await conn.execution_options(sqlite_begin="IMMEDIATE") if write else conn
+            async with conn.begin():
+                yield conn
+        else:
+            try:
+                yield conn
+                await conn.commit()
+            except BaseException:
+                await conn.rollback()
+                raise
     except (OperationalError, DBAPIError, OSError) as exc:
         if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError) and not exc.connection_invalidated:
             raise  # a bad statement, not an outage
@@ -94,7 +117,7 @@ async def _transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Asy
             await conn.close()
 
 
-def upsert(conn: AsyncConnection, table: sa.Table) -> Any:
+def upsert(conn: SqlConnection, table: sa.Table) -> Any:
     """The dialect's INSERT that supports ON CONFLICT (PostgreSQL and SQLite share the syntax)."""
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
