@@ -1,8 +1,8 @@
-"""SQLite's short transactions run on the event loop's thread (issues 16 and 19, sqlite_driver):
-the event pipeline's transactions and the requests' write units of work run every statement, from
-BEGIN to COMMIT, on the loop's thread without yielding to it; the requests' reads stay on
-aiosqlite's thread; and a writer of another process makes BEGIN IMMEDIATE wait on that thread,
-never stopping the loop."""
+"""SQLite's transactions run on the event loop's thread (issues 16 and 19, sqlite_driver): the
+event pipeline's transactions, the requests' writes and reads by key run every statement, from
+BEGIN to COMMIT, on the loop's thread without yielding to it; lists and searches yield between
+their statements; when the inline connections are all in use, or a writer of another process holds
+the lock, the transaction runs on aiosqlite's thread, never stopping the loop."""
 
 from __future__ import annotations
 
@@ -58,9 +58,51 @@ async def test_pipeline_transactions_and_write_units_of_work_run_on_the_loops_th
         await uow.tasks._conn.execute(INSERT, {"u": "request"})
         await uow.commit()
     async with SqlUnitOfWork(engine, write=False) as uow:
-        assert isinstance(uow.tasks._conn, AsyncConnection)  # a search may run long: off the loop
+        assert isinstance(uow.tasks._conn, InlineConnection)
         rows = await uow.tasks._conn.execute(sa.text("SELECT user_id FROM user_counters ORDER BY user_id"))
         assert rows.scalars().all() == ["pipeline", "request"]
+
+
+async def test_a_long_read_lets_the_loop_run_between_its_statements(engine: AsyncEngine) -> None:
+    ran: list[str] = []
+
+    async def other() -> None:
+        ran.append("other")
+
+    async with SqlUnitOfWork(engine, write=False) as uow:
+        waiting = asyncio.create_task(other())
+        await uow.tasks._conn.execute(sa.text("SELECT 1"))
+        assert ran == ["other"]  # a list or a search yields after each statement
+    await waiting
+    async with SqlUnitOfWork(engine, write=False, lookup=True) as uow:
+        waiting = asyncio.create_task(other())
+        await uow.tasks._conn.execute(sa.text("SELECT 1"))
+        assert ran == ["other"]  # a read by key runs to its end
+    await waiting
+
+
+async def test_more_open_transactions_than_inline_connections_never_stop_the_loop(engine: AsyncEngine) -> None:
+    """Transactions that await other work keep their connection meanwhile; once the inline pool
+    is used up, the next ones run on aiosqlite's thread instead of waiting for one on the loop
+    (which the holders would need to release theirs: a deadlock until the pool's timeout)."""
+    release, all_open = asyncio.Event(), asyncio.Event()
+    kinds: list[type] = []
+
+    async def reader() -> None:
+        async with transaction(engine, write=False) as conn:
+            kinds.append(type(conn))
+            if len(kinds) == 12:
+                all_open.set()
+            await conn.execute(sa.text("SELECT 1"))
+            await release.wait()
+
+    readers = [asyncio.create_task(reader()) for _ in range(12)]
+    async with asyncio.timeout(5):
+        await all_open.wait()
+    release.set()
+    await asyncio.gather(*readers)
+    assert kinds.count(InlineConnection) == 8  # the inline pool: 5 + 3
+    assert kinds.count(AsyncConnection) == 4
 
 
 async def test_an_inline_transaction_that_fails_changes_nothing(engine: AsyncEngine) -> None:

@@ -52,12 +52,10 @@ def create_engine(
         path = sa.make_url(url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # Few connections on purpose: SQLite writes one at a time (this process's writers take
-        # turns without a connection, see transactions.write_turn), and this pool serves the
-        # requests' reads (and writes only while another process holds the lock): the writes
-        # run on the loop's thread over the synchronous twin `sqlite_driver.attach` adds. With
-        # 5 + 10, reads' p95 fell under the soak but writes' rose to 2.4-3.6 s; with 5 + 3,
-        # 2.1-2.4 s (1.7-2.2 before). With 5 + 15, the pipeline's reminders came later.
+        # Few connections on purpose: the transactions run on the loop's thread over the
+        # synchronous twin `sqlite_driver.attach` adds; this pool takes those that cannot (another
+        # process holds the write lock, or every inline connection is in use). Tried at 5 + 15
+        # under the soak: writes' p95 doubled and reminders came later.
         engine = create_async_engine(
             url,
             pool_size=5,

@@ -286,10 +286,10 @@ class SqlUnitOfWork:
             self._turn = write_turn(self._engine, first=False)
             await self._turn.__aenter__()
         try:
-            # A write or a lookup by key runs on the event loop's thread where SQLite allows it
-            # (sqlite_driver); lists and searches, which may read many rows, off it.
+            # On the event loop's thread where SQLite allows it (sqlite_driver); lists and
+            # searches, which may read many rows, yield to the loop between their statements.
             short = self._write or self._lookup
-            conn: Any = sqlite_driver.connect(self._engine, write=self._write) if short else None
+            conn: Any = sqlite_driver.connect(self._engine, write=self._write, yielding=not short)
             if conn is None:
                 conn = await self._engine.connect()
                 if self._write:

@@ -7,22 +7,23 @@ one writer, so under load a transaction held the write lock for as many turns of
 statements, mostly waiting for its turn, not working; and an add of ~10 statements cost 5-6 ms
 where the same rows as raw SQL cost 0.2 ms.
 
-So the short transactions (the requests' write units of work, the event pipeline's batches) run
-on a *synchronous* SQLAlchemy engine over the same file (pysqlite, its own small pool), on the
-loop's thread, from BEGIN to COMMIT, behind `InlineConnection`: the part of `AsyncConnection`
-the adapters use, whose awaits never yield. A write's BEGIN IMMEDIATE is tried without a busy
-wait; if a writer of another process holds the lock, the caller uses the aiosqlite engine instead
-and waits on its thread, so the loop never stops on a lock. Once begun, SQLite never waits on a
-lock (the transaction holds the write lock, WAL readers never block it, and a reader waits only
-while another connection recovers the WAL, which is rare), and a statement costs microseconds; a
-COMMIT may checkpoint the WAL (a sync to disk, ~0.3 ms here, once per ~1,000 pages). This
-process's writers take turns before BEGIN (`transactions.write_turn`), so a connection is never
-used by two callers at once. The requests' reads (lists, searches) stay on aiosqlite's thread:
-a search over a large account runs for tens of milliseconds, and sqlite3 lets other requests run
-meanwhile only off the loop's thread."""
+So SQLite's transactions run on a *synchronous* SQLAlchemy engine over the same file (pysqlite,
+its own pool of 5 + 3 that never makes a caller wait), on the loop's thread, from BEGIN to COMMIT,
+behind `InlineConnection`: the part of `AsyncConnection` the adapters use. The requests' writes,
+their reads by key and the event pipeline's transactions never yield between statements; lists
+and searches, which may read many rows, yield a turn of the loop after each one, so a long search
+delays other requests by at most one statement. A write's BEGIN IMMEDIATE is tried without a busy
+wait: if a writer of another process holds the lock, or every inline connection is in use, the
+caller uses the aiosqlite engine instead and waits on its thread, so the loop never stops on a lock
+or a pool. Once begun, SQLite never waits on a lock (the transaction holds the write lock, WAL
+readers never block it, and a reader waits only while another connection recovers the WAL, which
+is rare), and a statement costs microseconds; a COMMIT may checkpoint the WAL (a sync to disk,
+~0.3 ms here, once per ~1,000 pages). This process's writers take turns before BEGIN
+(`transactions.write_turn`), so a connection is never used by two callers at once."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import weakref
 from collections.abc import Mapping, Sequence
@@ -54,15 +55,19 @@ class InlineConnection:
     """What the SQL adapters use of `AsyncConnection`, over a pysqlite connection in a transaction:
     each await runs its statement on the calling thread and returns without yielding."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, *, yielding: bool = False) -> None:
         self.sync_connection = conn
+        self._yielding = yielding
 
     @property
     def dialect(self) -> sa.Dialect:
         return self.sync_connection.dialect
 
     async def execute(self, statement: Executable, parameters: Parameters = None) -> CursorResult[Any]:
-        return self.sync_connection.execute(statement, parameters)
+        result = self.sync_connection.execute(statement, parameters)
+        if self._yielding:
+            await asyncio.sleep(0)  # a turn of the loop for others between a long read's statements
+        return result
 
     async def commit(self) -> None:
         self.sync_connection.commit()
@@ -86,6 +91,9 @@ def attach(engine: AsyncEngine, url: sa.URL) -> None:
         url.set(drivername="sqlite+pysqlite"),
         pool_size=5,
         max_overflow=3,
+        # Never wait for a connection: the wait would stop the loop its holders need to finish
+        # (connect() then hands the caller to the aiosqlite engine).
+        pool_timeout=0,
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
     )
     sa.event.listen(inline, "connect", lambda dbapi_connection, _record: on_connect(dbapi_connection))
@@ -100,13 +108,17 @@ def statement_engines(engine: AsyncEngine) -> list[sa.Engine]:
     return [engine.sync_engine] if inline is None else [engine.sync_engine, inline]
 
 
-def connect(engine: AsyncEngine, *, write: bool) -> InlineConnection | None:
+def connect(engine: AsyncEngine, *, write: bool, yielding: bool = False) -> InlineConnection | None:
     """A transaction on the loop's thread over `engine`'s file (a write one holds the write lock),
-    or None: not SQLite, or (`write`) another process's writer holds the lock right now."""
+    or None: not SQLite, every inline connection is in use, or (`write`) another process's writer
+    holds the lock right now."""
     inline = _inline.get(engine.sync_engine)
     if inline is None:
         return None
-    conn = inline.connect()
+    try:
+        conn = inline.connect()
+    except sa.exc.TimeoutError:
+        return None  # every inline connection is in use (transactions that await other work)
     try:
         if write and not _begin_immediate_at_once(conn):
             conn.close()
@@ -116,7 +128,7 @@ def connect(engine: AsyncEngine, *, write: bool) -> InlineConnection | None:
     except BaseException:
         conn.close()
         raise
-    return InlineConnection(conn)
+    return InlineConnection(conn, yielding=yielding)
 
 
 def _begin_immediate_at_once(conn: sa.Connection) -> bool:
