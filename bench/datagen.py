@@ -325,10 +325,12 @@ async def _prepare_postgres(conn: Any, schema: str) -> list[Any]:
         "WHERE i.schemaname = $1 AND i.tablename IN ('tasks', 'task_data', 'task_tags') AND c.conname IS NULL",
         schema,
     )
-    # The references to tasks, as the migrations define them, put back after the load.
+    # The references to tasks, as the migrations define them, put back after the load. Only the
+    # partitioned tables' own: their partitions' copies (conparentid set) go and come with them.
     fks = await conn.fetch(
         "SELECT conrelid::regclass::text AS tbl, conname, pg_get_constraintdef(oid) AS def FROM pg_constraint "
-        "WHERE contype = 'f' AND connamespace = $1::text::regnamespace AND confrelid = $2::text::regclass",
+        "WHERE contype = 'f' AND connamespace = $1::text::regnamespace AND confrelid = $2::text::regclass "
+        "AND conparentid = 0",
         schema,
         f"{schema}.tasks",
     )
