@@ -164,12 +164,11 @@ def task_result(
     )
 
 
-def _item(task: Task, tz: ZoneInfo, fields: list[str] | None, description_max: int | None) -> tuple[TaskItem, bool]:
+def _item(task: Task, tz: ZoneInfo, keep: set[str], description_max: int | None) -> tuple[TaskItem, bool]:
     view = task_view(task, tz)
     cut = description_max is not None and len(view.description) > description_max
     if cut:
         view.description = view.description[: description_max - 1].rstrip() + "…"  # type: ignore[operator]
-    keep = {"id", *fields} if fields else set(TaskView.model_fields)
     # The view's values were validated as it was built; the item takes them as they are (a dump
     # and a second validation per task were a third of a list's time).
     item = TaskItem.model_construct(_fields_set=keep, **{k: getattr(view, k) for k in keep})
@@ -191,7 +190,9 @@ def list_view(
     page: TaskPage, cal: LocalCalendar, *, fields: list[str] | None = None, description_max: int | None = None
 ) -> TaskListView:
     """A page of tasks in the user's timezone; items cut to `fields`, descriptions to `description_max`."""
-    items = [_item(t, cal.tz, check_fields(fields), description_max) for t in page.tasks]
+    chosen = check_fields(fields)
+    keep = {"id", *chosen} if chosen else set(TaskView.model_fields)
+    items = [_item(t, cal.tz, keep, description_max) for t in page.tasks]
     note = None
     if any(cut for _, cut in items):
         note = f"descriptions longer than {description_max} characters are cut (…); get_task shows one whole"

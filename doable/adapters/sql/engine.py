@@ -50,8 +50,9 @@ def create_engine(
     url = normalize_url(url)
     if is_sqlite(url):
         path = sa.make_url(url).database
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        on_disk = bool(path) and path != ":memory:"
+        if on_disk:
+            Path(str(path)).parent.mkdir(parents=True, exist_ok=True)
         # Few connections on purpose: the transactions run on the loop's thread over the
         # synchronous twin `sqlite_driver.attach` adds; this pool takes those that cannot (another
         # process holds the write lock, or every inline connection is in use). Tried at 5 + 15
@@ -63,7 +64,7 @@ def create_engine(
             connect_args={"timeout": sqlite_driver.BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
         _sqlite_pragmas(engine)
-        if path and path != ":memory:":
+        if on_disk:  # a second connection to ":memory:" would be another database
             sqlite_driver.attach(engine, sa.make_url(url))
         return engine
     connect_args: dict[str, Any] = {}

@@ -18,7 +18,7 @@ from doable.adapters.sql.idempotency import SqlIdempotencyKeys
 from doable.adapters.sql.occurrences import SqlActionTokens, SqlOccurrenceLog
 from doable.adapters.sql.series import SqlSeriesLinks
 from doable.adapters.sql.task_statements import data_t, outbox_t, tags_t, tasks_t
-from doable.adapters.sql.transactions import SqlConnection, transaction, write_turn
+from doable.adapters.sql.transactions import SqlConnection, begin, transaction, write_turn
 from doable.domain.errors import Conflict, Unavailable
 from doable.domain.events import TaskEvent
 from doable.domain.filter_text import All, Atom, Expr, Not
@@ -288,13 +288,7 @@ class SqlUnitOfWork:
         try:
             # On the event loop's thread where SQLite allows it (sqlite_driver); lists and
             # searches, which may read many rows, yield to the loop between their statements.
-            short = self._write or self._lookup
-            conn: Any = sqlite_driver.connect(self._engine, write=self._write, yielding=not short)
-            if conn is None:
-                conn = await self._engine.connect()
-                if self._write:
-                    conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
-                await conn.begin()
+            conn = await begin(self._engine, write=self._write, yielding=not (self._write or self._lookup))
         except BaseException as exc:
             await self._end_turn()
             if isinstance(exc, OperationalError | DBAPIError | OSError):

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
 
 from doable.adapters.sql import sqlite_driver
@@ -88,26 +88,39 @@ async def transaction(engine: AsyncEngine, *, write: bool = True) -> AsyncIterat
             yield conn
 
 
+async def begin(
+    engine: AsyncEngine, *, write: bool, yielding: bool = False
+) -> AsyncConnection | sqlite_driver.InlineConnection:
+    """A connection in a new transaction: on the event loop's thread where SQLite allows it
+    (sqlite_driver; `yielding` between statements), else the async driver's. A write takes
+    SQLite's write lock at BEGIN. The driver's errors are raised as they are."""
+    inline = sqlite_driver.connect(engine, write=write, yielding=yielding)
+    if inline is not None:
+        return inline
+    conn = await engine.connect()
+    try:
+        if write:
+            conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
+        await conn.begin()
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
 @asynccontextmanager
 async def _transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[SqlConnection]:
     try:
-        # On the event loop's thread where SQLite allows it (sqlite_driver); else the async driver.
-        inline = sqlite_driver.connect(engine, write=write)
-        conn: Any = inline if inline is not None else await engine.connect()
+        conn = await begin(engine, write=write)
     except (OperationalError, DBAPIError, OSError) as exc:
         raise Unavailable("the database is unavailable; try again shortly") from exc
     try:
-        if inline is None:
-            conn = await conn.execution_options(sqlite_begin="IMMEDIATE") if write else conn
-            async with conn.begin():
-                yield conn
-        else:
-            try:
-                yield conn
-                await conn.commit()
-            except BaseException:
-                await conn.rollback()
-                raise
+        try:
+            yield conn
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
     except (OperationalError, DBAPIError, OSError) as exc:
         if isinstance(exc, DBAPIError) and not isinstance(exc, OperationalError) and not exc.connection_invalidated:
             raise  # a bad statement, not an outage
