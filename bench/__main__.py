@@ -120,12 +120,14 @@ def key_figures(report: dict[str, Any]) -> list[tuple[str, str]]:
     for op in ("add_task", "list_tasks", "complete_task"):
         h, d = fig("mcp", f"{op}.http_mcp"), fig("mcp", f"{op}.direct")
         raw = fig("mcp", f"{op}.http_jsonrpc_server_share")
+        floor = fig("mcp", f"{op}.sdk_floor")
         if h and d:
             share = f"; server share (bare JSON-RPC) p50 {raw['p50']:.1f} / p95 {raw['p95']:.1f} ms" if raw else ""
+            sdk = f"; SDK floor (a server that only answers) p50 {floor['p50']:.1f} ms" if floor else ""
             out.append(
                 (
                     f"mcp {op}",
-                    f"SDK client p50 {h['p50']:.1f} / p95 {h['p95']:.1f} ms{share}; "
+                    f"SDK client p50 {h['p50']:.1f} / p95 {h['p95']:.1f} ms{share}{sdk}; "
                     f"direct p50 {d['p50']:.1f} / p95 {d['p95']:.1f} ms",
                 )
             )

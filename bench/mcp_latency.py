@@ -3,11 +3,13 @@ through the MCP SDK client over streamable HTTP to a real `doable serve` (embedd
 same operations as direct TaskService calls in this process (its own embedded runtime, relay and
 workers running, as in serve). Each run uses a fresh user: 100 adds, 30 lists, 100 completes. The
 same calls are also made as bare JSON-RPC POSTs (no SDK client), which isolates the server's share,
-and as hand-written SQL through the bare drivers (`bench/write_floor.py`): the raw floor of the
-same rows, against which the direct service call is compared (issue 19)."""
+as hand-written SQL through the bare drivers (`bench/write_floor.py`): the raw floor of the
+same rows, against which the direct service call is compared (issue 19); and through the same SDK
+client to an MCP server that only answers (`bench/mcp_floor.py`): the SDK and HTTP's own floor."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,12 @@ from typing import Any
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult
 from pydantic import SecretStr
 
-from bench import write_floor
+from bench import mcp_floor, write_floor
 from bench.core import Section, Timer, ratio_figure, summarize
-from bench.procs import JWT_SECRET, auth, doable_serve, token
+from bench.procs import JWT_SECRET, Served, auth, doable_serve, token
 from doable.bootstrap import build
 from doable.platform.settings import Settings
 from doable.usecases.inputs import ListRequest, NewTask
@@ -38,23 +41,45 @@ def _new(i: int) -> dict[str, Any]:
     }
 
 
-async def _http_run(client: Client, n_tasks: int, n_lists: int) -> dict[str, Timer]:
+async def _http_run(
+    client: Client, n_tasks: int, n_lists: int, last: dict[str, CallToolResult] | None = None
+) -> dict[str, Timer]:
+    """The calls through the SDK client; `last` gets each tool's last result."""
     timers = {op: Timer() for op in OPS}
+    last = {} if last is None else last
     ids = []
     for i in range(n_tasks):
         with timers["add_task"]:
-            r = await client.call_tool("add_task", _new(i))
+            r = last["add_task"] = await client.call_tool("add_task", _new(i))
         assert not r.is_error, r.content
         ids.append(r.structured_content["task_id"])
     for _ in range(n_lists):
         with timers["list_tasks"]:
-            r = await client.call_tool("list_tasks", {"limit": PAGE})
+            r = last["list_tasks"] = await client.call_tool("list_tasks", {"limit": PAGE})
         assert not r.is_error and len(r.structured_content["tasks"]) == min(PAGE, n_tasks), r.content
     for tid in ids:
         with timers["complete_task"]:
-            r = await client.call_tool("complete_task", {"task_id": tid})
+            r = last["complete_task"] = await client.call_tool("complete_task", {"task_id": tid})
         assert not r.is_error, r.content
     return timers
+
+
+async def _floor_http_runs(
+    work: Path, tools: list[Any], last: dict[str, CallToolResult], runs: int, size: tuple[int, int]
+) -> list[dict[str, Timer]]:
+    """The same client calls to an MCP server that only answers, with `doable serve`'s tools and
+    its last results (bench/mcp_floor.py); the first run warms up and is dropped."""
+    path = work / "mcp_floor.json"
+    path.write_text(json.dumps(mcp_floor.fixtures(tools, last)))
+    out = []
+    with Served(["-m", "bench.mcp_floor", str(path)], work / "floor_serve") as served:
+        for r in range(runs + 1):
+            async with httpx2.AsyncClient(timeout=30) as http:
+                async with Client(streamable_http_client(f"{served.base}/mcp", http_client=http)) as client:
+                    timers = await _http_run(client, *size)  # the canned page holds `size`'s tasks
+            if r:
+                out.append(timers)
+    return out
 
 
 _JSONRPC_HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
@@ -141,6 +166,8 @@ async def run(section: Section, *, quick: bool, work: Path, log: Any = print) ->
     await runtime.start()
     await write_floor.prepare(work / "floor.db")
     served = doable_serve(work / "serve")
+    last: dict[str, CallToolResult] = {}
+    tools: list[Any] = []
     try:
         served.start()
         section.info["serve_ready_s"] = round(served.ready_after_s or 0, 3)
@@ -149,7 +176,8 @@ async def run(section: Section, *, quick: bool, work: Path, log: Any = print) ->
             size = (n_tasks, n_lists) if r else (20, 5)
             async with httpx2.AsyncClient(headers=auth(token(user)), timeout=30) as http:
                 async with Client(streamable_http_client(f"{served.base}/mcp", http_client=http)) as client:
-                    http_t = await _http_run(client, *size)
+                    http_t = await _http_run(client, *size, last=last)
+                    tools = tools or (await client.list_tools()).tools
                 raw_t = await _raw_run(http, f"{served.base}/mcp", *size) if r else None
             direct_t = await _direct_run(runtime, user, *size)
             floor_t = await _floor_runs(work, user, size)
@@ -161,6 +189,10 @@ async def run(section: Section, *, quick: bool, work: Path, log: Any = print) ->
                 section.figure(f"{op}.direct").add_run(summarize(direct_t[op].samples, (50, 95, 99)))
                 for floor in FLOORS:
                     section.figure(f"{op}.{floor}").add_run(summarize(floor_t[floor][op].samples, (50, 95, 99)))
+        served.stop()
+        for timers in await _floor_http_runs(work, tools, last, runs, (n_tasks, n_lists)):
+            for op in OPS:
+                section.figure(f"{op}.sdk_floor").add_run(summarize(timers[op].samples, (50, 95, 99)))
     finally:
         served.stop()
         await runtime.aclose()
@@ -184,6 +216,15 @@ async def run(section: Section, *, quick: bool, work: Path, log: Any = print) ->
         } | {
             "service_raw_sqlite3_p50": round(floor_ratio.median("p50"), 2),
             "service_raw_aiosqlite_p50": round(aio_ratio.median("p50"), 2),
+        }
+        sdk_f = section.figures[f"{op}.sdk_floor"]
+        sdk_ratio = ratio_figure(section, f"{op}.sdk_floor_ratio", sdk_f, direct_f)
+        # What the ratio target leaves Doable once the SDK and HTTP have taken their floor.
+        section.info[f"{op}_sdk_floor"] = {
+            "p50_ms": round(sdk_f.median("p50"), 2),
+            "p95_ms": round(sdk_f.median("p95"), 2),
+            "floor_over_direct_p50": round(sdk_ratio.median("p50"), 2),
+            "doable_above_floor_p50_ms": round(http_f.median("p50") - sdk_f.median("p50"), 2),
         }
         section.info[f"{op}_server_share"] = {
             "p50_ms": round(raw_f.median("p50"), 2),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,7 +53,12 @@ class DoableMcp(MCPServer[Any]):
     dependencies, which each tool reaches through its call's Context."""
 
     def __init__(
-        self, deps: ToolDeps, tools: list[Tool], *, middleware: list[RawArguments], request_state: RequestStateSecurity | None
+        self,
+        deps: ToolDeps,
+        tools: list[Tool],
+        *,
+        middleware: list[RawArguments],
+        request_state: RequestStateSecurity | None,
     ) -> None:
         super().__init__(
             MCP_NAME,
@@ -63,6 +69,7 @@ class DoableMcp(MCPServer[Any]):
             request_state_security=request_state,
         )
         self.tool_deps = deps
+        self._declares_headers: dict[str, tuple[dict[str, Any], bool]] = {}
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
@@ -71,6 +78,18 @@ class DoableMcp(MCPServer[Any]):
             if isinstance(exc.__cause__, ValidationError) and not isinstance(exc, UnexpectedToolError):
                 raise ToolError(explain(exc.__cause__)) from exc.__cause__
             raise
+
+    def _tool_input_schema(self, name: str) -> dict[str, Any] | None:
+        """The schema the SDK checks a call's `Mcp-Param-*` headers against, or None when the tool
+        declares none (`x-mcp-header`): the SDK would walk the whole schema on every call to
+        find none, and a tool without one accepts any header (mcp.shared.inbound)."""
+        schema = super()._tool_input_schema(name)
+        if schema is None:
+            return None
+        known = self._declares_headers.get(name)
+        if known is None or known[0] is not schema:  # a tool added (again) since: look at its schema
+            known = self._declares_headers[name] = (schema, '"x-mcp-header"' in json.dumps(schema))
+        return schema if known[1] else None
 
     async def list_tools(self) -> list[McpTool]:
         return [

@@ -68,7 +68,9 @@ def tool_deps(ctx: Context[Any, Any]) -> ToolDeps:
 
 # The raw `arguments` of the current tools/call, so update_task can tell an explicit null (clear)
 # from an omitted field (keep). Set by RawArguments, an MCP server middleware.
-_raw_arguments: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("mcp_raw_arguments", default=None)
+_raw_arguments: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "mcp_raw_arguments", default=None
+)
 
 
 def raw_arguments() -> dict[str, Any] | None:
@@ -115,9 +117,15 @@ class RawArguments:
 def compact(result: object) -> object:
     """A model result as compact JSON text (the SDK would indent it: tokens for nothing) plus the
     same structured content."""
-    if not isinstance(result, BaseModel):
+    if not isinstance(result, BaseModel) or isinstance(result, CallToolResult):
         return result
-    data = result.model_dump(mode="json")
+    return structured(result.model_dump(mode="json"))
+
+
+def structured(data: dict[str, Any]) -> CallToolResult:
+    """A tool's result that is already JSON: the same compact text and structured content as
+    `compact`. The tool declares its model as `Annotated[CallToolResult, Model]`: the SDK then
+    publishes the model's schema and checks `data` against it."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 

@@ -116,33 +116,38 @@ def local(instant: datetime | None, tz: ZoneInfo) -> str | None:
     return instant.astimezone(tz).isoformat(timespec="seconds") if instant else None
 
 
-def task_view(task: Task, tz: ZoneInfo) -> TaskView:
-    due = task.due_date.isoformat() if task.due_date else local(task.due_at, tz)
-    return TaskView(
-        id=task.task_id,
-        title=task.title,
-        completed=task.completed,
-        description=task.description,
-        priority=task.priority.value,
-        tags=list(task.tags),
-        due=due,
-        all_day=task.all_day,
-        reminders=[
-            ReminderView(
-                at=local(r.at, tz), minutes_before=r.minutes_before, fires_at=local(r.fire_at(task.due_at), tz)
-            )
+def task_fields(task: Task, tz: ZoneInfo) -> dict[str, Any]:
+    """TaskView's fields as JSON values: what `task_view` validates, and what a list's items are
+    cut from as they are (a model per task, then its dump, were half of a list's time)."""
+    return {
+        "id": task.task_id,
+        "title": task.title,
+        "completed": task.completed,
+        "description": task.description,
+        "priority": task.priority.value,
+        "tags": list(task.tags),
+        "due": task.due_date.isoformat() if task.due_date else local(task.due_at, tz),
+        "all_day": task.all_day,
+        "reminders": [
+            {"at": local(r.at, tz), "minutes_before": r.minutes_before, "fires_at": local(r.fire_at(task.due_at), tz)}
             for r in task.reminders
         ],
-        recurrence=RecurrenceView(
-            rule=task.recurrence.rule, summary=rec.describe(task.recurrence.rule), anchor=task.recurrence.anchor.value
-        )
+        "recurrence": {
+            "rule": task.recurrence.rule,
+            "summary": rec.describe(task.recurrence.rule),
+            "anchor": task.recurrence.anchor.value,
+        }
         if task.recurrence
         else None,
-        series_id=task.series_id,
-        completed_at=local(task.completed_at, tz),
-        created_at=local(task.created_at, tz) or "",
-        updated_at=local(task.updated_at, tz) or "",
-    )
+        "series_id": task.series_id,
+        "completed_at": local(task.completed_at, tz),
+        "created_at": local(task.created_at, tz) or "",
+        "updated_at": local(task.updated_at, tz) or "",
+    }
+
+
+def task_view(task: Task, tz: ZoneInfo) -> TaskView:
+    return TaskView.model_validate(task_fields(task, tz))
 
 
 def due_text(instant: datetime, all_day: bool, tz: ZoneInfo) -> str:
@@ -164,15 +169,15 @@ def task_result(
     )
 
 
-def _item(task: Task, tz: ZoneInfo, keep: set[str], description_max: int | None) -> tuple[TaskItem, bool]:
-    view = task_view(task, tz)
-    cut = description_max is not None and len(view.description) > description_max
+def _item(task: Task, tz: ZoneInfo, keep: set[str] | None, description_max: int | None) -> tuple[dict[str, Any], bool]:
+    item = task_fields(task, tz)
+    description: str = item["description"]
+    cut = description_max is not None and len(description) > description_max
     if cut:
-        view.description = view.description[: description_max - 1].rstrip() + "…"  # type: ignore[operator]
-    # The view's values were validated as it was built; the item takes them as they are (a dump
-    # and a second validation per task were a third of a list's time).
-    item = TaskItem.model_construct(_fields_set=keep, **{k: getattr(view, k) for k in keep})
-    return item, cut and "description" in keep
+        item["description"] = description[: description_max - 1].rstrip() + "…"  # type: ignore[operator]
+    if keep is not None:
+        item = {k: v for k, v in item.items() if k in keep}
+    return item, cut and (keep is None or "description" in keep)
 
 
 def check_fields(fields: list[str] | None) -> list[str] | None:
@@ -186,29 +191,37 @@ def check_fields(fields: list[str] | None) -> list[str] | None:
     return fields
 
 
-def list_view(
+def list_page(
     page: TaskPage, cal: LocalCalendar, *, fields: list[str] | None = None, description_max: int | None = None
-) -> TaskListView:
-    """A page of tasks in the user's timezone; items cut to `fields`, descriptions to `description_max`."""
+) -> dict[str, Any]:
+    """A page of tasks in the user's timezone as TaskListView's JSON (the MCP tool sends it as it
+    is); items cut to `fields`, descriptions to `description_max`."""
     chosen = check_fields(fields)
-    keep = {"id", *chosen} if chosen else set(TaskView.model_fields)
+    keep = {"id", *chosen} if chosen else None
     items = [_item(t, cal.tz, keep, description_max) for t in page.tasks]
     note = None
     if any(cut for _, cut in items):
         note = f"descriptions longer than {description_max} characters are cut (…); get_task shows one whole"
-    return TaskListView(
-        tasks=[item for item, _ in items],
-        note=note,
-        query=page.query,
-        total=page.total,
-        returned=len(page.tasks),
-        next_cursor=page.next_cursor,
-        truncated=page.next_cursor is not None,
-        timezone=cal.tz.key,
-        now=local(cal.now, cal.tz) or "",
-        today=cal.today,
-        week_start=cal.week_start,
-    )
+    return {
+        "tasks": [item for item, _ in items],
+        "query": page.query,
+        "note": note,
+        "total": page.total,
+        "returned": len(page.tasks),
+        "next_cursor": page.next_cursor,
+        "truncated": page.next_cursor is not None,
+        "timezone": cal.tz.key,
+        "now": local(cal.now, cal.tz) or "",
+        "today": cal.today.isoformat(),
+        "week_start": cal.week_start.isoformat(),
+    }
+
+
+def list_view(
+    page: TaskPage, cal: LocalCalendar, *, fields: list[str] | None = None, description_max: int | None = None
+) -> TaskListView:
+    """`list_page` as the model (REST's response, its schema)."""
+    return TaskListView.model_validate(list_page(page, cal, fields=fields, description_max=description_max))
 
 
 def profile_view(user_id: str, cal: LocalCalendar) -> ProfileView:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
 from pydantic import Field
 
 from doable.domain.query import SortField, Status
@@ -12,7 +13,7 @@ from doable.domain.task import Priority, Task
 from doable.platform.offload import off_loop
 from doable.usecases.inputs import DueText, ListRequest, NewTask, TaskChanges
 from doable.usecases.runner import Outcome
-from doable.usecases.views import TaskListView, TaskResult, list_view, task_result
+from doable.usecases.views import TaskListView, TaskResult, list_page, task_result
 from mcp_server.tooling import (
     DateArg,
     DescriptionArg,
@@ -25,6 +26,7 @@ from mcp_server.tooling import (
     TitleArg,
     UserIdArg,
     raw_arguments,
+    structured,
     tool_deps,
     tool_errors,
 )
@@ -102,7 +104,7 @@ async def list_tasks(
         list[str] | None, Field(max_length=14, description="Only these task fields (and id), e.g. ['title','due'].")
     ] = None,
     user_id: UserIdArg = None,
-) -> TaskListView:
+) -> Annotated[CallToolResult, TaskListView]:
     """List, search, filter and sort tasks. Includes the user's now/today."""
     deps = tool_deps(ctx)
     request = ListRequest(
@@ -121,7 +123,7 @@ async def list_tasks(
         cursor=cursor,
     )
     page = await deps.tasks.list(deps.caller(user_id), request)
-    return list_view(page.value, page.calendar, fields=fields, description_max=LIST_DESCRIPTION_MAX)
+    return structured(list_page(page.value, page.calendar, fields=fields, description_max=LIST_DESCRIPTION_MAX))
 
 
 @tool_errors
@@ -165,9 +167,7 @@ async def update_task(
     raw = raw_arguments()
     given = {k: v for k, v in values.items() if k in raw} if raw else {k: v for k, v in values.items() if v is not None}
     changes = TaskChanges(**given)
-    done = await deps.tasks.update(
-        uid, task_id, changes, idempotency_key=idempotency_key, scope=scope, preview=preview
-    )
+    done = await deps.tasks.update(uid, task_id, changes, idempotency_key=idempotency_key, scope=scope, preview=preview)
     return await present_preview(done) if preview else present(done, "updated")
 
 
@@ -175,7 +175,9 @@ async def update_task(
 async def complete_task(
     ctx: Context[Any, Any],
     task_id: TaskIdArg,
-    skip: Annotated[bool, Field(description="Repeating task: skip this occurrence; it moves to its next date.")] = False,
+    skip: Annotated[
+        bool, Field(description="Repeating task: skip this occurrence; it moves to its next date.")
+    ] = False,
     idempotency_key: IdemArg = None,
     user_id: UserIdArg = None,
 ) -> TaskResult:

@@ -28,6 +28,8 @@ def test_quick_mcp_benchmark_writes_its_report(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     mcp = report["benchmarks"]["mcp"]
     assert mcp["status"] == "ok"
-    assert {"add_task.http_mcp", "list_tasks.direct", "complete_task.overhead_ratio"} <= set(mcp["figures"])
+    figures = {"add_task.http_mcp", "list_tasks.direct", "complete_task.overhead_ratio", "list_tasks.sdk_floor"}
+    assert figures <= set(mcp["figures"])
+    assert mcp["info"]["add_task_sdk_floor"]["p50_ms"] > 0  # the SDK floor ran, in the same run
     assert all(t["value"] is not None for t in mcp["targets"])
     assert "add_task p95 over HTTP+MCP" in done.stdout

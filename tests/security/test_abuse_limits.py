@@ -97,7 +97,10 @@ async def test_a_user_holds_at_most_the_configured_number_of_live_streams(
     app, runtime = two_stream_app
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
-        async with runtime.live.connect("alice", frozenset({"task"})), runtime.live.connect("alice", frozenset({"task"})):
+        async with (
+            runtime.live.connect("alice", frozenset({"task"})),
+            runtime.live.connect("alice", frozenset({"task"})),
+        ):
             # Alice holds two streams: a third is refused before it starts (a 429 is not a stream).
             for path in ("/api/updates/stream", "/api/notifications/stream"):
                 refused = await http.get(path, headers=auth(token_for("alice")))
@@ -160,7 +163,9 @@ async def test_a_connection_whose_request_head_never_finishes_is_closed(settings
 
     port = _free_port()
     options = server_options(settings.model_copy(update={"request_timeout_seconds": 0.2}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off", **options))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off", **options)
+    )
     serving = asyncio.create_task(server.serve())
     try:
         while not server.started:  # noqa: ASYNC110 - uvicorn offers no start event
@@ -177,6 +182,52 @@ async def test_a_connection_whose_request_head_never_finishes_is_closed(settings
         answer = await asyncio.wait_for(reader.read(), 30)
         assert answer.startswith(b"HTTP/1.1 200")
         writer.close()
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@pytest.mark.parametrize("chunks", [1, 7])
+async def test_a_request_head_over_the_limit_gets_431_and_one_under_it_is_served(
+    settings: Settings, chunks: int
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    limit = 4096
+    port = _free_port()
+    options = server_options(settings.model_copy(update={"max_header_bytes": limit}))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off", **options)
+    )
+    serving = asyncio.create_task(server.serve())
+
+    async def ask(head: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        step = -(-len(head) // chunks)
+        for i in range(0, len(head), step):  # in pieces, as a slow or hostile client sends it
+            writer.write(head[i : i + step])
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        answer = await asyncio.wait_for(reader.read(), 30)
+        writer.close()
+        return answer
+
+    def head_of(size: int) -> bytes:
+        start = b"GET /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Pad: "
+        return start + b"a" * (size - len(start) - 4) + b"\r\n\r\n"
+
+    try:
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no start event
+            await asyncio.sleep(0.01)
+        assert len(head_of(limit + 1)) == limit + 1
+        refused = await ask(head_of(limit + 1))
+        assert refused.startswith(b"HTTP/1.1 431"), refused[:80]
+        assert str(limit).encode() in refused  # the answer says the limit
+        served = await ask(head_of(limit))  # the limit itself is allowed
+        assert served.startswith(b"HTTP/1.1 200"), served[:80]
     finally:
         server.should_exit = True
         await serving
@@ -222,7 +273,8 @@ async def test_a_webhook_connects_to_the_address_that_was_checked(url: str) -> N
 
 
 @pytest.mark.parametrize(
-    "addresses", [["127.0.0.1"], ["10.1.2.3"], ["93.184.216.34", "192.168.0.1"], ["::1"], ["fd00::1"], ["169.254.169.254"]]
+    "addresses",
+    [["127.0.0.1"], ["10.1.2.3"], ["93.184.216.34", "192.168.0.1"], ["::1"], ["fd00::1"], ["169.254.169.254"]],
 )
 async def test_a_webhook_name_with_any_private_address_is_refused(addresses: list[str]) -> None:
     seen: list[httpx2.Request] = []
