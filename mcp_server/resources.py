@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from doable.domain.errors import DoableError, NotFound
 from doable.domain.query import SortField, Status
 from doable.usecases.inputs import ListRequest
-from doable.usecases.views import list_view, task_result
+from doable.usecases.views import list_page, task_result
 from mcp_server.tooling import ToolDeps
 
 TODAY_URI = "tasks://today"
@@ -30,8 +30,9 @@ TODAY_MAX = 100
 DESCRIPTION_MAX = 200
 
 
-def _text(view: BaseModel) -> str:
-    return json.dumps(view.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
+def _text(view: BaseModel | dict[str, Any]) -> str:
+    data = view.model_dump(mode="json") if isinstance(view, BaseModel) else view
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 async def _read(work: Callable[[], Awaitable[str]], uri: str) -> str:
@@ -57,7 +58,7 @@ def add_resources(mcp: MCPServer[Any], deps: ToolDeps) -> None:
         async def work() -> str:
             request = ListRequest(status=Status.PENDING, filter="overdue | today", sort=SortField.DUE, limit=TODAY_MAX)
             page = await deps.tasks.list(deps.user(), request)
-            return _text(list_view(page.value, page.calendar, description_max=DESCRIPTION_MAX))
+            return _text(list_page(page.value, page.calendar, description_max=DESCRIPTION_MAX))
 
         return await _read(work, TODAY_URI)
 

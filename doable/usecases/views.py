@@ -172,9 +172,10 @@ def task_result(
 def _item(task: Task, tz: ZoneInfo, keep: set[str] | None, description_max: int | None) -> tuple[dict[str, Any], bool]:
     item = task_fields(task, tz)
     description: str = item["description"]
-    cut = description_max is not None and len(description) > description_max
-    if cut:
-        item["description"] = description[: description_max - 1].rstrip() + "…"  # type: ignore[operator]
+    cut = False
+    if description_max is not None and len(description) > description_max:
+        item["description"] = description[: description_max - 1].rstrip() + "…"
+        cut = True
     if keep is not None:
         item = {k: v for k, v in item.items() if k in keep}
     return item, cut and (keep is None or "description" in keep)
@@ -194,8 +195,9 @@ def check_fields(fields: list[str] | None) -> list[str] | None:
 def list_page(
     page: TaskPage, cal: LocalCalendar, *, fields: list[str] | None = None, description_max: int | None = None
 ) -> dict[str, Any]:
-    """A page of tasks in the user's timezone as TaskListView's JSON (the MCP tool sends it as it
-    is); items cut to `fields`, descriptions to `description_max`."""
+    """A page of tasks in the user's timezone as TaskListView's JSON (sent as it is: MCP's SDK and
+    REST's response model check it against TaskListView); items cut to `fields`, descriptions to
+    `description_max`."""
     chosen = check_fields(fields)
     keep = {"id", *chosen} if chosen else None
     items = [_item(t, cal.tz, keep, description_max) for t in page.tasks]
@@ -215,13 +217,6 @@ def list_page(
         "today": cal.today.isoformat(),
         "week_start": cal.week_start.isoformat(),
     }
-
-
-def list_view(
-    page: TaskPage, cal: LocalCalendar, *, fields: list[str] | None = None, description_max: int | None = None
-) -> TaskListView:
-    """`list_page` as the model (REST's response, its schema)."""
-    return TaskListView.model_validate(list_page(page, cal, fields=fields, description_max=description_max))
 
 
 def profile_view(user_id: str, cal: LocalCalendar) -> ProfileView:

@@ -16,7 +16,7 @@ from referencing import Registry
 from doable.domain.clock import LocalCalendar
 from doable.domain.query import TaskPage
 from doable.domain.task import Priority, Reminder, Task
-from doable.usecases.views import list_view, task_result
+from doable.usecases.views import list_page, task_result
 from mcp_server.schemas import flat_output_schema
 from mcp_server.server import registered_tools
 from mcp_server.tools import TOOLS
@@ -59,8 +59,9 @@ def test_every_tool_publishes_a_flat_output_schema() -> None:
 
 
 def test_a_page_of_tasks_validates_against_both_schemas_and_list_items_are_not_described_field_by_field() -> None:
-    page = list_view(TaskPage(tasks=[_task(i) for i in range(1, 51)], total=50, next_cursor=None), LocalCalendar(now=NOW, tz=BERLIN))
-    data = page.model_dump(mode="json")
+    data = list_page(
+        TaskPage(tasks=[_task(i) for i in range(1, 51)], total=50, next_cursor=None), LocalCalendar(now=NOW, tz=BERLIN)
+    )
     generated = _generated("list_tasks")
     flat = flat_output_schema(generated)
     assert _errors(generated, data) == [] and _errors(flat, data) == []
@@ -80,8 +81,8 @@ def test_a_page_of_tasks_validates_against_both_schemas_and_list_items_are_not_d
     ],
 )
 def test_the_flat_schema_refuses_what_the_generated_one_refuses(broken: dict[str, Any]) -> None:
-    page = list_view(TaskPage(tasks=[_task(1)], total=1, next_cursor=None), LocalCalendar(now=NOW, tz=BERLIN))
-    data = {**page.model_dump(mode="json"), **broken}
+    page = list_page(TaskPage(tasks=[_task(1)], total=1, next_cursor=None), LocalCalendar(now=NOW, tz=BERLIN))
+    data = {**page, **broken}
     assert _errors(_generated("list_tasks"), data) and _errors(flat_output_schema(_generated("list_tasks")), data)
 
 
